@@ -1,0 +1,124 @@
+"""The machinery behind every `check_...` function of the exercises.
+
+A checker runs the learner's code through a `Checker`, which turns whatever
+happens (a wrong shape, NaNs, an exception, `NotImplementedError`) into a line
+of feedback instead of a traceback:
+
+    def check_count_words(count_words):
+        with Checker("00.count_words") as check:
+            counts = check.call(count_words, "To be, or not to be")
+            check.that("returns a dict", isinstance(counts, dict), expected="dict", actual=type(counts).__name__)
+
+The per-lesson checkers live beside this file, one module per topic.
+"""
+
+import traceback
+
+import numpy as np
+import torch
+
+from .. import progress
+
+
+class _StopChecking(Exception):
+    """Raised inside a Checker block when later checks would be meaningless."""
+
+
+class Checker:
+    def __init__(self, exercise_id: str, points: float = 1):
+        self.exercise_id, self.points = exercise_id, points
+        self.results: list[tuple[bool, str, str]] = []  # (passed, name, detail)
+        self.status = "checked"  # or "not attempted", "crashed"
+
+    def __enter__(self) -> "Checker":
+        return self
+
+    def __exit__(self, kind, error, trace) -> bool:
+        if kind is not None and not issubclass(kind, _StopChecking):
+            return False  # a bug in the checker itself: let it show
+        print(self.report())
+        if self.status != "not attempted":
+            progress.record(self.exercise_id, "exercise", self.points if self.passed else 0, self.points)
+        return True
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "checked" and bool(self.results) and all(ok for ok, _, _ in self.results)
+
+    # --- running the learner's code ---
+
+    def call(self, function, *args, **kwargs):
+        """Call the learner's function; stop with a clear message if it fails."""
+        if not callable(function):
+            self.fail("your answer is a function", expected="a function (def ...)", actual=f"{type(function).__name__}: {function!r:.60}")
+            raise _StopChecking
+        try:
+            return function(*args, **kwargs)
+        except NotImplementedError:
+            self.status = "not attempted"
+            raise _StopChecking from None
+        except Exception as error:  # the learner's bug: report it, never crash the checker
+            self.status = "crashed"
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            self.results.append((False, f"calling {getattr(function, '__name__', 'your function')}",
+                                 f"it raised {type(error).__name__}: {error}\n      (at line {frame.lineno}: {frame.line})"))
+            raise _StopChecking from None
+
+    # --- recording checks ---
+
+    def that(self, name: str, passed: bool, expected=None, actual=None, hint: str = "") -> bool:
+        detail = "" if passed else _detail(expected, actual, hint)
+        self.results.append((bool(passed), name, detail))
+        return bool(passed)
+
+    def fail(self, name: str, expected=None, actual=None, hint: str = "") -> None:
+        self.that(name, False, expected, actual, hint)
+
+    def require(self, name: str, passed: bool, expected=None, actual=None, hint: str = "") -> None:
+        """Like `that`, but stop here if it fails (later checks would only repeat it)."""
+        if not self.that(name, passed, expected, actual, hint):
+            raise _StopChecking
+
+    def close(self, name: str, actual, expected, atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> bool:
+        """Compare an array or tensor with the expected one: type, shape, NaNs, then values."""
+        if not isinstance(actual, (torch.Tensor, np.ndarray)):
+            return self.that(name, False, "a tensor", f"{type(actual).__name__}", "return a torch.Tensor")
+        got = torch.as_tensor(actual).detach().cpu()
+        want = torch.as_tensor(expected).detach().cpu()
+        if tuple(got.shape) != tuple(want.shape):
+            return self.that(name, False, f"shape {tuple(want.shape)}", f"shape {tuple(got.shape)}", hint)
+        if not got.is_floating_point() and want.is_floating_point():
+            return self.that(name, False, f"a floating-point tensor ({want.dtype})", f"{got.dtype}", hint)
+        if torch.isnan(got.float()).any():
+            position = tuple(torch.nonzero(torch.isnan(got.float()))[0].tolist())
+            return self.that(name, False, "no NaN", f"NaN at position {position}", hint)
+        difference = (got.double() - want.double()).abs()
+        within = difference <= atol + rtol * want.double().abs()
+        if bool(within.all()):
+            return self.that(name, True)
+        position = tuple(torch.nonzero(~within)[0].tolist())
+        return self.that(name, False, f"{want[position].item():.4f} at position {position}",
+                         f"{got[position].item():.4f} (largest difference {difference.max().item():.2g})", hint)
+
+    # --- the report ---
+
+    def report(self) -> str:
+        if self.status == "not attempted":
+            return (f"… {self.exercise_id}: not attempted yet. Replace `raise NotImplementedError` "
+                    "with your code and run both cells again.")
+        lines = [f"{'✓' if ok else '✗'} {name}" + (f"\n      {detail}" if detail else "") for ok, name, detail in self.results]
+        passed = sum(ok for ok, _, _ in self.results)
+        verdict = (f"All {passed} checks passed: well done." if self.passed
+                   else f"{passed} of {len(self.results)} checks passed; fix the first ✗ and run again.")
+        return "\n".join([f"{self.exercise_id}", *lines, verdict])
+
+
+def _detail(expected, actual, hint: str) -> str:
+    parts = []
+    if expected is not None:
+        parts.append(f"expected: {expected}")
+    if actual is not None:
+        parts.append(f"actual:   {actual}")
+    if hint:
+        parts.append(f"hint:     {hint}")
+    return "\n      ".join(parts)

@@ -1,0 +1,47 @@
+"""The `course` command: list, doctor, run (and more as the course grows)."""
+
+import argparse
+import sys
+
+from .lessons import BUDGET_SECONDS, all_lessons, find_lessons, measured_seconds
+
+
+def cmd_list(args) -> int:
+    measured = measured_seconds()
+    print(f"{'#':<3} {'lesson':<28} {'title':<52} {'last run':>9}  budget")
+    for lesson in all_lessons():
+        seconds = measured.get(lesson.name)
+        last = f"{seconds / 60:.1f} min" if seconds is not None else "-"
+        print(f"{lesson.number:<3} {lesson.name:<28} {lesson.title:<52} {last:>9}  {BUDGET_SECONDS / 60:.1f} min")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor()
+
+
+def cmd_run(args) -> int:
+    from .runner import run_lessons
+
+    ok = run_lessons(find_lessons(args.lessons), in_place=args.in_place)
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="course", description="The transformers course: run, check and grade lessons.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    verbs.add_parser("list", help="the lessons in order, with titles and time budgets").set_defaults(func=cmd_list)
+    verbs.add_parser("doctor", help="check this environment; exit 1 with a fix for each problem").set_defaults(func=cmd_doctor)
+    run = verbs.add_parser("run", help="execute lessons headlessly (all by default) and time them")
+    run.add_argument("lessons", nargs="*", metavar="LESSON", help="a number (3) or a name (03_masks)")
+    run.add_argument("--in-place", action="store_true",
+                     help="store the executed notebooks as notebooks/NN_slug.ipynb (what `make notebooks` does)")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

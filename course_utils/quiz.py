@@ -1,0 +1,313 @@
+"""Quizzes: read from quizzes/NN_slug.yaml, shown as widgets in JupyterLab or
+as plain text in a headless run, and graded the same way by `answer(...)`.
+
+A quiz file looks like this (every option carries its own explanation):
+
+    lesson: "00"
+    title: How this course works
+    questions:
+      - id: offline                 # answered as "00.offline"
+        type: single                # single | multiple | numeric | text
+        points: 1                   # optional, 1 by default
+        prompt: Where does the course load its pretrained encoder from?
+        options:
+          - text: A local folder installed by a Python package
+            correct: true
+            why: The course runs offline; the weights ship in a package.
+          - text: The Hugging Face hub, at first use
+            why: No lesson opens a network connection.
+      - id: words
+        type: numeric
+        prompt: ...
+        answer: 3
+        tolerance: 0            # optional, 0 by default
+        why: ...
+      - id: mask
+        type: text
+        prompt: ...
+        accept: [attention mask, mask]
+        why: ...
+"""
+
+import html
+import math
+import os
+import re
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from . import paths, progress
+
+QUESTION_TYPES = ("single", "multiple", "numeric", "text")
+HEADLESS_VARIABLE = "COURSE_HEADLESS"
+
+
+class QuizFormatError(ValueError):
+    """A quiz file does not follow the format above."""
+
+
+class AnswerError(ValueError):
+    """An answer that cannot be graded (unknown id, wrong type, ...)."""
+
+
+@dataclass
+class Option:
+    text: str
+    why: str
+    correct: bool = False
+
+
+@dataclass
+class Question:
+    id: str  # the full id, "00.offline"
+    type: str
+    prompt: str
+    points: float = 1
+    options: list[Option] = field(default_factory=list)
+    answer: float | None = None  # numeric questions
+    tolerance: float = 0.0
+    accept: list[str] = field(default_factory=list)  # text questions
+    why: str = ""  # numeric and text questions
+
+    @property
+    def letters(self) -> str:
+        return string.ascii_uppercase[: len(self.options)]
+
+
+@dataclass
+class Quiz:
+    lesson: str
+    title: str
+    questions: dict[str, Question]
+    source: Path
+
+
+@dataclass
+class Feedback:
+    question: Question
+    correct: bool
+    points: float
+    explanation: str
+
+    def __str__(self) -> str:
+        mark = "✓ Correct" if self.correct else "✗ Not quite"
+        return f"{mark} ({self.points:g}/{self.question.points:g}) · {self.question.id}\n{self.explanation}"
+
+
+# --- reading and validating quiz files ---------------------------------------
+
+def _require(condition: bool, where: str, problem: str) -> None:
+    if not condition:
+        raise QuizFormatError(f"{where}: {problem}")
+
+
+def parse_quiz(text: str, source: Path) -> Quiz:
+    """Validate a quiz file's text; an error names the file, question and field."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise QuizFormatError(f"{source}: not valid YAML ({error})") from None
+    _require(isinstance(data, dict), str(source), "expected a mapping with 'lesson', 'title' and 'questions'")
+    for key in ("lesson", "title", "questions"):
+        _require(key in data, str(source), f"missing field '{key}'")
+    lesson = str(data["lesson"])
+    _require(re.fullmatch(r"\d\d", lesson) is not None, str(source), f"field 'lesson' must be two digits, got {lesson!r}")
+    _require(isinstance(data["questions"], list) and data["questions"], str(source),
+             "field 'questions' must be a non-empty list")
+    questions = {}
+    for index, raw in enumerate(data["questions"], start=1):
+        question = _parse_question(raw, lesson, f"{source}: question {index}")
+        _require(question.id not in questions, f"{source}: question {index}", f"duplicate id '{question.id}'")
+        questions[question.id] = question
+    return Quiz(lesson, str(data["title"]), questions, source)
+
+
+def _parse_question(raw, lesson: str, where: str) -> Question:
+    _require(isinstance(raw, dict), where, "expected a mapping with 'id', 'type' and 'prompt'")
+    for key in ("id", "type", "prompt"):
+        _require(key in raw, where, f"missing field '{key}'")
+    where = f"{where} ('{raw['id']}')"
+    _require(raw["type"] in QUESTION_TYPES, where, f"field 'type' must be one of {', '.join(QUESTION_TYPES)}, got {raw['type']!r}")
+    points = raw.get("points", 1)
+    _require(isinstance(points, (int, float)) and points > 0, where, f"field 'points' must be a positive number, got {points!r}")
+    question = Question(id=f"{lesson}.{raw['id']}", type=raw["type"], prompt=str(raw["prompt"]).strip(), points=points)
+
+    if question.type in ("single", "multiple"):
+        options = raw.get("options")
+        _require(isinstance(options, list) and len(options) >= 2, where, "field 'options' must list at least two options")
+        for number, option in enumerate(options, start=1):
+            _require(isinstance(option, dict) and "text" in option and "why" in option, where,
+                     f"field 'options', option {number}: needs 'text' and 'why' (the explanation)")
+            question.options.append(Option(str(option["text"]), str(option["why"]).strip(), bool(option.get("correct", False))))
+        right = sum(option.correct for option in question.options)
+        _require(right >= 1, where, "field 'options': no option is marked 'correct: true'")
+        _require(question.type == "multiple" or right == 1, where, "field 'options': a single-choice question needs exactly one correct option")
+    else:
+        _require("why" in raw, where, "missing field 'why' (the explanation)")
+        question.why = str(raw["why"]).strip()
+    if question.type == "numeric":
+        _require(isinstance(raw.get("answer"), (int, float)), where, "field 'answer' must be a number")
+        question.answer = float(raw["answer"])
+        question.tolerance = float(raw.get("tolerance", 0))
+        _require(question.tolerance >= 0, where, "field 'tolerance' must not be negative")
+    if question.type == "text":
+        accept = raw.get("accept")
+        _require(isinstance(accept, list) and accept and all(isinstance(a, str) for a in accept), where,
+                 "field 'accept' must be a non-empty list of accepted answers")
+        question.accept = [normalise_text(a) for a in accept]
+    return question
+
+
+def quiz_path(lesson: str) -> Path:
+    """quizzes/00_setup.yaml for "00", "00_setup" or "00.anything"."""
+    number = str(lesson)[:2]
+    matches = sorted(paths.QUIZZES.glob(f"{number}_*.yaml"))
+    if not matches:
+        raise AnswerError(f"There is no quiz for lesson {number!r} in {paths.QUIZZES}.")
+    return matches[0]
+
+
+def load_quiz(lesson: str) -> Quiz:
+    path = quiz_path(lesson)
+    return parse_quiz(path.read_text(encoding="utf-8"), path)
+
+
+# --- grading -------------------------------------------------------------------
+
+def normalise_text(text: str) -> str:
+    """Case, surrounding punctuation and repeated spaces do not matter."""
+    return " ".join(text.lower().split()).strip(string.punctuation + " ")
+
+
+def _letters(question: Question, value) -> set[str]:
+    usage = f'answer("{question.id}", "{question.letters[0]}")'
+    if question.type == "multiple":
+        usage = f'answer("{question.id}", ["{question.letters[0]}", "{question.letters[-1]}"])'
+    if isinstance(value, str):
+        chosen = [letter for letter in value.upper() if not letter.isspace() and letter != ","]
+    elif isinstance(value, (list, tuple, set)) and question.type == "multiple":
+        chosen = [str(letter).strip().upper() for letter in value]
+    else:
+        raise AnswerError(f"{question.id} expects {'letters' if question.type == 'multiple' else 'one letter'}, "
+                          f"got {value!r} ({type(value).__name__}). Example: {usage}")
+    if not chosen:
+        raise AnswerError(f"{question.id}: the answer is empty. Example: {usage}")
+    unknown = [letter for letter in chosen if letter not in question.letters]
+    if unknown:
+        raise AnswerError(f"{question.id} has options {', '.join(question.letters)}; "
+                          f"{', '.join(map(repr, unknown))} is not one of them. Example: {usage}")
+    if question.type == "single" and len(chosen) != 1:
+        raise AnswerError(f"{question.id} takes exactly one letter, got {len(chosen)}. Example: {usage}")
+    return set(chosen)
+
+
+def grade(question: Question, value) -> Feedback:
+    """Grade one answer; raise AnswerError for an answer of the wrong form."""
+    if question.type in ("single", "multiple"):
+        chosen = _letters(question, value)
+        right = {letter for letter, option in zip(question.letters, question.options) if option.correct}
+        notes = [f"{letter}) {question.options[question.letters.index(letter)].why}" for letter in sorted(chosen)]
+        if question.type == "multiple" and chosen != right:
+            notes.append(f"{len(right & chosen)} of your choices are right; {len(right)} options are right in all.")
+        return Feedback(question, chosen == right, question.points if chosen == right else 0, "\n".join(notes))
+    if question.type == "numeric":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise AnswerError(f"{question.id} expects a number, got {value!r} ({type(value).__name__}).")
+        try:
+            number = float(value)
+        except ValueError:
+            raise AnswerError(f"{question.id} expects a number, got the text {value!r}.") from None
+        if not math.isfinite(number):
+            raise AnswerError(f"{question.id} expects a finite number, got {value!r}.")
+        correct = abs(number - question.answer) <= question.tolerance + 1e-12
+        return Feedback(question, correct, question.points if correct else 0, question.why if correct else
+                        "Check your arithmetic and try again." + (f" (Answers within ±{question.tolerance:g} count.)" if question.tolerance else ""))
+    if not isinstance(value, str) or not normalise_text(value):
+        raise AnswerError(f'{question.id} expects a short text answer, e.g. answer("{question.id}", "your words"); got {value!r}.')
+    correct = normalise_text(value) in question.accept
+    return Feedback(question, correct, question.points if correct else 0,
+                    question.why if correct else "Not the word we are looking for; reread the section and try again.")
+
+
+def answer(question_id: str, value) -> None:
+    """Grade an answer in code, print the feedback and save it to your progress.
+    `answer("00.offline", "A")`; multiple choice: `answer("00.parts", ["A", "C"])`."""
+    if not isinstance(question_id, str) or not re.fullmatch(r"\d\d\.[\w-]+", question_id):
+        raise AnswerError(f"A question id looks like \"00.offline\" (lesson number, dot, name); got {question_id!r}.")
+    quiz = load_quiz(question_id)
+    if question_id not in quiz.questions:
+        raise AnswerError(f"Quiz {quiz.lesson} has no question {question_id!r}. Its questions: {', '.join(quiz.questions)}.")
+    question = quiz.questions[question_id]
+    if value is None or value is Ellipsis:
+        print(f"… {question_id}: not answered yet.")
+        return
+    feedback = grade(question, value)
+    progress.record(question.id, "quiz", feedback.points, question.points)
+    print(feedback)
+
+
+# --- showing a quiz --------------------------------------------------------------
+
+def _kind(question: Question) -> str:
+    return {"single": "one answer", "multiple": "one or more answers", "numeric": "a number", "text": "a word or two"}[question.type]
+
+
+def quiz_as_text(quiz: Quiz) -> str:
+    lines = [f"Quiz {quiz.lesson} · {quiz.title} ({len(quiz.questions)} questions)"]
+    for question in quiz.questions.values():
+        lines += ["", f"{question.id}  ({question.points:g} point{'s' * (question.points != 1)}, {_kind(question)})",
+                  *("  " + line for line in question.prompt.splitlines())]
+        lines += [f"    {letter}) {option.text}" for letter, option in zip(question.letters, question.options)]
+    lines += ["", 'Answer in code, e.g. answer("%s", ...); in JupyterLab the quiz is interactive.' % next(iter(quiz.questions))]
+    return "\n".join(lines)
+
+
+def show_quiz(lesson: str) -> None:
+    """The lesson's quiz: widgets in JupyterLab, plain text in a headless run."""
+    quiz = load_quiz(lesson)
+    if os.environ.get(HEADLESS_VARIABLE) == "1":
+        print(quiz_as_text(quiz))
+        return
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    display(widgets.VBox([widgets.HTML(f"<h3>Quiz {quiz.lesson} · {html.escape(quiz.title)}</h3>")] +
+                         [_question_widget(question) for question in quiz.questions.values()]))
+
+
+def _question_widget(question: Question):
+    import ipywidgets as widgets
+
+    labels = [f"{letter}) {option.text}" for letter, option in zip(question.letters, question.options)]
+    if question.type == "single":
+        control = widgets.RadioButtons(options=labels, value=None, layout={"width": "max-content"})
+        read = lambda: control.value and control.value[0]  # noqa: E731 (the letter)
+    elif question.type == "multiple":
+        boxes = [widgets.Checkbox(description=label, indent=False) for label in labels]
+        control = widgets.VBox(boxes)
+        read = lambda: [label[0] for label, box in zip(labels, boxes) if box.value]  # noqa: E731
+    else:
+        control = widgets.Text(placeholder="a number" if question.type == "numeric" else "your answer")
+        read = lambda: control.value  # noqa: E731
+    button = widgets.Button(description="Check", button_style="primary")
+    feedback = widgets.HTML()
+
+    def on_check(_):
+        try:
+            result = grade(question, read())
+        except AnswerError as error:
+            feedback.value = f"<p style='color:#a15c00'>{html.escape(str(error))}</p>"
+            return
+        progress.record(question.id, "quiz", result.points, question.points)
+        colour = "#1a7f37" if result.correct else "#b42318"
+        verdict = "✓ Correct" if result.correct else "✗ Not quite"
+        feedback.value = (f"<p style='color:{colour}'><b>{verdict}</b> ({result.points:g}/{question.points:g})</p>"
+                          f"<p>{html.escape(result.explanation).replace(chr(10), '<br>')}</p>")
+
+    button.on_click(on_check)
+    header = widgets.HTML(f"<p><b>{html.escape(question.id)}</b> <i>({_kind(question)})</i><br>"
+                          f"{html.escape(question.prompt).replace(chr(10), '<br>')}</p>")
+    return widgets.VBox([header, control, button, feedback], layout={"margin": "0 0 1em 0"})

@@ -1,0 +1,113 @@
+"""Execute lessons headlessly: `course run` (executed copies into build/) and
+`make notebooks` (re-execute the sources and store them as the .ipynb pairs)."""
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import ipykernel.kernelspec
+import jupytext
+import nbformat
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from jupyter_client.manager import KernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from tqdm.auto import tqdm
+
+from . import env, paths, progress, quiz
+from .lessons import BUDGET_SECONDS, TIMINGS, Lesson, measured_seconds
+
+KERNEL_NAME = "transformers-course"
+KERNEL_DISPLAY_NAME = "Python (transformers course)"
+CELL_TIMEOUT_SECONDS = 600
+
+
+def kernel_environment(progress_file: Path) -> dict[str, str]:
+    """What every kernel of a headless run (`course run`, the tests, grading) sees."""
+    return {
+        **env.OFFLINE_VARIABLES,
+        env.BLOCK_NETWORK_VARIABLE: "1",
+        quiz.HEADLESS_VARIABLE: "1",
+        progress.PROGRESS_VARIABLE: str(progress_file),
+        "PYTHONHASHSEED": "0",  # set order and str hashes, printed in some outputs
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    }
+
+
+class _ThisEnvironment(KernelSpecManager):
+    """Always start the kernel with this Python, whatever kernels are registered."""
+
+    def get_kernel_spec(self, kernel_name):
+        return KernelSpec(resource_dir=ipykernel.kernelspec.RESOURCES, **ipykernel.kernelspec.get_kernel_dict())
+
+
+def read_source(lesson: Lesson) -> nbformat.NotebookNode:
+    notebook = jupytext.read(lesson.source)
+    notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
+    return notebook
+
+
+def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str) -> None:
+    """Run every cell in order in a fresh kernel, with a progress bar over cells."""
+    code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False)
+    client = NotebookClient(
+        notebook, km=KernelManager(kernel_spec_manager=_ThisEnvironment(), kernel_name=KERNEL_NAME),
+        timeout=CELL_TIMEOUT_SECONDS, resources={"metadata": {"path": str(workdir)}}, record_timing=False,
+        on_cell_executed=lambda **_: bar.update(1),
+    )
+    try:
+        client.execute()
+    finally:
+        bar.close()
+
+
+def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | None = None) -> bool:
+    """Execute the lessons in order; print minutes per lesson; True if all passed.
+    A failing lesson is reported and the others still run; with in_place, its
+    stored .ipynb is left as it was."""
+    out_dir = out_dir or paths.BUILD / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings = measured_seconds()
+    rows, all_ok = [], True
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ.update(kernel_environment(Path(scratch) / "progress.jsonl"))
+        for lesson in tqdm(lessons, desc="lessons", unit="lesson"):
+            notebook = read_source(lesson)
+            start = time.perf_counter()
+            try:
+                execute(notebook, lesson.source.parent, lesson.name)
+                status = "ok"
+            except CellExecutionError as error:
+                status, all_ok = "FAILED", False
+                tqdm.write(f"\n{lesson.name} failed:\n{_short(error)}\n")
+            seconds = time.perf_counter() - start
+            if status == "ok":
+                timings[lesson.name] = round(seconds, 1)
+                target = lesson.notebook if in_place else out_dir / lesson.notebook.name
+                jupytext.write(notebook, target, fmt="ipynb")
+            elif not in_place:
+                nbformat.write(notebook, out_dir / lesson.notebook.name)  # keep the partial run to inspect
+            rows.append((lesson.name, seconds, status))
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True))
+    print(timing_table(rows))
+    print(f"\nExecuted notebooks: {'notebooks/ (in place)' if in_place else out_dir}")
+    return all_ok
+
+
+def timing_table(rows: list[tuple[str, float, str]]) -> str:
+    width = max([len(name) for name, _, _ in rows] + [6])
+    lines = [f"{'lesson':<{width}}  minutes  budget  status", "-" * (width + 25)]
+    for name, seconds, status in rows:
+        over = "  over budget" if seconds > BUDGET_SECONDS else ""
+        lines.append(f"{name:<{width}}  {seconds / 60:7.1f}  {BUDGET_SECONDS / 60:6.1f}  {status}{over}")
+    lines.append(f"{'total':<{width}}  {sum(s for _, s, _ in rows) / 60:7.1f}")
+    return "\n".join(lines)
+
+
+def _short(error: CellExecutionError) -> str:
+    text = str(error)
+    return text if len(text) < 3000 else text[:1500] + "\n...\n" + text[-1500:]

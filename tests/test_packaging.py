@@ -1,0 +1,47 @@
+"""The two install paths (pip via pyproject.toml, conda via environment.yml)
+stay identical, and CI runs exactly the README's test command."""
+
+import re
+import tomllib
+
+import yaml
+
+from course_utils import paths
+
+ROOT = paths.COURSE_ROOT
+
+
+def _pyproject_pins():
+    return set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def test_every_dependency_is_pinned_exactly():
+    loose = [dep for dep in _pyproject_pins() if not re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.+]+", dep)]
+    assert not loose, f"pin these with ==, or stored outputs stop being reproducible: {loose}"
+    assert "torch==2.13.0" in _pyproject_pins()
+
+
+def test_environment_yml_lists_the_same_packages():
+    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(item["pip"] for item in environment["dependencies"] if isinstance(item, dict))
+    assert set(pip_section) == _pyproject_pins(), (
+        f"only in environment.yml: {sorted(set(pip_section) - _pyproject_pins())}; "
+        f"only in pyproject.toml: {sorted(_pyproject_pins() - set(pip_section))}")
+    assert "python=3.11" in environment["dependencies"]
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\s*(make \w+)\s*$", readme.split("## Two commands")[1].split("\n## ")[0], re.MULTILINE)
+    assert commands == ["make lab", "make test"], commands
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci[-1].strip() == "make test"
+
+
+def test_readme_lesson_table_lists_every_lesson():
+    from course_utils.lessons import all_lessons
+
+    readme = (ROOT / "README.md").read_text()
+    for lesson in all_lessons():
+        assert re.search(rf"^\| {lesson.number} \| {re.escape(lesson.title)} \|", readme, re.MULTILINE), (
+            f"README's lesson table has no row for {lesson.number} · {lesson.title}")

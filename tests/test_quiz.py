@@ -1,0 +1,147 @@
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from course_utils import paths, progress
+from course_utils.quiz import AnswerError, QuizFormatError, answer, grade, load_quiz, parse_quiz, quiz_as_text
+
+QUIZ = textwrap.dedent("""\
+    lesson: "42"
+    title: Test quiz
+    questions:
+      - id: pick
+        type: single
+        prompt: Pick B.
+        options:
+          - {text: a, why: not a}
+          - {text: b, why: yes b, correct: true}
+          - {text: c, why: not c}
+      - id: many
+        type: multiple
+        points: 2
+        prompt: Pick A and C.
+        options:
+          - {text: a, why: yes a, correct: true}
+          - {text: b, why: not b}
+          - {text: c, why: yes c, correct: true}
+      - id: number
+        type: numeric
+        prompt: Two and a half?
+        answer: 2.5
+        tolerance: 0.1
+        why: 2.5 it is.
+      - id: word
+        type: text
+        prompt: Which mask hides the future?
+        accept: [causal mask, causal]
+        why: The causal mask.
+    """)
+
+
+@pytest.fixture
+def quiz():
+    return parse_quiz(QUIZ, Path("quizzes/42_test.yaml"))
+
+
+def test_every_quiz_file_in_the_course_is_valid():
+    files = sorted(paths.QUIZZES.glob("*.yaml"))
+    assert files
+    for path in files:
+        quiz = load_quiz(path.name[:2])
+        assert quiz.lesson == path.name[:2]
+        assert len(quiz.questions) >= 5, f"{path.name}: a lesson's quiz has at least 5 questions"
+
+
+@pytest.mark.parametrize("value, correct", [("B", True), ("b", True), (" b ", True), ("A", False)])
+def test_single_choice(quiz, value, correct):
+    feedback = grade(quiz.questions["42.pick"], value)
+    assert feedback.correct is correct and feedback.points == (1 if correct else 0)
+    assert ("yes b" if correct else "not a") in feedback.explanation
+
+
+@pytest.mark.parametrize("value, correct", [(["A", "C"], True), ("ca", True), ("A, C", True), (["A"], False),
+                                            (["A", "B", "C"], False)])
+def test_multiple_choice(quiz, value, correct):
+    feedback = grade(quiz.questions["42.many"], value)
+    assert feedback.correct is correct and feedback.points == (2 if correct else 0)
+
+
+@pytest.mark.parametrize("value, correct", [(2.5, True), (2.59, True), ("2.45", True), (3, False), (2.61, False)])
+def test_numeric_with_tolerance(quiz, value, correct):
+    assert grade(quiz.questions["42.number"], value).correct is correct
+
+
+@pytest.mark.parametrize("value, correct", [("causal", True), ("  Causal  Mask. ", True), ("padding", False)])
+def test_short_text_is_normalised(quiz, value, correct):
+    assert grade(quiz.questions["42.word"], value).correct is correct
+
+
+@pytest.mark.parametrize("question, value, message", [
+    ("42.pick", 1, "expects one letter"),
+    ("42.pick", "", "empty"),
+    ("42.pick", "E", "options A, B, C"),
+    ("42.pick", "AB", "exactly one letter"),
+    ("42.many", 3.0, "expects letters"),
+    ("42.number", "two", "expects a number"),
+    ("42.number", True, "expects a number"),
+    ("42.number", float("nan"), "finite"),
+    ("42.word", 7, "short text"),
+    ("42.word", "   ", "short text"),
+])
+def test_malformed_answers_get_a_clear_message(quiz, question, value, message):
+    with pytest.raises(AnswerError, match=message):
+        grade(quiz.questions[question], value)
+
+
+def test_answer_prints_feedback_and_records_progress(progress_file, capsys):
+    answer("00.edit", "B")
+    assert "✓ Correct (1/1) · 00.edit" in capsys.readouterr().out
+    answer("00.edit", "A")
+    assert "✗ Not quite (0/1)" in capsys.readouterr().out
+    lines = [json.loads(line) for line in progress_file.read_text().splitlines()]
+    assert [(entry["item"], entry["points"]) for entry in lines] == [("00.edit", 1), ("00.edit", 0)]
+    assert progress.latest_results(progress_file)["00.edit"]["points"] == 0
+
+
+def test_unanswered_is_not_an_error(progress_file, capsys):
+    answer("00.edit", None)
+    assert "not answered yet" in capsys.readouterr().out
+    assert not progress_file.exists()
+
+
+@pytest.mark.parametrize("question_id, message", [
+    ("00.nope", "has no question '00.nope'. Its questions: 00.offline"),
+    ("99.x", "no quiz for lesson '99'"),
+    ("offline", "looks like"),
+    (7, "looks like"),
+])
+def test_answer_rejects_unknown_ids(question_id, message):
+    with pytest.raises(AnswerError, match=message):
+        answer(question_id, "A")
+
+
+def test_text_fallback_lists_every_question_and_option(quiz):
+    text = quiz_as_text(quiz)
+    assert "42.pick  (1 point, one answer)" in text and "    C) c" in text
+    assert "42.many  (2 points, one or more answers)" in text
+    assert "yes b" not in text, "the plain-text quiz never shows explanations before an answer"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda q: q.replace('lesson: "42"', 'lesson: "4"'), "field 'lesson' must be two digits"),
+    (lambda q: q.replace("title: Test quiz\n", ""), "missing field 'title'"),
+    (lambda q: q.replace("type: numeric", "type: essay"), r"question 3 \('number'\): field 'type' must be one of"),
+    (lambda q: q.replace("{text: b, why: yes b, correct: true}", "{text: b, why: yes b}"),
+     r"question 1 \('pick'\): field 'options': no option is marked"),
+    (lambda q: q.replace("{text: a, why: not a}", "{text: a}"), r"question 1 \('pick'\): field 'options', option 1: needs 'text' and 'why'"),
+    (lambda q: q.replace("answer: 2.5", "answer: lots"), r"question 3 \('number'\): field 'answer' must be a number"),
+    (lambda q: q.replace("accept: [causal mask, causal]", "accept: []"), "field 'accept' must be a non-empty list"),
+    (lambda q: q.replace("id: many", "id: pick"), "duplicate id '42.pick'"),
+    (lambda q: q.replace("points: 2", "points: -1"), "field 'points' must be a positive number"),
+    (lambda q: q + "  - [unclosed\n", "not valid YAML"),
+])
+def test_a_malformed_quiz_file_names_file_question_and_field(edit, message):
+    with pytest.raises(QuizFormatError, match=r"quizzes/42_test\.yaml.*" + message):
+        parse_quiz(edit(QUIZ), Path("quizzes/42_test.yaml"))

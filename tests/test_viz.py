@@ -1,0 +1,27 @@
+"""nbval compares only the text of figures, so plots are tested here."""
+
+import collections
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from course_utils import viz  # noqa: E402
+
+COUNTS = collections.Counter({"the": 50, "and": 40, "i": 30, "to": 20, "of": 10, "ho": 1})
+
+
+def test_top_words_draws_one_bar_per_word_in_order():
+    ax = viz.plot_top_words(COUNTS, top=4)
+    assert [bar.get_height() for bar in ax.patches] == [50, 40, 30, 20]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["the", "and", "i", "to"]
+    plt.close("all")
+
+
+def test_rank_frequency_is_log_log_and_sorted():
+    ax = viz.plot_rank_frequency(COUNTS)
+    x, y = ax.lines[0].get_data()
+    assert list(x) == [1, 2, 3, 4, 5, 6] and list(y) == [50, 40, 30, 20, 10, 1]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    plt.close("all")
