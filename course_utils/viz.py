@@ -24,3 +24,25 @@ def plot_rank_frequency(counts, ax=None):
     ax.set_ylabel("occurrences")
     ax.set_title("Rank against frequency (log-log)")
     return ax
+
+
+def plot_attention(weights, query_tokens, key_tokens=None, ax=None, title: str = ""):
+    """Heatmap of one (queries, keys) attention matrix: row i shows where
+    query i looks; each row sums to 1."""
+    key_tokens = query_tokens if key_tokens is None else key_tokens
+    size = max(2.5, 0.35 * len(key_tokens))
+    ax = ax or plt.subplots(figsize=(size + 1, max(2.5, 0.35 * len(query_tokens))))[1]
+    image = ax.imshow(_as_numpy(weights), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(key_tokens)), key_tokens, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(query_tokens)), query_tokens, fontsize=8)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    ax.grid(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax
+
+
+def _as_numpy(values):
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else values

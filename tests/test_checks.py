@@ -87,3 +87,12 @@ def test_close_reports_shape_dtype_nan_and_position(capsys):
     assert "actual:   list" in out
     assert "2 of 7 checks passed" in out
     assert np.isfinite(want.numpy()).all()
+
+
+def test_close_names_a_known_mistake(capsys):
+    scores = torch.tensor([[1.0, 2.0], [3.0, 5.0]])
+    with Checker("99.demo") as check:
+        check.close("softmax", scores.softmax(dim=0), scores.softmax(dim=-1),
+                    mistakes={"softmax over the wrong axis (dim=0)": scores.softmax(dim=0), "no softmax": scores})
+    out = capsys.readouterr().out
+    assert "hint:     your output is exactly what softmax over the wrong axis (dim=0) gives" in out

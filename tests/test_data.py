@@ -108,3 +108,14 @@ def test_a_missing_package_names_the_fix(module, function, fix):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
     assert "MissingResourceError" in result.stderr and fix in result.stderr
+
+
+def test_encoder_attention_maps_have_one_row_per_token_summing_to_one():
+    import torch
+
+    from course_utils.pretrained import attention_maps
+
+    tokens, maps = attention_maps("The cat chased the mouse.")
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "cat" in tokens
+    assert maps.shape == (6, 12, len(tokens), len(tokens))
+    torch.testing.assert_close(maps.sum(-1), torch.ones(6, 12, len(tokens)))

@@ -25,3 +25,13 @@ def test_rank_frequency_is_log_log_and_sorted():
     assert list(x) == [1, 2, 3, 4, 5, 6] and list(y) == [50, 40, 30, 20, 10, 1]
     assert ax.get_xscale() == ax.get_yscale() == "log"
     plt.close("all")
+
+
+def test_attention_heatmap_shows_the_matrix_with_token_labels():
+    import torch
+
+    weights = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    ax = viz.plot_attention(weights, ["a", "b"], title="demo")
+    assert (ax.images[0].get_array() == weights.numpy()).all()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"] and ax.get_title() == "demo"
+    plt.close("all")

@@ -79,8 +79,13 @@ class Checker:
         if not self.that(name, passed, expected, actual, hint):
             raise _StopChecking
 
-    def close(self, name: str, actual, expected, atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> bool:
-        """Compare an array or tensor with the expected one: type, shape, NaNs, then values."""
+    def close(self, name: str, actual, expected, atol: float = 1e-5, rtol: float = 1e-4, hint: str = "",
+              mistakes: dict | None = None) -> bool:
+        """Compare an array or tensor with the expected one: type, shape, NaNs, then values.
+
+        `mistakes` maps the name of a classic slip to the output that slip
+        produces on the same input ({"softmax over the wrong axis": ...}); when
+        the learner's output matches one, the report names it."""
         if not isinstance(actual, (torch.Tensor, np.ndarray)):
             return self.that(name, False, "a tensor", f"{type(actual).__name__}", "return a torch.Tensor")
         got = torch.as_tensor(actual).detach().cpu()
@@ -96,6 +101,11 @@ class Checker:
         within = difference <= atol + rtol * want.double().abs()
         if bool(within.all()):
             return self.that(name, True)
+        for mistake, wrong in (mistakes or {}).items():
+            wrong = torch.as_tensor(wrong).detach().cpu().double()
+            if wrong.shape == got.shape and torch.allclose(got.double(), wrong, atol=atol, rtol=rtol):
+                hint = f"your output is exactly what {mistake} gives" + (f"; {hint}" if hint else "")
+                break
         position = tuple(torch.nonzero(~within)[0].tolist())
         return self.that(name, False, f"{want[position].item():.4f} at position {position}",
                          f"{got[position].item():.4f} (largest difference {difference.max().item():.2g})", hint)

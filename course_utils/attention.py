@@ -1,0 +1,104 @@
+"""Attention, the reviewed version of lessons 02-04.
+
+Mask convention, everywhere in this course: a boolean tensor in which True
+means "may attend" (the same as `F.scaled_dot_product_attention`). Note that
+`nn.MultiheadAttention` uses the opposite: True there means "masked out".
+
+Shapes: batch B, heads H, query length Lq, key length Lk, width D = H * Dh.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def scaled_dot_product_attention(q, k, v, mask=None):
+    """softmax(q kᵀ / √d_k) v, returning (output, weights).
+
+    q: (..., Lq, d_k), k: (..., Lk, d_k), v: (..., Lk, d_v);
+    mask: bool, broadcastable to (..., Lq, Lk), True where attending is allowed.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if mask is not None:
+        # -inf before the softmax gives masked keys exactly zero weight.
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+def causal_mask(length: int, device=None) -> torch.Tensor:
+    """(length, length) bool: position i may attend to positions 0..i."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """From a tokenizer's (B, Lk) 0/1 `attention_mask` to a (B, 1, 1, Lk) bool
+    mask that broadcasts over heads and queries: padded keys get no attention."""
+    return attention_mask.bool()[:, None, None, :]
+
+
+class MultiHeadAttention(nn.Module):
+    """H heads of width D/H attend in parallel to different projections of the
+    same sequence; W^O mixes their outputs back to width D.
+
+    The projections are stored like `nn.MultiheadAttention`'s (one packed
+    (3D, D) input projection, then `out_proj`), so weights copy one to one.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        self.d_model, self.num_heads, self.head_dim = d_model, num_heads, d_model // num_heads
+        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # W^Q, W^K, W^V stacked
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
+        self.dropout = dropout
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, D) -> (B, H, L, Dh): view the width as H slices, then bring
+        heads forward. A reshape straight to (B, H, L, Dh) would mix positions."""
+        batch, length, _ = x.shape
+        return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, H, L, Dh) -> (B, L, D), the inverse of split_heads."""
+        batch, _, length, _ = x.shape
+        return x.transpose(1, 2).reshape(batch, length, self.d_model)
+
+    def project(self, query, key, value):
+        if query is key is value:  # self-attention: one matrix multiply for all three
+            return self.in_proj(query).chunk(3, dim=-1)
+        w_q, w_k, w_v = self.in_proj.weight.chunk(3)
+        b_q, b_k, b_v = self.in_proj.bias.chunk(3) if self.in_proj.bias is not None else (None,) * 3
+        return F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
+
+    def forward(self, query, key=None, value=None, mask=None, need_weights: bool = False):
+        """query: (B, Lq, D); key, value: (B, Lk, D), default: the query
+        (self-attention). mask: bool, broadcastable to (B, H, Lq, Lk), True =
+        may attend. Returns (output (B, Lq, D), weights (B, H, Lq, Lk) or None)."""
+        key = query if key is None else key
+        value = key if value is None else value
+        q, k, v = (self.split_heads(x) for x in self.project(query, key, value))
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, mask)
+            if self.training and self.dropout:
+                out = F.dropout(weights, self.dropout) @ v
+        else:
+            # The fast path: PyTorch's fused kernel never builds the weights.
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            weights = None
+        return self.out_proj(self.merge_heads(out)), weights
+
+    @torch.no_grad()
+    def load_from_torch(self, reference: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """Copy the weights of a `nn.MultiheadAttention(d_model, num_heads, batch_first=True)`."""
+        if reference.in_proj_weight is None:
+            raise ValueError("only nn.MultiheadAttention with equal query, key and value widths is supported")
+        self.in_proj.weight.copy_(reference.in_proj_weight)
+        self.out_proj.weight.copy_(reference.out_proj.weight)
+        if self.in_proj.bias is not None:
+            self.in_proj.bias.copy_(reference.in_proj_bias)
+            self.out_proj.bias.copy_(reference.out_proj.bias)
+        return self

