@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from pathlib import Path
 
 from .lessons import BUDGET_SECONDS, all_lessons, find_lessons, measured_seconds
 
@@ -29,6 +30,36 @@ def cmd_run(args) -> int:
     return 0 if ok else 1
 
 
+def cmd_progress(args) -> int:
+    from .progress import progress_table
+
+    print(progress_table())
+    return 0
+
+
+def cmd_student(args) -> int:
+    from .student import ReleaseError, build_release
+
+    try:
+        written = build_release(args.out)
+    except ReleaseError as error:
+        print(f"course student: {error}", file=sys.stderr)
+        return 2
+    notebooks = sum(path.suffix == ".ipynb" for path in written)
+    print(f"Student release in {args.out}: {notebooks} notebooks with solutions stubbed, "
+          f"{len(written) - notebooks} quizzes with answers sealed.")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    from .grading import grade_folder
+
+    lesson = f"{int(args.lesson):02d}" if args.lesson else None
+    grades = grade_folder(args.submissions, args.out, lesson=lesson, time_limit=args.time_limit)
+    print(f"\nGradebook: {args.out} ({len(grades)} submissions); feedback files in {args.out.parent / 'feedback'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="The transformers course: run, check and grade lessons.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -39,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--in-place", action="store_true",
                      help="store the executed notebooks as notebooks/NN_slug.ipynb (what `make notebooks` does)")
     run.set_defaults(func=cmd_run)
+    verbs.add_parser("progress", help="your quiz answers and exercises, per lesson").set_defaults(func=cmd_progress)
+    student = verbs.add_parser("student", help="write the student release: solutions stubbed, quiz answers sealed")
+    student.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
+    student.set_defaults(func=cmd_student)
+    grade = verbs.add_parser("grade", help="run and grade a folder of submitted notebooks")
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with the .ipynb files (searched recursively)")
+    grade.add_argument("--out", type=Path, default=Path("grades.csv"), help="the gradebook CSV (default: grades.csv)")
+    grade.add_argument("--lesson", help="the lesson being graded: a submission of another lesson is reported, not graded")
+    grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
+    grade.set_defaults(func=cmd_grade)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -29,6 +29,8 @@ A quiz file looks like this (every option carries its own explanation):
         why: ...
 """
 
+import base64
+import hashlib
 import html
 import math
 import os
@@ -57,20 +59,25 @@ class AnswerError(ValueError):
 class Option:
     text: str
     why: str
-    correct: bool = False
 
 
 @dataclass
 class Question:
+    """One question, graded by comparing a salted hash of the answer's
+    canonical form with `keys`. The same code grades an authoring file (keys
+    computed from its plain answers) and a sealed student file (keys stored)."""
+
     id: str  # the full id, "00.offline"
     type: str
     prompt: str
     points: float = 1
     options: list[Option] = field(default_factory=list)
-    answer: float | None = None  # numeric questions
-    tolerance: float = 0.0
-    accept: list[str] = field(default_factory=list)  # text questions
     why: str = ""  # numeric and text questions
+    keys: frozenset[str] = frozenset()  # salted hashes of every accepted canonical answer
+    salt: str = ""
+    step: float = 0.0  # numeric: answers are compared on a grid of this step (a tenth of the tolerance)
+    right_options: int = 0  # multiple choice: how many options are right, for feedback
+    answers: tuple[str, ...] = ()  # the canonical right answers: authoring files only, never sealed
 
     @property
     def letters(self) -> str:
@@ -97,6 +104,46 @@ class Feedback:
         return f"{mark} ({self.points:g}/{self.question.points:g}) · {self.question.id}\n{self.explanation}"
 
 
+# --- keys: hashes of canonical answers, and sealed explanations -------------------
+
+def answer_key(salt: str, question_id: str, canonical: str) -> str:
+    return hashlib.sha256(f"{salt}|{question_id}|{canonical}".encode()).hexdigest()[:32]
+
+
+def numeric_canonical(value: float, step: float) -> str:
+    """The grid cell of a number; with no tolerance, the exact float."""
+    return str(round(value / step)) if step else repr(float(value))
+
+
+CELLS_PER_TOLERANCE = 10
+
+
+def numeric_cells(answer: float, tolerance: float) -> tuple[float, list[str]]:
+    """(step, canonical forms) accepting every number within the tolerance,
+    give or take half a step (a twentieth of the tolerance) at the edges."""
+    if not tolerance:
+        return 0.0, [numeric_canonical(answer, 0.0)]
+    step = tolerance / CELLS_PER_TOLERANCE
+    return step, [str(j) for j in range(round((answer - tolerance) / step), round((answer + tolerance) / step) + 1)]
+
+
+def _keystream(key: str, length: int) -> bytes:
+    blocks = (hashlib.sha256(f"{key}|{n}".encode()).digest() for n in range(length // 32 + 1))
+    return b"".join(blocks)[:length]
+
+
+def seal_text(text: str, key: str) -> str:
+    """Obscure an explanation so that a student file shows no answer in plain
+    text (it says which option was right); `unseal_text` reverses it."""
+    data = text.encode()
+    return base64.b64encode(bytes(a ^ b for a, b in zip(data, _keystream(key, len(data))))).decode()
+
+
+def unseal_text(sealed: str, key: str) -> str:
+    data = base64.b64decode(sealed)
+    return bytes(a ^ b for a, b in zip(data, _keystream(key, len(data)))).decode()
+
+
 # --- reading and validating quiz files ---------------------------------------
 
 def _require(condition: bool, where: str, problem: str) -> None:
@@ -117,15 +164,17 @@ def parse_quiz(text: str, source: Path) -> Quiz:
     _require(re.fullmatch(r"\d\d", lesson) is not None, str(source), f"field 'lesson' must be two digits, got {lesson!r}")
     _require(isinstance(data["questions"], list) and data["questions"], str(source),
              "field 'questions' must be a non-empty list")
+    salt = str(data.get("salt", ""))  # present in sealed (student) files only
     questions = {}
     for index, raw in enumerate(data["questions"], start=1):
-        question = _parse_question(raw, lesson, f"{source}: question {index}")
-        _require(question.id not in questions, f"{source}: question {index}", f"duplicate id '{question.id}'")
+        where = f"{source}: question {index}"
+        question = _parse_sealed(raw, lesson, salt, where) if salt else _parse_question(raw, lesson, where)
+        _require(question.id not in questions, where, f"duplicate id '{question.id}'")
         questions[question.id] = question
     return Quiz(lesson, str(data["title"]), questions, source)
 
 
-def _parse_question(raw, lesson: str, where: str) -> Question:
+def _parse_common(raw, lesson: str, where: str) -> tuple[Question, str]:
     _require(isinstance(raw, dict), where, "expected a mapping with 'id', 'type' and 'prompt'")
     for key in ("id", "type", "prompt"):
         _require(key in raw, where, f"missing field '{key}'")
@@ -133,31 +182,57 @@ def _parse_question(raw, lesson: str, where: str) -> Question:
     _require(raw["type"] in QUESTION_TYPES, where, f"field 'type' must be one of {', '.join(QUESTION_TYPES)}, got {raw['type']!r}")
     points = raw.get("points", 1)
     _require(isinstance(points, (int, float)) and points > 0, where, f"field 'points' must be a positive number, got {points!r}")
-    question = Question(id=f"{lesson}.{raw['id']}", type=raw["type"], prompt=str(raw["prompt"]).strip(), points=points)
+    return Question(id=f"{lesson}.{raw['id']}", type=raw["type"], prompt=str(raw["prompt"]).strip(), points=points), where
 
+
+def _parse_question(raw, lesson: str, where: str) -> Question:
+    """An authoring question, with its answers in plain text."""
+    question, where = _parse_common(raw, lesson, where)
     if question.type in ("single", "multiple"):
         options = raw.get("options")
         _require(isinstance(options, list) and len(options) >= 2, where, "field 'options' must list at least two options")
+        right = ""
         for number, option in enumerate(options, start=1):
             _require(isinstance(option, dict) and "text" in option and "why" in option, where,
                      f"field 'options', option {number}: needs 'text' and 'why' (the explanation)")
-            question.options.append(Option(str(option["text"]), str(option["why"]).strip(), bool(option.get("correct", False))))
-        right = sum(option.correct for option in question.options)
-        _require(right >= 1, where, "field 'options': no option is marked 'correct: true'")
-        _require(question.type == "multiple" or right == 1, where, "field 'options': a single-choice question needs exactly one correct option")
+            question.options.append(Option(str(option["text"]), str(option["why"]).strip()))
+            right += question.letters[-1] if option.get("correct", False) else ""
+        _require(len(right) >= 1, where, "field 'options': no option is marked 'correct: true'")
+        _require(question.type == "multiple" or len(right) == 1, where, "field 'options': a single-choice question needs exactly one correct option")
+        canonical, question.right_options = [right], len(right)
     else:
         _require("why" in raw, where, "missing field 'why' (the explanation)")
         question.why = str(raw["why"]).strip()
     if question.type == "numeric":
-        _require(isinstance(raw.get("answer"), (int, float)), where, "field 'answer' must be a number")
-        question.answer = float(raw["answer"])
-        question.tolerance = float(raw.get("tolerance", 0))
-        _require(question.tolerance >= 0, where, "field 'tolerance' must not be negative")
+        _require(isinstance(raw.get("answer"), (int, float)) and not isinstance(raw.get("answer"), bool), where,
+                 "field 'answer' must be a number")
+        tolerance = raw.get("tolerance", 0)
+        _require(isinstance(tolerance, (int, float)) and tolerance >= 0, where, "field 'tolerance' must be a number, not negative")
+        question.step, canonical = numeric_cells(float(raw["answer"]), float(tolerance))
     if question.type == "text":
         accept = raw.get("accept")
-        _require(isinstance(accept, list) and accept and all(isinstance(a, str) for a in accept), where,
+        _require(isinstance(accept, list) and accept and all(isinstance(a, str) and normalise_text(a) for a in accept), where,
                  "field 'accept' must be a non-empty list of accepted answers")
-        question.accept = [normalise_text(a) for a in accept]
+        canonical = [normalise_text(a) for a in accept]
+    question.answers = tuple(canonical)
+    question.keys = frozenset(answer_key("", question.id, c) for c in canonical)
+    return question
+
+
+def _parse_sealed(raw, lesson: str, salt: str, where: str) -> Question:
+    """A student question: hashed keys and sealed explanations (see student.py)."""
+    question, where = _parse_common(raw, lesson, where)
+    try:
+        question.salt, question.keys = salt, frozenset(raw["keys"])
+        question.step, question.right_options = float(raw.get("step", 0)), int(raw.get("right_options", 0))
+        if question.type in ("single", "multiple"):
+            letters = string.ascii_uppercase
+            question.options = [Option(str(o["text"]), unseal_text(o["why"], f"{salt}|{question.id}|{letters[n]}"))
+                                for n, o in enumerate(raw["options"])]
+        else:
+            question.why = unseal_text(raw["why"], f"{salt}|{question.id}")
+    except (KeyError, TypeError, ValueError) as error:
+        raise QuizFormatError(f"{where}: a sealed question is damaged ({error!r}); rebuild the release with `course student`") from None
     return question
 
 
@@ -182,7 +257,7 @@ def normalise_text(text: str) -> str:
     return " ".join(text.lower().split()).strip(string.punctuation + " ")
 
 
-def _letters(question: Question, value) -> set[str]:
+def _letters(question: Question, value) -> str:
     usage = f'answer("{question.id}", "{question.letters[0]}")'
     if question.type == "multiple":
         usage = f'answer("{question.id}", ["{question.letters[0]}", "{question.letters[-1]}"])'
@@ -201,18 +276,14 @@ def _letters(question: Question, value) -> set[str]:
                           f"{', '.join(map(repr, unknown))} is not one of them. Example: {usage}")
     if question.type == "single" and len(chosen) != 1:
         raise AnswerError(f"{question.id} takes exactly one letter, got {len(chosen)}. Example: {usage}")
-    return set(chosen)
+    return "".join(sorted(set(chosen)))
 
 
-def grade(question: Question, value) -> Feedback:
-    """Grade one answer; raise AnswerError for an answer of the wrong form."""
+def canonical_answer(question: Question, value) -> str:
+    """The one string an answer is reduced to before hashing; raises AnswerError
+    for an answer of the wrong form."""
     if question.type in ("single", "multiple"):
-        chosen = _letters(question, value)
-        right = {letter for letter, option in zip(question.letters, question.options) if option.correct}
-        notes = [f"{letter}) {question.options[question.letters.index(letter)].why}" for letter in sorted(chosen)]
-        if question.type == "multiple" and chosen != right:
-            notes.append(f"{len(right & chosen)} of your choices are right; {len(right)} options are right in all.")
-        return Feedback(question, chosen == right, question.points if chosen == right else 0, "\n".join(notes))
+        return _letters(question, value)
     if question.type == "numeric":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise AnswerError(f"{question.id} expects a number, got {value!r} ({type(value).__name__}).")
@@ -222,14 +293,28 @@ def grade(question: Question, value) -> Feedback:
             raise AnswerError(f"{question.id} expects a number, got the text {value!r}.") from None
         if not math.isfinite(number):
             raise AnswerError(f"{question.id} expects a finite number, got {value!r}.")
-        correct = abs(number - question.answer) <= question.tolerance + 1e-12
-        return Feedback(question, correct, question.points if correct else 0, question.why if correct else
-                        "Check your arithmetic and try again." + (f" (Answers within ±{question.tolerance:g} count.)" if question.tolerance else ""))
+        return numeric_canonical(number, question.step)
     if not isinstance(value, str) or not normalise_text(value):
         raise AnswerError(f'{question.id} expects a short text answer, e.g. answer("{question.id}", "your words"); got {value!r}.')
-    correct = normalise_text(value) in question.accept
-    return Feedback(question, correct, question.points if correct else 0,
-                    question.why if correct else "Not the word we are looking for; reread the section and try again.")
+    return normalise_text(value)
+
+
+def grade(question: Question, value) -> Feedback:
+    """Grade one answer; raise AnswerError for an answer of the wrong form."""
+    canonical = canonical_answer(question, value)
+    correct = answer_key(question.salt, question.id, canonical) in question.keys
+    points = question.points if correct else 0
+    if question.type in ("single", "multiple"):
+        notes = [f"{letter}) {question.options[question.letters.index(letter)].why}" for letter in canonical]
+        if question.type == "multiple" and not correct:
+            notes.append(f"Not quite the right set: {question.right_options} of the options are right.")
+        return Feedback(question, correct, points, "\n".join(notes))
+    if correct:
+        return Feedback(question, True, points, question.why)
+    if question.type == "numeric":
+        return Feedback(question, False, 0, "Check your arithmetic and try again." +
+                        (f" (Answers within ±{CELLS_PER_TOLERANCE * question.step:g} count.)" if question.step else ""))
+    return Feedback(question, False, 0, "Not the word we are looking for; reread the section and try again.")
 
 
 def answer(question_id: str, value) -> None:

@@ -37,10 +37,15 @@ def kernel_environment(progress_file: Path) -> dict[str, str]:
 
 
 class _ThisEnvironment(KernelSpecManager):
-    """Always start the kernel with this Python, whatever kernels are registered."""
+    """Always start the kernel with this Python, whatever kernels are registered.
+    Under COURSE_BLOCK_NETWORK the guard goes up before the first cell, so it
+    holds even in a notebook whose set-up cell was deleted."""
 
     def get_kernel_spec(self, kernel_name):
-        return KernelSpec(resource_dir=ipykernel.kernelspec.RESOURCES, **ipykernel.kernelspec.get_kernel_dict())
+        spec = ipykernel.kernelspec.get_kernel_dict()
+        if os.environ.get(env.BLOCK_NETWORK_VARIABLE) == "1":
+            spec["argv"] = [*spec["argv"], "--IPKernelApp.exec_lines=['import course_utils.env as e; e.block_network()']"]
+        return KernelSpec(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
 
 
 def read_source(lesson: Lesson) -> nbformat.NotebookNode:
@@ -49,13 +54,15 @@ def read_source(lesson: Lesson) -> nbformat.NotebookNode:
     return notebook
 
 
-def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str) -> None:
-    """Run every cell in order in a fresh kernel, with a progress bar over cells."""
+def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, allow_errors: bool = False) -> None:
+    """Run every cell in order in a fresh kernel, with a progress bar over cells.
+    With allow_errors, a failing cell is recorded and the next ones still run."""
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
     bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False)
     client = NotebookClient(
         notebook, km=KernelManager(kernel_spec_manager=_ThisEnvironment(), kernel_name=KERNEL_NAME),
         timeout=CELL_TIMEOUT_SECONDS, resources={"metadata": {"path": str(workdir)}}, record_timing=False,
+        allow_errors=allow_errors,
         on_cell_executed=lambda **_: bar.update(1),
     )
     try:

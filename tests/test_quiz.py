@@ -145,3 +145,15 @@ def test_text_fallback_lists_every_question_and_option(quiz):
 def test_a_malformed_quiz_file_names_file_question_and_field(edit, message):
     with pytest.raises(QuizFormatError, match=r"quizzes/42_test\.yaml.*" + message):
         parse_quiz(edit(QUIZ), Path("quizzes/42_test.yaml"))
+
+
+def test_a_damaged_sealed_file_says_to_rebuild_the_release():
+    damaged = 'lesson: "42"\ntitle: T\nsalt: abc\nquestions:\n  - {id: q, type: single, prompt: P, keys: [x], options: [{text: a}]}\n'
+    with pytest.raises(QuizFormatError, match=r"42_test\.yaml: question 1 \('q'\): a sealed question is damaged .* `course student`"):
+        parse_quiz(damaged, Path("quizzes/42_test.yaml"))
+
+
+def test_numeric_tolerance_holds_at_its_edges(quiz):
+    question = quiz.questions["42.number"]  # 2.5 ± 0.1
+    assert all(grade(question, 2.5 + d).correct for d in (-0.1, -0.099, 0.05, 0.099, 0.1))
+    assert not any(grade(question, 2.5 + d).correct for d in (-0.11, 0.11, 1.0))

@@ -1,0 +1,156 @@
+"""`course grade SUBMISSIONS/ --out grades.csv`: run every submitted notebook
+and grade its quiz answers and exercises by id.
+
+Each submission runs in a process of its own (which starts its own kernel),
+offline, under a time limit, with its own progress log; the quiz answers and
+checker results recorded in that log are the grade. Items are found by id, so
+learners may move, split or delete cells. Whatever goes wrong with one
+submission is written in its row; the others are graded all the same.
+"""
+
+import csv
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import checks, progress, quiz
+from .lessons import all_lessons
+
+DEFAULT_TIME_LIMIT = 600  # seconds for one whole submission
+
+
+@dataclass
+class Grade:
+    submission: str
+    lesson: str = ""
+    status: str = "ok"
+    points: dict[str, float] = field(default_factory=dict)  # item id -> points earned
+    maximum: dict[str, float] = field(default_factory=dict)  # item id -> points possible
+
+    @property
+    def total(self) -> float:
+        return sum(self.points.values())
+
+
+def expected_items(lesson: str) -> dict[str, float]:
+    """Every gradable item of a lesson: its quiz questions and its exercises."""
+    items = {qid: q.points for qid, q in quiz.load_quiz(lesson).questions.items()}
+    items.update(checks.exercise_points(lesson))
+    return items
+
+
+def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
+    """The lesson a notebook belongs to: the release's metadata, else the file name."""
+    number = str(notebook.metadata.get("course", {}).get("lesson", ""))
+    return number if len(number) == 2 and number.isdigit() else path.name[:2] if path.name[:2].isdigit() else ""
+
+
+def _execute_in_subprocess(path: Path, log: Path, time_limit: float) -> str:
+    """Run the notebook in a child process; return '' or what went wrong."""
+    code = ("import sys, nbformat\n"
+            "from pathlib import Path\n"
+            "from course_utils.runner import execute\n"
+            "notebook = nbformat.read(sys.argv[1], as_version=4)\n"
+            "execute(notebook, Path(sys.argv[1]).parent, 'grading', allow_errors=True)\n"
+            "errors = sum(o.get('output_type') == 'error' for c in notebook.cells for o in c.get('outputs', []))\n"
+            "print('ERRORS', errors)\n")
+    from .runner import kernel_environment
+
+    environment = {**os.environ, **kernel_environment(log)}
+    try:
+        result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                                timeout=time_limit, env=environment, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {time_limit:g} s; graded what ran before"
+    errors = next((line.split()[1] for line in result.stdout.splitlines() if line.startswith("ERRORS ")), None)
+    if result.returncode != 0 or errors is None:
+        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
+        return f"could not be run: {last[:200]}"
+    return f"{errors} cell(s) raised an error" if errors != "0" else ""
+
+
+def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: float) -> Grade:
+    grade = Grade(submission=str(path.relative_to(root)))
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception as error:  # invalid JSON, not a notebook, unreadable file
+        grade.status = f"unreadable notebook: {type(error).__name__}: {str(error).splitlines()[0][:150]}"
+        return grade
+    grade.lesson = lesson_of(notebook, path)
+    if expected_lesson and grade.lesson != expected_lesson:
+        grade.status = f"wrong lesson: this is lesson {grade.lesson or '?'}'s notebook, lesson {expected_lesson} was asked for"
+        return grade
+    if grade.lesson not in {lesson.number for lesson in all_lessons()}:
+        grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
+        return grade
+    grade.maximum = expected_items(grade.lesson)
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / path.name  # run a copy: the submission itself is never modified
+        nbformat.write(notebook, copy)
+        log = Path(scratch) / "progress.jsonl"
+        problem = _execute_in_subprocess(copy, log, time_limit)
+        results = progress.latest_results(log)
+    # Only items of this lesson count, each at most its full points.
+    grade.points = {item: min(float(results[item]["points"]), full) if item in results else 0.0
+                    for item, full in grade.maximum.items()}
+    missing = [item for item in grade.maximum if item not in results]
+    notes = [problem] if problem else []
+    if missing:
+        notes.append(f"not answered or not run: {', '.join(missing)}")
+    grade.status = "; ".join(notes) or "ok"
+    return grade
+
+
+def feedback_text(grade: Grade) -> str:
+    lines = [f"Submission: {grade.submission}", f"Lesson: {grade.lesson or '?'}",
+             f"Score: {grade.total:g} / {sum(grade.maximum.values()):g}", f"Status: {grade.status}", ""]
+    for item, full in grade.maximum.items():
+        earned = grade.points.get(item, 0)
+        mark = "✓" if earned == full else "✗"
+        lines.append(f"{mark} {item:<28} {earned:g} / {full:g}")
+    return "\n".join(lines) + "\n"
+
+
+def grade_folder(folder: Path, out_csv: Path, lesson: str | None = None,
+                 time_limit: float = DEFAULT_TIME_LIMIT, echo=print) -> list[Grade]:
+    """Grade every .ipynb under `folder`; write the gradebook and one feedback
+    file per submission (in a `feedback/` folder beside the CSV)."""
+    folder, out_csv = Path(folder), Path(out_csv)
+    if not folder.is_dir():
+        raise SystemExit(f"{folder} is not a folder of submitted notebooks")
+    paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    if not paths:
+        raise SystemExit(f"No .ipynb files under {folder}")
+    feedback_dir = out_csv.parent / "feedback"
+    feedback_dir.mkdir(parents=True, exist_ok=True)
+    grades = []
+    for number, path in enumerate(paths, start=1):
+        try:
+            grade = grade_one(path, folder, lesson, time_limit)
+        except Exception as error:  # a grader bug must not cost the other learners their grades
+            grade = Grade(submission=str(path.relative_to(folder)), status=f"grader error: {type(error).__name__}: {error}")
+        grades.append(grade)
+        name = grade.submission.replace(os.sep, "__").removesuffix(".ipynb")
+        (feedback_dir / f"{name}.txt").write_text(feedback_text(grade), encoding="utf-8")
+        echo(f"[{number}/{len(paths)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} ({grade.status})")
+        _write_csv(out_csv, grades)  # after each one: an interrupted run keeps what it graded
+    return grades
+
+
+def _write_csv(out_csv: Path, grades: list[Grade]) -> None:
+    items = sorted({item for grade in grades for item in grade.maximum})
+    partial = out_csv.with_name(out_csv.name + ".partial")
+    with partial.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["submission", "lesson", "score", "max", "status", *items])
+        for grade in grades:
+            cells = [f"{grade.points[item]:g}" if item in grade.points else "" for item in items]
+            writer.writerow([grade.submission, grade.lesson, f"{grade.total:g}", f"{sum(grade.maximum.values()):g}",
+                             grade.status, *cells])
+    partial.replace(out_csv)
+
