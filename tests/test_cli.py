@@ -51,3 +51,18 @@ def test_run_executes_reports_and_never_overwrites_after_a_failure(tmp_path, mon
     assert executed.cells[1].outputs[0].text == "42\n" and executed.cells[1].execution_count == 1
     assert (tmp_path / "01_bad.ipynb").read_text() == "the stored notebook"
     assert set(json.loads((tmp_path / "timings.json").read_text())) >= {"00_good"}
+
+
+def test_progress_counts_the_latest_attempt_per_item(progress_file, capsys):
+    from course_utils import progress
+
+    progress.record("00.edit", "quiz", 0, 1)
+    progress.record("00.edit", "quiz", 1, 1)  # a second try, now right
+    progress.record("00.offline", "quiz", 0, 1)
+    progress.record("00.count_words", "exercise", 1, 1)
+    progress.record("00.count_words", "exercise", 5, 1)  # never more than an item is worth
+    with progress_file.open("a") as file:
+        file.write('{"item": "00.first-cell", "kind": "qu')  # a torn last line is skipped, not fatal
+    assert cli.main(["progress"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("00_setup"))
+    assert row.split()[1:] == ["1/6", "1/1", "2/7"]
