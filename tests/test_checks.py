@@ -96,3 +96,20 @@ def test_close_names_a_known_mistake(capsys):
                     mistakes={"softmax over the wrong axis (dim=0)": scores.softmax(dim=0), "no softmax": scores})
     out = capsys.readouterr().out
     assert "hint:     your output is exactly what softmax over the wrong axis (dim=0) gives" in out
+
+
+def test_a_partly_written_exercise_shows_what_passed_and_what_is_left(capsys, progress_file):
+    def first_part(x):
+        return x
+
+    def second_part(x):
+        raise NotImplementedError
+
+    with Checker("99.parts") as check:
+        check.that("first part", check.call(first_part, 1) == 1)
+        check.call(second_part, 1)
+        check.that("second part", True)
+    out = capsys.readouterr().out
+    assert "✓ first part" in out and "✗ the rest of the exercise" in out and "NotImplementedError" in out
+    assert "not attempted yet" not in out and "second part" not in out
+    assert '"points": 0' in progress_file.read_text()

@@ -1,4 +1,6 @@
-"""Every test and every notebook kernel runs offline.
+"""The course's pytest plugin (loaded by `-p course_utils.pytest_plugin` in
+pyproject.toml, so it applies to `pytest notebooks/NN.ipynb` too): every test
+and every notebook kernel runs offline.
 
 The kernels that nbval starts inherit this process's environment, so setting it
 here gives them the same variables as `course run`: headless quizzes, offline
