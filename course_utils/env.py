@@ -40,6 +40,10 @@ def setup_notebook(seed: int = 0) -> torch.device:
     # cuBLAS workspace must be fixed before the first matrix multiply.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Deterministic mode also fills every new tensor with NaN, to expose reads
+    # of uninitialised memory; no lesson does that, and the filling made an
+    # embedding lookup after a large one-hot 2,000x slower.
+    torch.utils.deterministic.fill_uninitialized_memory = False
     torch.set_printoptions(precision=4, sci_mode=False)
     np.set_printoptions(precision=4, suppress=True)
     quiet_warnings()

@@ -113,3 +113,14 @@ def test_a_partly_written_exercise_shows_what_passed_and_what_is_left(capsys, pr
     assert "✓ first part" in out and "✗ the rest of the exercise" in out and "NotImplementedError" in out
     assert "not attempted yet" not in out and "second part" not in out
     assert '"points": 0' in progress_file.read_text()
+
+
+def test_a_known_mistake_is_named_even_when_it_produces_nans(capsys):
+    want = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    nan_output = torch.tensor([[float("nan"), float("nan")], [0.5, 0.5]])
+    with Checker("99.demo") as check:
+        check.close("weights", nan_output, want, mistakes={"the mask inverted": nan_output.clone()})
+        check.close("mask", torch.tensor([True, True]), torch.tensor([True, False]))
+    out = capsys.readouterr().out
+    assert "NaN at position (0, 0)" in out and "exactly what the mask inverted gives" in out
+    assert "expected: False at position (1,)" in out and "actual:   True" in out

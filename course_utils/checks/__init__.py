@@ -31,6 +31,7 @@ class Checker:
         self.exercise_id, self.points = exercise_id, points
         self.results: list[tuple[bool, str, str]] = []  # (passed, name, detail)
         self.status = "checked"  # or "not attempted", "crashed"
+        self.calls_answered = 0  # learner calls that returned: none means nothing is written yet
 
     def __enter__(self) -> "Checker":
         return self
@@ -49,13 +50,17 @@ class Checker:
 
     # --- running the learner's code ---
 
-    def call(self, function, *args, **kwargs):
-        """Call the learner's function; stop with a clear message if it fails."""
+    def call(self, function, *args, given: bool = False, **kwargs):
+        """Call the learner's function; stop with a clear message if it fails.
+        given=True marks code the exercise hands out ready-made (a class's
+        __init__, say): its running says nothing about whether work began."""
         if not callable(function):
             self.fail("your answer is a function", expected="a function (def ...)", actual=f"{type(function).__name__}: {function!r:.60}")
             raise _StopChecking
         try:
-            return function(*args, **kwargs)
+            result = function(*args, **kwargs)
+            self.calls_answered += not given
+            return result
         except NotImplementedError:
             self.status = "not attempted"
             raise _StopChecking from None
@@ -96,6 +101,11 @@ class Checker:
             return self.that(name, False, f"shape {tuple(want.shape)}", f"shape {tuple(got.shape)}", hint)
         if not got.is_floating_point() and want.is_floating_point():
             return self.that(name, False, f"a floating-point tensor ({want.dtype})", f"{got.dtype}", hint)
+        for mistake, wrong in (mistakes or {}).items():  # first: a slip often shows up as NaNs
+            wrong = torch.as_tensor(wrong).detach().cpu().double()
+            if wrong.shape == got.shape and torch.allclose(got.double(), wrong, atol=atol, rtol=rtol, equal_nan=True):
+                hint = f"your output is exactly what {mistake} gives" + (f"; {hint}" if hint else "")
+                break
         if torch.isnan(got.float()).any():
             position = tuple(torch.nonzero(torch.isnan(got.float()))[0].tolist())
             return self.that(name, False, "no NaN", f"NaN at position {position}", hint)
@@ -103,19 +113,15 @@ class Checker:
         within = difference <= atol + rtol * want.double().abs()
         if bool(within.all()):
             return self.that(name, True)
-        for mistake, wrong in (mistakes or {}).items():
-            wrong = torch.as_tensor(wrong).detach().cpu().double()
-            if wrong.shape == got.shape and torch.allclose(got.double(), wrong, atol=atol, rtol=rtol):
-                hint = f"your output is exactly what {mistake} gives" + (f"; {hint}" if hint else "")
-                break
         position = tuple(torch.nonzero(~within)[0].tolist())
-        return self.that(name, False, f"{want[position].item():.4f} at position {position}",
-                         f"{got[position].item():.4f} (largest difference {difference.max().item():.2g})", hint)
+        return self.that(name, False, f"{_number(want[position])} at position {position}",
+                         f"{_number(got[position])} (largest difference {difference.max().item():.2g})", hint)
 
     # --- the report ---
 
     def report(self) -> str:
-        if self.status == "not attempted" and not self.results:
+        if self.status == "not attempted" and not self.calls_answered:
+            self.results.clear()  # checks of the given scaffolding say nothing yet
             return (f"… {self.exercise_id}: not attempted yet. Replace `raise NotImplementedError` "
                     "with your code and run both cells again.")
         if self.status == "not attempted":  # some parts written, the rest still a stub
@@ -126,6 +132,10 @@ class Checker:
         verdict = (f"All {passed} checks passed: well done." if self.passed
                    else f"{passed} of {len(self.results)} checks passed; fix the first ✗ and run again.")
         return "\n".join([f"{self.exercise_id}", *lines, verdict])
+
+
+def _number(value: torch.Tensor) -> str:
+    return str(value.item()) if value.dtype == torch.bool else f"{value.item():.4f}"
 
 
 def _detail(expected, actual, hint: str) -> str:

@@ -1,0 +1,178 @@
+"""Checkers for the attention exercises: lesson 02 (`attention`) and lesson 03
+(`causal_mask`, `masked_attention`).
+
+The expected values come from the reviewed code in `course_utils.attention`.
+Each classic slip (no 1/√d_k, softmax over the wrong axis, the mask ignored,
+inverted or applied after the softmax, ...) is computed on the same inputs, so
+that a wrong answer is named, not only shown to be wrong.
+"""
+
+import math
+
+import numpy as np
+import torch
+
+from ..attention import causal_mask as reference_causal_mask
+from ..attention import padding_mask, scaled_dot_product_attention
+from . import Checker
+
+NEG_INF = float("-inf")
+
+_WEIGHTS_HINT = "weights = softmax(q @ k.transpose(-2, -1) / math.sqrt(d_k), dim=-1)"
+_MASK_HINT = "fill the forbidden scores with -inf BEFORE the softmax: scores.masked_fill(~mask, float('-inf'))"
+
+
+def _random(seed: int, *shapes) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(*shape, generator=generator) for shape in shapes]
+
+
+def _compare(check: Checker, name: str, actual, expected, mistakes: dict, hint: str) -> bool:
+    """`check.close`, which also names a mistake whose output holds NaN: an
+    inverted mask leaves some query with no key at all, and a softmax over a
+    row of -inf is NaN, which `close` reports before it looks at mistakes."""
+    if _is_array(actual):
+        got = torch.as_tensor(actual).detach().cpu().double()
+        for mistake, wrong in mistakes.items():
+            if torch.isnan(wrong).any() and wrong.shape == got.shape and torch.allclose(
+                    got, wrong.double(), atol=1e-5, rtol=1e-4, equal_nan=True):
+                hint = f"your output is exactly what {mistake} gives; {hint}"
+                break
+    return check.close(name, actual, expected, hint=hint, mistakes=mistakes)
+
+
+def _is_array(value) -> bool:
+    return isinstance(value, (torch.Tensor, np.ndarray))
+
+
+def _returns_a_pair(check: Checker, result, again: bool = False) -> tuple:
+    """Stop unless the learner returned (output, weights); said once, on the first call."""
+    is_pair = isinstance(result, (tuple, list)) and len(result) == 2
+    if not (is_pair and again):
+        check.require("returns a pair (output, weights)", is_pair, expected="a tuple (output, weights)",
+                      actual=f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""),
+                      hint="end with `return weights @ v, weights`")
+    return tuple(result)
+
+
+# --- lesson 02: attention(q, k, v) ------------------------------------------------
+
+def _attention_mistakes(q, k, v) -> tuple[dict, dict]:
+    """The weights and outputs of the classic slips, by name."""
+    d_k = q.size(-1)
+    scores = q @ k.transpose(-2, -1)
+    weights = {
+        "no 1/√d_k scaling (softmax of q·kᵀ)": scores.softmax(-1),
+        "dividing by d_k instead of √d_k": (scores / d_k).softmax(-1),
+        "softmax over the wrong axis (dim=-2, the queries, instead of dim=-1, the keys)":
+            (scores / math.sqrt(d_k)).softmax(-2),
+        "no softmax (the scaled scores themselves)": scores / math.sqrt(d_k),
+    }
+    if q.dim() > 2:
+        weights["softmax over the wrong axis (dim=0, the batch, instead of dim=-1, the keys)"] = \
+            (scores / math.sqrt(d_k)).softmax(0)
+    return weights, {mistake: w @ v for mistake, w in weights.items()}
+
+
+def check_attention(attention) -> None:
+    """Check a learner's `attention(q, k, v) -> (output, weights)` (lesson 02)."""
+    with Checker("02.attention") as check:
+        # A batch of 2 sequences of 5 tokens, d_k = 8: the shape models use.
+        q, k, v = _random(2, (2, 5, 8), (2, 5, 8), (2, 5, 8))
+        output, weights = _returns_a_pair(check, check.call(attention, q, k, v))
+        want_output, want_weights = scaled_dot_product_attention(q, k, v)
+        wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
+        _compare(check, "weights = softmax(q·kᵀ / √d_k) over the keys, shape (2, 5, 5)", weights, want_weights,
+                 wrong_weights, _WEIGHTS_HINT)
+        if _is_array(weights) and tuple(weights.shape) == (2, 5, 5):
+            sums = torch.as_tensor(weights).detach().cpu().double().sum(-1)
+            check.that("each row of weights sums to 1", torch.allclose(sums, torch.ones_like(sums)),
+                       expected="1.0000 in every row", actual="row sums " + ", ".join(f"{x:.4f}" for x in sums.flatten()[:4].tolist()) + ", ...",
+                       hint="a row holds one query's weights over all the keys: softmax over dim=-1")
+        _compare(check, "output = weights @ v, shape (2, 5, 8)", output, want_output, wrong_outputs,
+                 "multiply the weights by v: output = weights @ v")
+
+        # No batch, 3 queries and 4 keys, values wider than keys: nothing may
+        # assume Lq == Lk or d_v == d_k, and the transpose must be of the last two axes.
+        q, k, v = _random(3, (3, 6), (4, 6), (4, 10))
+        output, weights = _returns_a_pair(check, check.call(attention, q, k, v), again=True)
+        want_output, want_weights = scaled_dot_product_attention(q, k, v)
+        wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
+        _compare(check, "no batch axis, 3 queries, 4 keys, d_v = 10: weights (3, 4)", weights, want_weights,
+                 wrong_weights, "use k.transpose(-2, -1) and q.size(-1), which work for any number of leading axes")
+        _compare(check, "... and output (3, 10)", output, want_output, wrong_outputs, "output = weights @ v")
+
+
+# --- lesson 03: causal_mask(n) ------------------------------------------------------
+
+def check_causal_mask(causal_mask) -> None:
+    """Check a learner's `causal_mask(n)`: (n, n) bool, True where query i may see key j <= i."""
+    with Checker("03.causal_mask") as check:
+        first = check.call(causal_mask, 4)
+        check.require("returns a torch.Tensor", isinstance(first, torch.Tensor), expected="torch.Tensor",
+                      actual=type(first).__name__, hint="torch.ones(n, n, dtype=torch.bool).tril()")
+        for n in (4, 7, 1):
+            want, ones = reference_causal_mask(n), torch.ones(n, n, dtype=torch.bool)
+            mistakes = {
+                "the mask inverted (True where attending is forbidden, nn.MultiheadAttention's convention)": ~want,
+                "the upper triangle instead of the lower one (query i would see only the future)": ones.triu(),
+                "the diagonal left out (tril(-1): a token must be able to see itself)": ones.tril(-1),
+                "a mask of all True (nothing masked)": ones,
+            }
+            check.close(f"causal_mask({n}): True on and below the diagonal", check.call(causal_mask, n), want,
+                        mistakes=mistakes if n > 1 else {}, hint="row i is the query, column j the key: True where j <= i")
+        check.that("dtype is torch.bool (True = may attend)", first.dtype == torch.bool, expected="torch.bool",
+                   actual=f"{first.dtype}", hint="use dtype=torch.bool: F.scaled_dot_product_attention ADDS a float "
+                   "mask to the scores, so a 0/1 float mask would mask nothing")
+
+
+# --- lesson 03: masked_attention(q, k, v, mask) ---------------------------------------
+
+def _masked_mistakes(q, k, v, mask) -> tuple[dict, dict]:
+    d_k = q.size(-1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)
+    causal = reference_causal_mask(q.size(-2))
+    weights = {
+        "the mask ignored": scores.softmax(-1),
+        "the mask applied after the softmax (weights zeroed but not renormalised, rows no longer sum to 1)":
+            scores.softmax(-1) * mask,
+        "the mask inverted (masked_fill(mask, -inf) hides the allowed keys)": scores.masked_fill(mask, NEG_INF).softmax(-1),
+        "masked scores set to 0 instead of -inf (exp(0) = 1 still gives them weight)": (scores * mask).softmax(-1),
+        "no 1/√d_k scaling": (q @ k.transpose(-2, -1)).masked_fill(~mask, NEG_INF).softmax(-1),
+        "softmax over the wrong axis (dim=-2, the queries)": scores.masked_fill(~mask, NEG_INF).softmax(-2),
+        "a causal mask of your own instead of the mask passed in": scores.masked_fill(~causal, NEG_INF).softmax(-1),
+    }
+    return weights, {mistake: w @ v for mistake, w in weights.items()}
+
+
+def _leak(weights, mask) -> tuple[bool, str]:
+    """Does any weight fall on a forbidden key? Names the first such position."""
+    weights = torch.as_tensor(weights).detach().cpu().double()
+    forbidden = (~mask).expand_as(weights) & (weights.abs() > 1e-6)
+    if not forbidden.any():
+        return True, ""
+    where = tuple(torch.nonzero(forbidden)[0].tolist())
+    return False, (f"weight {weights[where].item():.4f} at (batch, head, query, key) = {where}, "
+                   "a key that the mask forbids")
+
+
+def check_masked_attention(masked_attention) -> None:
+    """Check a learner's `masked_attention(q, k, v, mask) -> (output, weights)` (lesson 03)."""
+    with Checker("03.masked_attention") as check:
+        # A batch of 2 sequences, 2 heads, 5 tokens, d_k = 4; the second sequence
+        # has 2 padding tokens. The mask is causal AND padding, (2, 1, 5, 5).
+        q, k, v = _random(3, (2, 2, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4))
+        tokenizer_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+        cases = {"causal and padding mask": reference_causal_mask(5) & padding_mask(tokenizer_mask),
+                 "padding mask only (no causal part)": padding_mask(tokenizer_mask)}
+        for again, (case, mask) in enumerate(cases.items()):
+            output, weights = _returns_a_pair(check, check.call(masked_attention, q, k, v, mask), again=bool(again))
+            want_output, want_weights = scaled_dot_product_attention(q, k, v, mask)
+            wrong_weights, wrong_outputs = _masked_mistakes(q, k, v, mask)
+            if _is_array(weights) and tuple(weights.shape) == tuple(want_weights.shape):
+                no_leak, where = _leak(weights, mask)
+                check.that(f"{case}: no weight on a masked key", no_leak, expected="weight 0 on every masked key",
+                           actual=where, hint=_MASK_HINT)
+            _compare(check, f"{case}: weights (2, 2, 5, 5)", weights, want_weights, wrong_weights, _MASK_HINT)
+            _compare(check, f"{case}: output = weights @ v (2, 2, 5, 4)", output, want_output, wrong_outputs,
+                     "output = weights @ v")

@@ -1,0 +1,566 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python (transformers course)
+#     language: python
+#     name: transformers-course
+# ---
+
+# %% [markdown]
+# # 05 · Positional encoding
+#
+# "Brutus stabbed Caesar" and "Caesar stabbed Brutus" use the same words; only
+# their order tells who dies. Attention, as built in lessons 02 to 04, cannot
+# see that order: it compares every token with every other one and averages,
+# and none of that arithmetic knows which token came first. This lesson shows
+# the problem on the real MiniLM encoder, then the three ways transformers are
+# told where each token sits.
+#
+# **In this lesson you will**
+#
+# - show that attention without positions treats a sentence as a bag of words:
+#   shuffle the tokens and its outputs are shuffled the same way, nothing more;
+# - write the sinusoidal encoding of *Attention Is All You Need* yourself and
+#   read its heatmap;
+# - measure how the similarity of two positions falls off with their distance,
+#   and check that moving k positions ahead is one fixed rotation matrix;
+# - look at the learned position embeddings of the pretrained MiniLM encoder,
+#   and what they cost;
+# - rotate queries and keys with rotary embeddings (RoPE), the modern form, and
+#   check that attention scores then depend only on the relative offset.
+
+# %% [markdown]
+# ## Set-up
+#
+# As in every lesson: seeds, quiet warnings, offline libraries, and the device.
+
+# %%
+from course_utils import setup_notebook
+
+device = setup_notebook(seed=0)
+
+# %% [markdown]
+# ## Attention does not know where a token is
+#
+# Recall self-attention from lessons 02 to 04: the rows of the input X (one per
+# token) are projected to queries, keys and values, every query is compared with
+# every key, and each output row is a weighted average of the values. Shuffle
+# the rows of X with a permutation P, and the queries, keys and values are
+# shuffled the same way; the score matrix becomes P S Pᵀ, the same scores with
+# rows and columns reordered together; the softmax works row by row, so the
+# output is P times the old output. In symbols, Attention(PX) = P · Attention(X):
+# attention is *permutation-equivariant*. Every token gets the same answer
+# wherever it stands.
+#
+# Let us see it on real data. We take Hamlet's most famous line from the corpus,
+# split it into tokens with the MiniLM tokenizer, and look up each token's vector
+# in MiniLM's word-embedding table: 384 numbers per token, and nothing about
+# where the token stands.
+
+# %%
+import torch
+
+from course_utils import data
+from course_utils.pretrained import load_encoder
+
+tokenizer, encoder = load_encoder()
+line = next(text for text in data.plays()["hamlet"].splitlines() if text.startswith("To be, or not to be"))
+ids = tokenizer(line, add_special_tokens=False, return_tensors="pt")["input_ids"]
+tokens = tokenizer.convert_ids_to_tokens(ids[0])
+with torch.no_grad():
+    x = encoder.embeddings.word_embeddings(ids)  # (1, tokens, 384): token vectors only
+
+print(line)
+print(tokens)
+print("x:", tuple(x.shape))
+
+# %% [markdown]
+# Now one multi-head attention layer, the reviewed `MultiHeadAttention` of
+# lesson 04 with 12 heads and random weights (any weights would do). We run it
+# on the line, then on the same tokens in a shuffled order, and compare the
+# second output with the first one shuffled the same way. If attention could
+# see order, these would differ.
+
+# %%
+from course_utils.attention import MultiHeadAttention
+
+torch.manual_seed(0)
+attention = MultiHeadAttention(384, num_heads=12).eval()
+shuffle = torch.randperm(len(tokens))
+with torch.no_grad():
+    out = attention(x)[0]
+    out_of_shuffled = attention(x[:, shuffle])[0]
+
+print("shuffled:", [tokens[i] for i in shuffle])
+difference = (out_of_shuffled - out[:, shuffle]).abs().max().item()
+print(f"largest |attention(shuffled x) - shuffled attention(x)| = {difference:.6f}")
+
+# %% [markdown]
+# Zero, up to rounding: the shuffled sentence gives exactly the shuffled
+# outputs. The same holds for a whole encoder, because its other parts (the
+# feed-forward network, LayerNorm, the residual additions) work on each token
+# separately. Here is the real, pretrained, 6-layer MiniLM encoder on two
+# sentences with the same tokens in a different order. Run normally, it adds
+# its position embeddings to the tokens (more on those below). To blind it, we
+# pass `position_ids` of all zeros: every token is told it sits at position 0,
+# so the positions say nothing. For each token we compare the encoder's output
+# vector in the first sentence with its output vector in the second one.
+
+# %%
+first, second = "Brutus stabbed Caesar.", "Caesar stabbed Brutus."
+
+
+@torch.no_grad()
+def encode(text, blind):
+    """The encoder's output vector for each token of `text`, by token."""
+    inputs = tokenizer(text, return_tensors="pt")
+    if blind:
+        inputs["position_ids"] = torch.zeros_like(inputs["input_ids"])
+    hidden = encoder(**inputs).last_hidden_state[0]
+    return dict(zip(tokenizer.convert_ids_to_tokens(inputs["input_ids"][0]), hidden))
+
+
+blind_a, blind_b = encode(first, blind=True), encode(second, blind=True)
+seeing_a, seeing_b = encode(first, blind=False), encode(second, blind=False)
+print(f"{'token':<10} largest difference between the two sentences")
+print(f"{'':<10} {'no positions':>14} {'with positions':>16}")
+for token in blind_a:
+    blind_gap = (blind_a[token] - blind_b[token]).abs().max().item()
+    seeing_gap = (seeing_a[token] - seeing_b[token]).abs().max().item()
+    print(f"{token:<10} {blind_gap:>14.4f} {seeing_gap:>16.4f}")
+
+# %% [markdown]
+# Without positions, every token, `caesar` included, comes out of six layers of
+# attention with the very same vector in both sentences: to the model they are
+# one sentence, a bag of words, and "who stabbed whom" is a question it cannot
+# even represent. With its positions, `caesar` the object and `caesar` the
+# subject get vectors that differ by up to 0.59 in a coordinate. Everything a
+# transformer knows about word order comes from what we add to say where
+# each token sits. The rest of the lesson is about how.
+#
+# ## Sinusoidal positional encoding
+#
+# The original transformer (Vaswani et al., 2017) adds to each token's
+# embedding a fixed vector that depends only on its position. For position
+# `pos` and feature pair `i` (from 0 to d_model/2 − 1):
+#
+# $$PE_{pos,\,2i} = \sin\!\left(\frac{pos}{10000^{2i/d_\text{model}}}\right), \qquad
+#   PE_{pos,\,2i+1} = \cos\!\left(\frac{pos}{10000^{2i/d_\text{model}}}\right)$$
+#
+# Read each pair of features as a point on a circle, (sin, cos) of an angle
+# `pos · θᵢ` with θᵢ = 1 / 10000^(2i/d_model). As the position grows, every pair
+# turns around its circle at its own speed: pair 0 by one radian per position
+# (a full turn every 2π ≈ 6.3 positions), the last pair so slowly that it would
+# need about 60,000 positions for one turn. Like the hands of a clock, the fast
+# pairs tell nearby positions apart and the slow ones tell far-apart positions
+# apart; together they give every position its own vector.
+#
+# ## Exercise: the sinusoidal encoding
+#
+# Write `sinusoidal_encoding(num_positions, d_model)`: it returns a float32
+# tensor of shape `(num_positions, d_model)` whose row `pos` is the encoding of
+# position `pos`, positions counted from 0, sines in the even columns and
+# cosines in the odd columns. Assume `d_model` is even.
+#
+# Hints: `torch.arange(num_positions)[:, None]` is a column of positions and
+# `torch.arange(0, d_model, 2)` gives the values 2i; a column times a row
+# broadcasts to the whole table of angles. Then fill the columns with slices,
+# `pe[:, 0::2] = ...` and `pe[:, 1::2] = ...`. The checker names the classic
+# slips (sine and cosine swapped, i instead of 2i, the halves concatenated
+# instead of interleaved, positions counted from 1, ...).
+
+# %%
+import math
+
+
+def sinusoidal_encoding(num_positions, d_model):
+    """(num_positions, d_model): PE[pos, 2i] = sin(pos / 10000^(2i/d_model)), PE[pos, 2i+1] = cos(...)."""
+    # BEGIN SOLUTION
+    positions = torch.arange(num_positions, dtype=torch.float32)[:, None]
+    angles = positions / 10000 ** (torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)
+    encoding = torch.zeros(num_positions, d_model)
+    encoding[:, 0::2] = torch.sin(angles)
+    encoding[:, 1::2] = torch.cos(angles)
+    return encoding
+    # END SOLUTION
+
+
+# %%
+from course_utils.checks.positional import check_sinusoidal_encoding
+
+check_sinusoidal_encoding(sinusoidal_encoding)
+
+# %% [markdown]
+# From here on we use the reviewed version, `positional.sinusoidal_encoding`,
+# which later lessons import too (it computes the angles in float64, so that
+# positions in the thousands keep their precision). Here are its first rows for
+# a width of 8: position 0 is (sin 0, cos 0) = (0, 1) in every pair; down the
+# rows, the first pair changes fast and the last pair barely moves.
+
+# %%
+from course_utils import positional
+
+print(positional.sinusoidal_encoding(5, 8))
+wavelengths = 2 * math.pi / positional.frequencies(128)
+print("wavelengths (positions per turn) for d_model=128, pairs 0, 1, 10, 32, 63:",
+      [round(wavelengths[i].item(), 1) for i in (0, 1, 10, 32, 63)])
+
+# %% [markdown]
+# ### The picture
+#
+# The heatmap shows the whole table for 100 positions and d_model = 128, one row
+# per position. On the left the features oscillate fast (the stripes are thin),
+# to the right they slow down until the last columns are almost constant over
+# these 100 positions. The curves on the right are four single columns, all
+# sines, labelled with their wavelength: over 100 positions the fast one turns
+# about 16 times, the slow ones look like a gentle slope.
+
+# %%
+import matplotlib.pyplot as plt
+
+pe = positional.sinusoidal_encoding(100, 128)
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.2, 1]})
+image = left.imshow(pe, cmap="RdBu", aspect="auto", vmin=-1, vmax=1)
+left.set_xlabel("feature (column)")
+left.set_ylabel("position")
+left.set_title("Sinusoidal encoding, 100 positions × 128 features")
+left.grid(False)
+fig.colorbar(image, ax=left, fraction=0.046, pad=0.04)
+for column in (0, 20, 50, 80):
+    wavelength = 2 * math.pi * 10000 ** (column / 128)  # column 2i has wavelength 2π · 10000^(2i/d_model)
+    right.plot(pe[:, column], label=f"column {column} (wavelength {wavelength:,.0f})")
+right.set_xlabel("position")
+right.set_title("Columns are sines of growing wavelength")
+right.legend(fontsize=8, loc="lower left")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Nearby positions look alike
+#
+# How similar are the encodings of two positions? The dot product of the pair
+# `i` parts of positions p and p + k is sin·sin + cos·cos of two angles, which is
+# the cosine of their difference, cos(k θᵢ). Summed over the pairs:
+#
+# $$PE_{p} \cdot PE_{p+k} = \sum_i \cos(k\,\theta_i)$$
+#
+# It depends on the distance k only, never on p, and it is largest (d_model/2,
+# every cosine equal to 1) at k = 0. Let us check it numerically, and then
+# plot the dot product of three positions with all the others.
+
+# %%
+pe = positional.sinusoidal_encoding(1000, 128)
+for p in (10, 300, 900):
+    print(f"PE[{p}] · PE[{p + 5}] = {(pe[p] @ pe[p + 5]).item():.4f}")
+print(f"sum of cos(5 θ_i)  = {torch.cos(5 * positional.frequencies(128)).sum().item():.4f}")
+
+fig, ax = plt.subplots(figsize=(9, 3.5))
+for p in (20, 50, 80):
+    ax.plot(pe[:100] @ pe[p], label=f"PE[{p}] · PE[pos]")
+ax.set_xlabel("pos")
+ax.set_ylabel("dot product")
+ax.set_title("Similarity of positions falls off with their distance (d_model = 128)")
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Each curve peaks at 64 (= 128 / 2) on its own position and falls off on both
+# sides, the same shape wherever it stands: the encoding makes "near" look
+# "similar". The fall is not monotonic (there are ripples), and far away the
+# curve settles around a floor of about 30 rather than at zero: the slow pairs
+# have barely turned over 100 positions, so each still adds almost 1. The model
+# does not need a clean distance, only one it can learn to read.
+#
+# ### Moving k positions is a rotation
+#
+# The authors chose sinusoids because "for any fixed offset k, PE(pos+k) can be
+# represented as a linear function of PE(pos)". The angle-sum formulas show it,
+# one pair at a time. With a = pos·θᵢ and b = k·θᵢ:
+#
+# $$\begin{pmatrix}\sin(a+b)\\ \cos(a+b)\end{pmatrix} =
+#   \begin{pmatrix}\cos b & \sin b\\ -\sin b & \cos b\end{pmatrix}
+#   \begin{pmatrix}\sin a\\ \cos a\end{pmatrix}$$
+#
+# The 2×2 matrix is a rotation, and it depends on k, not on pos. Put one such
+# block per pair on the diagonal of a d_model × d_model matrix and you get
+# M_k, with M_k · PE(pos) = PE(pos + k) for every position.
+# `positional.shift_matrix(k, d_model)` builds it. Below we print its first
+# block for k = 5 (pair 0 turns 5 radians) and check the claim for positions
+# near and far.
+
+# %%
+k = 5
+M = positional.shift_matrix(k, 128)
+print(f"first 2x2 block of M_{k}:\n{M[:2, :2]}")
+print(f"cos({k}) = {math.cos(k):.4f}, sin({k}) = {math.sin(k):.4f}")
+for p in (0, 7, 42, 500, 990):
+    error = (M @ pe[p] - pe[p + k]).abs().max().item()
+    print(f"pos {p:>3}: max |M_{k} @ PE[{p}] - PE[{p + k}]| = {error:.5f}")
+assert all((M @ pe[p] - pe[p + k]).abs().max() < 1e-4 for p in range(995))  # every position up to 994
+
+# %% [markdown]
+# One matrix moves every position 5 steps ahead. This matters for attention:
+# the query and key projections are linear maps, so a head can learn weights
+# that compare a token with "the token k places back" wherever in the sentence
+# it stands. Rotary embeddings, at the end of this lesson, are built on this
+# same rotation.
+#
+# ### Positions break the symmetry
+#
+# Back to Hamlet's line. The original transformer multiplies the token
+# embeddings by √d_model before adding the encoding, so that the two have a
+# similar size (MiniLM's token vectors have entries of about 0.06, the sines
+# and cosines run from −1 to 1). `positional.SinusoidalPositionalEncoding` is
+# the module that later lessons use: it holds the table for up to `max_len`
+# positions and adds its first L rows to a (batch, L, d_model) input. We repeat
+# the shuffling experiment with positions added after the shuffle, which is
+# what a model sees when it is fed the shuffled sentence.
+
+# %%
+add_positions = positional.SinusoidalPositionalEncoding(384, max_len=512)
+scaled = x * math.sqrt(384)
+with torch.no_grad():
+    out = attention(add_positions(scaled))[0]
+    out_of_shuffled = attention(add_positions(scaled[:, shuffle]))[0]
+difference = (out_of_shuffled - out[:, shuffle]).abs().max().item()
+print(f"with positions: largest |attention(shuffled) - shuffled attention| = {difference:.4f}")
+print(f"for scale: the largest |output| is {out.abs().max().item():.4f}, the mean |output| {out.abs().mean().item():.4f}")
+print("trainable parameters in the encoding:", sum(p.numel() for p in add_positions.parameters()))
+
+# %% [markdown]
+# Without positions this difference was 0.000000; now it is about a tenth of
+# the largest output value and almost half the mean one, far beyond rounding
+# noise: each token's output depends on where it stands. (This layer has
+# random weights; a trained one learns to make much more of positions.) The encoding
+# costs nothing: no parameter, only a table computed once (and left out of saved
+# checkpoints, since it is a formula). And since it is a formula, it extends to
+# positions no training sentence ever reached.
+#
+# ## Learned position embeddings
+#
+# BERT and GPT-2 take the simpler road: a table with one trainable vector per
+# position, learned with the rest of the model, exactly like word embeddings
+# but looked up with the position 0, 1, 2, ... instead of the token id.
+# MiniLM, a BERT, has one such table: 512 positions × 384 features. Its
+# embedding layer adds three lookups (word, position, and segment, "token type",
+# which lesson 08 explains) and normalises the sum. `positional.LearnedPositionalEmbedding`,
+# an `nn.Embedding` over positions, is the module later lessons use; loaded with
+# MiniLM's table, it reproduces Hugging Face's embedding layer to the last
+# digit.
+
+# %%
+table = encoder.embeddings.position_embeddings.weight  # (512, 384), trained with the model
+learned = positional.LearnedPositionalEmbedding(max_len=512, d_model=384)
+print("parameters:", sum(p.numel() for p in learned.parameters()))
+
+inputs = tokenizer(first, return_tensors="pt")["input_ids"]
+with torch.no_grad():
+    learned.embedding.weight.copy_(table)
+    words_and_segment = (encoder.embeddings.word_embeddings(inputs)
+                         + encoder.embeddings.token_type_embeddings(torch.zeros_like(inputs)))
+    ours = encoder.embeddings.LayerNorm(learned(words_and_segment))
+    theirs = encoder.embeddings(input_ids=inputs)
+print(f"max |ours - Hugging Face's BertEmbeddings| = {(ours - theirs).abs().max().item():.6f}")
+
+# %% [markdown]
+# What did training put in that table? Nobody told BERT that position 7 is
+# near position 8, yet the cosine similarity of its learned vectors (left) shows
+# a bright band along the diagonal, like the sinusoidal table's (right): it
+# learned from data that neighbours matter. It also shows stripes parallel to
+# the diagonal, so the similarity of two learned positions rises and falls
+# with their distance: training produced partly periodic vectors, as if the
+# model had rediscovered waves of its own.
+
+# %%
+def cosine_similarities(vectors):
+    unit = torch.nn.functional.normalize(vectors.detach(), dim=-1)
+    return unit @ unit.T
+
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+for ax, vectors, title in [(axes[0], table[:128], "MiniLM's learned positions"),
+                           (axes[1], positional.sinusoidal_encoding(128, 384), "sinusoidal encoding")]:
+    image = ax.imshow(cosine_similarities(vectors), cmap="viridis", vmin=-1, vmax=1)
+    ax.set_title(f"{title}: cosine similarity", fontsize=10)
+    ax.set_xlabel("position")
+    ax.set_ylabel("position")
+    ax.grid(False)
+fig.colorbar(image, ax=axes, fraction=0.025, pad=0.02)
+plt.show()
+
+# %% [markdown]
+# The numbers along one row make the same point: similarity to position 50
+# falls with distance in both tables.
+
+# %%
+learned_similarity = cosine_similarities(table[:128])[50]
+sinusoidal_similarity = cosine_similarities(positional.sinusoidal_encoding(128, 384))[50]
+for other in (50, 51, 53, 60, 80, 120):
+    print(f"position 50 vs {other:>3}: learned {learned_similarity[other].item():.4f}   "
+          f"sinusoidal {sinusoidal_similarity[other].item():.4f}")
+
+# %% [markdown]
+# The price of a learned table: 196,608 more parameters to train, and no
+# vector at all beyond the last row. A sequence longer than `max_len` has no
+# position to look up; our module says so (MiniLM's tokenizer cuts inputs at 512
+# tokens for this reason).
+
+# %%
+try:
+    learned(torch.zeros(1, 600, 384))
+except ValueError as error:
+    print("ValueError:", error)
+
+# %% [markdown]
+# ## Rotary position embeddings (RoPE)
+#
+# Most recent language models (LLaMA, Mistral, Qwen, and others) add nothing
+# to the token embeddings. Rotary embeddings (Su et al., 2021) put the position
+# inside attention instead: in every layer, after the projections, the query
+# and key of the token at position m are rotated, each feature pair i by the
+# angle m·θᵢ, with the same θᵢ as the sinusoidal encoding. Write R_m for that
+# block-diagonal rotation. Because rotations compose (R_mᵀ R_n = R_{n−m}), the
+# attention score between a query at m and a key at n is
+#
+# $$(R_m q) \cdot (R_n k) = q \cdot R_{n-m}\, k,$$
+#
+# a function of the offset n − m only. Positions become relative by
+# construction, and the values are left alone: position decides who is
+# attended to, not what is carried.
+#
+# We take a real query and key: the first head (64 features) of MiniLM's first
+# attention layer, the query of the token "stabbed" and the key of the token
+# "caesar". `positional.RotaryEmbedding` rotates queries and keys of shape
+# (batch, heads, L, head_dim) by the positions 0 .. L−1 (plus an `offset`);
+# `positional.apply_rotary` does the rotation for any table of angles, which
+# lets us place the two tokens at any positions we like.
+
+# %%
+head_dim = 64
+self_attention = encoder.encoder.layer[0].attention.self
+vocabulary = tokenizer.get_vocab()
+with torch.no_grad():
+    q = self_attention.query(encoder.embeddings.word_embeddings.weight[vocabulary["stabbed"]])[:head_dim]
+    k = self_attention.key(encoder.embeddings.word_embeddings.weight[vocabulary["caesar"]])[:head_dim]
+
+cos, sin = positional.rotary_angles(2048, head_dim)
+
+
+def rope_score(m, n):
+    """Score of the query placed at position m against the key placed at position n."""
+    q_m = positional.apply_rotary(q[None], cos[m:m + 1], sin[m:m + 1])[0]
+    k_n = positional.apply_rotary(k[None], cos[n:n + 1], sin[n:n + 1])[0]
+    return (q_m @ k_n).item()
+
+
+print(f"without rotation: q · k = {(q @ k).item():.4f}")
+for m, n in [(3, 0), (10, 7), (100, 97), (1500, 1497), (3, 1), (3, 2)]:
+    print(f"query at {m:>4}, key at {n:>4} (offset {m - n}): score {rope_score(m, n):.4f}")
+
+# %% [markdown]
+# The score changes with the offset and with nothing else: 3 positions apart
+# gives the same score at the start of a text and 1,500 tokens into it. The
+# plot draws the score against the offset for the query placed at position 100
+# and at position 1,000: the two curves lie on top of each other.
+
+# %%
+offsets = range(-60, 61)
+fig, ax = plt.subplots(figsize=(9, 3.5))
+for m, style in [(100, "-"), (1000, ":")]:
+    ax.plot(offsets, [rope_score(m, m - offset) for offset in offsets], style, linewidth=2,
+            label=f"query at position {m}")
+ax.axhline((q @ k).item(), color="gray", linewidth=0.8, label="q · k without rotation")
+ax.set_xlabel("offset m − n (query position − key position)")
+ax.set_ylabel("score")
+ax.set_title('RoPE: the score of "stabbed" against "caesar" depends on the offset only')
+ax.legend(fontsize=8)
+plt.show()
+
+# %% [markdown]
+# Two more properties, checked on whole tensors. A rotation keeps lengths, so
+# RoPE never changes the size of a query or key, only its direction; and
+# shifting the whole sequence (the same tokens placed 20 positions later)
+# leaves the attention weights unchanged. Hugging Face implements RoPE too: its
+# RoFormer model (by RoPE's authors) rotates the same interleaved pairs, and
+# gives the same numbers. (LLaMA pairs feature i with feature i + 32 instead of
+# i + 1; `tests/test_positional.py` checks that this is the same rotation with
+# the features in another order.)
+
+# %%
+from transformers.models.roformer.modeling_roformer import (RoFormerSelfAttention,
+                                                            RoFormerSinusoidalPositionalEmbedding)
+
+from course_utils.attention import scaled_dot_product_attention
+
+torch.manual_seed(0)
+queries, keys = torch.randn(1, 12, 10, head_dim), torch.randn(1, 12, 10, head_dim)  # (batch, heads, L, head_dim)
+rope = positional.RotaryEmbedding(head_dim, max_len=512)
+rotated_queries, rotated_keys = rope(queries, keys)
+print(f"largest change of a query's length: {(rotated_queries.norm(dim=-1) - queries.norm(dim=-1)).abs().max().item():.5f}")
+
+_, weights = scaled_dot_product_attention(*rope(queries, keys), keys)
+_, weights_later = scaled_dot_product_attention(*rope(queries, keys, offset=20), keys)
+print(f"attention weights, sequence moved 20 positions later: max change {(weights_later - weights).abs().max().item():.5f}")
+
+sinusoids = RoFormerSinusoidalPositionalEmbedding(10, head_dim).create_weight()[None, None]
+hf_queries, hf_keys = RoFormerSelfAttention.apply_rotary_position_embeddings(sinusoids, queries, keys)
+print(f"max |ours - Hugging Face RoFormer|: queries {(rotated_queries - hf_queries).abs().max().item():.5f}, "
+      f"keys {(rotated_keys - hf_keys).abs().max().item():.5f}")
+
+# %% [markdown]
+# ## Three ways to say where a token is
+#
+# | | sinusoidal | learned | rotary (RoPE) |
+# |---|---|---|---|
+# | where | added to the input embeddings | added to the input embeddings | rotates q and k in every layer |
+# | parameters | none | max_len × d_model | none |
+# | longer than training | defined (a formula), though never seen | no vector beyond max_len | defined, though offsets that long were never seen |
+# | used by | the original transformer (lesson 07) | BERT (08, 09), GPT-2 (10) | LLaMA, Mistral, Qwen, most recent LLMs |
+#
+# ## Quiz
+#
+# Answer in the widgets in JupyterLab, or with `answer(...)` in the cell after
+# the quiz.
+
+# %%
+from course_utils.quiz import answer, show_quiz
+
+show_quiz("05")
+
+# %%
+# BEGIN SOLUTION
+answer("05.shuffle", "B")
+answer("05.sinusoidal-facts", ["A", "B", "D"])
+answer("05.self-dot", 192)
+answer("05.layouts", "C")
+answer("05.rope-score", "C")
+answer("05.learned-parameters", 196608)
+answer("05.rotates-q-and-k", "rotary")
+# END SOLUTION
+
+# %% [markdown]
+# ## Summary
+#
+# - Attention without positions is permutation-equivariant: shuffle the tokens
+#   and the outputs are shuffled the same way. The real MiniLM encoder, blinded
+#   to positions, gave "Brutus stabbed Caesar." and "Caesar stabbed Brutus." the
+#   very same token vectors.
+# - The sinusoidal encoding gives each feature pair a point turning on a
+#   circle at its own speed: PE[pos, 2i] = sin(pos·θᵢ), PE[pos, 2i+1] =
+#   cos(pos·θᵢ), θᵢ = 10000^(−2i/d_model). It has no parameters and works for
+#   any length.
+# - The dot product of two encodings, Σ cos(k θᵢ), depends only on their
+#   distance k and falls off (with ripples) as k grows. Moving k positions is
+#   one block-diagonal rotation M_k, the same for every position.
+# - Learned position embeddings (BERT, GPT-2) are an `nn.Embedding` over
+#   positions: they learn that neighbours are alike, cost max_len × d_model
+#   parameters, and stop at max_len.
+# - Rotary embeddings rotate queries and keys by their positions' angles, so
+#   that q·k depends only on the relative offset; most recent language models
+#   use them.
+# - The reviewed versions live in `course_utils.positional`:
+#   `sinusoidal_encoding`, `SinusoidalPositionalEncoding`,
+#   `LearnedPositionalEmbedding`, `RotaryEmbedding`. Lesson 06 puts attention,
+#   positions and a feed-forward network together into the transformer block.

@@ -1,0 +1,269 @@
+"""The attention checkers (lessons 02 and 03) pass the reference, and catch and
+NAME each classic wrong implementation kept below."""
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+from course_utils.attention import causal_mask as reference_causal_mask
+from course_utils.attention import scaled_dot_product_attention
+from course_utils.checks.attention import check_attention, check_causal_mask, check_masked_attention
+
+
+def run(checker, function, capsys):
+    checker(function)
+    return capsys.readouterr().out
+
+
+def named(mistake: str) -> str:
+    return f"your output is exactly what {mistake}"
+
+
+# --- lesson 02: attention(q, k, v) -------------------------------------------------
+
+def attention(q, k, v):
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def attention_unscaled(q, k, v):
+    weights = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def attention_divided_by_d_k(q, k, v):
+    weights = (q @ k.transpose(-2, -1) / q.size(-1)).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def attention_softmax_over_queries(q, k, v):
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(dim=-2)
+    return weights @ v, weights
+
+
+def attention_softmax_over_batch(q, k, v):
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(dim=0)
+    return weights @ v, weights
+
+
+def attention_no_softmax(q, k, v):
+    weights = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    return weights @ v, weights
+
+
+def test_reference_attention_passes_and_is_recorded(capsys, progress_file):
+    out = run(check_attention, attention, capsys)
+    assert "✗" not in out and "All 6 checks passed" in out, out
+    entry = json.loads(progress_file.read_text())
+    assert (entry["item"], entry["points"], entry["max"]) == ("02.attention", 1, 1)
+
+
+def test_attention_returning_numpy_arrays_also_passes(capsys):
+    def via_numpy(q, k, v):
+        output, weights = attention(q, k, v)
+        return output.numpy(), weights.numpy()
+
+    assert "All 6 checks passed" in run(check_attention, via_numpy, capsys)
+
+
+@pytest.mark.parametrize("wrong, mistake", [
+    (attention_unscaled, "no 1/√d_k scaling"),
+    (attention_divided_by_d_k, "dividing by d_k instead of √d_k"),
+    (attention_softmax_over_queries, "softmax over the wrong axis (dim=-2, the queries"),
+    (attention_softmax_over_batch, "softmax over the wrong axis (dim=0, the batch"),
+    (attention_no_softmax, "no softmax"),
+])
+def test_each_attention_mistake_is_named(wrong, mistake, capsys, progress_file):
+    out = run(check_attention, wrong, capsys)
+    assert "✗ weights = softmax" in out and named(mistake) in out, out
+    assert "fix the first ✗" in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_softmax_over_the_queries_is_also_caught_by_the_row_sums(capsys):
+    out = run(check_attention, attention_softmax_over_queries, capsys)
+    assert "✗ each row of weights sums to 1" in out and "softmax over dim=-1" in out
+
+
+def test_attention_returning_only_the_output(capsys):
+    out = run(check_attention, lambda q, k, v: attention(q, k, v)[0], capsys)
+    assert "✗ returns a pair (output, weights)" in out and "actual:   Tensor" in out
+
+
+def test_attention_wrong_shape_dtype_and_type(capsys):
+    out = run(check_attention, lambda q, k, v: (attention(q, k, v)[0], attention(q, k, v)[1].transpose(-2, -1)[..., :3]), capsys)
+    assert "expected: shape (2, 5, 5)\n      actual:   shape (2, 5, 3)" in out
+    out = run(check_attention, lambda q, k, v: (attention(q, k, v)[0], attention(q, k, v)[1].argmax(-1, keepdim=True)
+                                                .eq(torch.arange(k.size(-2))).long()), capsys)  # hard attention
+    assert "expected: a floating-point tensor (torch.float32)\n      actual:   torch.int64" in out
+    out = run(check_attention, lambda q, k, v: (attention(q, k, v)[0].tolist(), attention(q, k, v)[1]), capsys)
+    assert "✗ output = weights @ v" in out and "actual:   list" in out
+
+
+def test_attention_that_only_works_with_a_batch_axis_is_reported_not_raised(capsys):
+    def batch_only(q, k, v):
+        weights = (q @ k.transpose(1, 2) / math.sqrt(q.size(-1))).softmax(dim=-1)
+        return weights @ v, weights
+
+    out = run(check_attention, batch_only, capsys)
+    assert "✓ weights = softmax" in out and "✗ calling batch_only" in out and "it raised IndexError" in out
+
+
+def test_attention_not_attempted_yet(capsys, progress_file):
+    def stub(q, k, v):
+        raise NotImplementedError
+
+    out = run(check_attention, stub, capsys)
+    assert "02.attention: not attempted yet" in out and "✗" not in out
+    assert not progress_file.exists()
+
+
+# --- lesson 03: causal_mask(n) ---------------------------------------------------
+
+def causal_mask(n):
+    return torch.ones(n, n, dtype=torch.bool).tril()
+
+
+@pytest.mark.parametrize("right", [causal_mask, lambda n: torch.arange(n)[:, None] >= torch.arange(n)[None, :],
+                                   lambda n: ~torch.ones(n, n, dtype=torch.bool).triu(1)])
+def test_reference_causal_mask_passes(right, capsys, progress_file):
+    out = run(check_causal_mask, right, capsys)
+    assert "✗" not in out and "All 5 checks passed" in out, out
+    assert json.loads(progress_file.read_text())["item"] == "03.causal_mask"
+
+
+@pytest.mark.parametrize("wrong, mistake", [
+    (lambda n: ~torch.ones(n, n, dtype=torch.bool).tril(), "the mask inverted"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(1), "the mask inverted"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).triu(), "the upper triangle instead of the lower one"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool).tril(-1), "the diagonal left out"),
+    (lambda n: torch.ones(n, n, dtype=torch.bool), "a mask of all True"),
+])
+def test_each_causal_mask_mistake_is_named(wrong, mistake, capsys):
+    out = run(check_causal_mask, wrong, capsys)
+    assert "✗ causal_mask(4)" in out and named(mistake) in out, out
+
+
+def test_a_float_causal_mask_has_the_right_pattern_but_the_wrong_dtype(capsys):
+    out = run(check_causal_mask, lambda n: torch.ones(n, n).tril(), capsys)
+    assert "✓ causal_mask(4)" in out and "✗ dtype is torch.bool" in out and "actual:   torch.float32" in out
+    assert "a 0/1 float mask would mask nothing" in out
+
+
+def test_causal_mask_wrong_type_and_shape(capsys):
+    assert "✗ returns a torch.Tensor" in run(check_causal_mask, lambda n: causal_mask(n).tolist(), capsys)
+    out = run(check_causal_mask, lambda n: causal_mask(n + 1), capsys)
+    assert "expected: shape (4, 4)\n      actual:   shape (5, 5)" in out
+
+
+def test_causal_mask_not_attempted_yet(capsys):
+    def stub(n):
+        raise NotImplementedError
+
+    assert "03.causal_mask: not attempted yet" in run(check_causal_mask, stub, capsys)
+
+
+# --- lesson 03: masked_attention(q, k, v, mask) -------------------------------------
+
+def _scores(q, k):
+    return q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+
+
+def masked_attention(q, k, v, mask):
+    weights = _scores(q, k).masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_large_negative(q, k, v, mask):
+    weights = _scores(q, k).masked_fill(~mask, -1e9).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_renormalised_after_softmax(q, k, v, mask):
+    weights = _scores(q, k).softmax(dim=-1) * mask
+    weights = weights / weights.sum(-1, keepdim=True)
+    return weights @ v, weights
+
+
+def masked_attention_ignoring_the_mask(q, k, v, mask):
+    weights = _scores(q, k).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_after_softmax(q, k, v, mask):
+    weights = _scores(q, k).softmax(dim=-1).masked_fill(~mask, 0.0)
+    return weights @ v, weights
+
+
+def masked_attention_inverted(q, k, v, mask):
+    weights = _scores(q, k).masked_fill(mask, float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_filled_with_zero(q, k, v, mask):
+    weights = _scores(q, k).masked_fill(~mask, 0.0).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_own_causal_mask(q, k, v, mask):
+    weights = _scores(q, k).masked_fill(~reference_causal_mask(q.size(-2)), float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+
+
+@pytest.mark.parametrize("right", [masked_attention, masked_attention_large_negative,
+                                   masked_attention_renormalised_after_softmax,
+                                   lambda q, k, v, mask: scaled_dot_product_attention(q, k, v, mask)])
+def test_reference_masked_attention_passes(right, capsys, progress_file):
+    out = run(check_masked_attention, right, capsys)
+    assert "✗" not in out and "All 7 checks passed" in out, out
+    assert json.loads(progress_file.read_text())["item"] == "03.masked_attention"
+
+
+@pytest.mark.parametrize("wrong, mistake", [
+    (masked_attention_ignoring_the_mask, "the mask ignored"),
+    (masked_attention_after_softmax, "the mask applied after the softmax (weights zeroed but not renormalised"),
+    (masked_attention_inverted, "the mask inverted"),
+    (masked_attention_filled_with_zero, "masked scores set to 0 instead of -inf"),
+])
+def test_each_masking_mistake_is_named_and_the_leak_located(wrong, mistake, capsys):
+    out = run(check_masked_attention, wrong, capsys)
+    assert "✗ causal and padding mask: weights" in out and named(mistake) in out, out
+    assert "✗ causal and padding mask: output" in out
+    if wrong is not masked_attention_after_softmax:  # that one leaks nothing: its rows just do not sum to 1
+        assert "✗ causal and padding mask: no weight on a masked key" in out
+        assert re.search(r"weight 0\.\d{4} at \(batch, head, query, key\) = \(\d, \d, \d, \d\), a key that the mask forbids", out)
+    else:
+        assert "✓ causal and padding mask: no weight on a masked key" in out
+
+
+def test_a_causal_mask_built_inside_instead_of_the_one_passed_in_is_named(capsys):
+    out = run(check_masked_attention, masked_attention_own_causal_mask, capsys)
+    assert "✗ causal and padding mask: weights" in out and named("a causal mask of your own") in out
+    assert "✗ padding mask only (no causal part): weights" in out
+
+
+def test_masked_attention_forgetting_the_scale_or_the_axis_is_named(capsys):
+    def unscaled(q, k, v, mask):
+        weights = (q @ k.transpose(-2, -1)).masked_fill(~mask, float("-inf")).softmax(dim=-1)
+        return weights @ v, weights
+
+    def over_queries(q, k, v, mask):
+        weights = _scores(q, k).masked_fill(~mask, float("-inf")).softmax(dim=-2)
+        return weights @ v, weights
+
+    assert named("no 1/√d_k scaling") in run(check_masked_attention, unscaled, capsys)
+    out = run(check_masked_attention, over_queries, capsys)
+    assert named("softmax over the wrong axis (dim=-2, the queries)") in out and "NaN at position" in out
+
+
+def test_masked_attention_wrong_type_and_not_attempted(capsys):
+    out = run(check_masked_attention, lambda q, k, v, mask: masked_attention(q, k, v, mask)[0], capsys)
+    assert "✗ returns a pair (output, weights)" in out
+
+    def stub(q, k, v, mask):
+        raise NotImplementedError
+
+    assert "03.masked_attention: not attempted yet" in run(check_masked_attention, stub, capsys)
