@@ -353,7 +353,7 @@ def quiz_as_text(quiz: Quiz) -> str:
 def show_quiz(lesson: str) -> None:
     """The lesson's quiz: widgets in JupyterLab, plain text in a headless run."""
     quiz = load_quiz(lesson)
-    if os.environ.get(HEADLESS_VARIABLE) == "1":
+    if os.environ.get(HEADLESS_VARIABLE) == "1" or not _in_jupyter_kernel():
         print(quiz_as_text(quiz))
         return
     import ipywidgets as widgets
@@ -361,6 +361,16 @@ def show_quiz(lesson: str) -> None:
 
     display(widgets.VBox([widgets.HTML(f"<h3>Quiz {quiz.lesson} · {html.escape(quiz.title)}</h3>")] +
                          [_question_widget(question) for question in quiz.questions.values()]))
+
+
+def _in_jupyter_kernel() -> bool:
+    """True in a Jupyter kernel (where widgets can show), False in plain Python."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _question_widget(question: Question):

@@ -157,3 +157,12 @@ def test_numeric_tolerance_holds_at_its_edges(quiz):
     question = quiz.questions["42.number"]  # 2.5 ± 0.1
     assert all(grade(question, 2.5 + d).correct for d in (-0.1, -0.099, 0.05, 0.099, 0.1))
     assert not any(grade(question, 2.5 + d).correct for d in (-0.11, 0.11, 1.0))
+
+
+def test_show_quiz_prints_text_outside_jupyter(monkeypatch, capsys):
+    from course_utils.quiz import HEADLESS_VARIABLE, show_quiz
+
+    monkeypatch.delenv(HEADLESS_VARIABLE, raising=False)  # not headless, but no kernel either
+    show_quiz("00")
+    out = capsys.readouterr().out
+    assert out.startswith("Quiz 00 · How this course works") and "00.offline  (1 point, one answer)" in out
