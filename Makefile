@@ -8,7 +8,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERNEL := transformers-course
 
-.PHONY: setup lab run notebooks test doctor list clean distclean
+PRACTICE := practice
+
+.PHONY: setup lab practice run notebooks test doctor list clean distclean
 
 setup: $(STAMP)
 
@@ -25,6 +27,10 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)          ## set up, then open JupyterLab on the lessons
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
+practice: $(STAMP)     ## your own copy to work in: solutions stubbed, quiz answers sealed
+	test -d $(PRACTICE) || $(BIN)/course student $(PRACTICE)
+	COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab --notebook-dir=$(PRACTICE)/notebooks
+
 run: $(STAMP)          ## execute every lesson headlessly into build/executed, with timings
 	$(BIN)/course run
 
@@ -32,6 +38,7 @@ notebooks: $(STAMP)    ## re-execute the .py sources and store them as the .ipyn
 	$(BIN)/course run --in-place
 
 test: $(STAMP)         ## unit tests, pair checks and nbval (strict) on every notebook
+	@test -d tests || { echo "This is the student edition of the course: it has no tests."; exit 1; }
 	$(BIN)/python -m pytest
 
 doctor: $(STAMP)

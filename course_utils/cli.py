@@ -52,11 +52,11 @@ def cmd_student(args) -> int:
 
 
 def cmd_grade(args) -> int:
-    from .grading import grade_folder
+    from .grading import feedback_folder, grade_folder
 
     lesson = f"{int(args.lesson):02d}" if args.lesson else None
     grades = grade_folder(args.submissions, args.out, lesson=lesson, time_limit=args.time_limit)
-    print(f"\nGradebook: {args.out} ({len(grades)} submissions); feedback files in {args.out.parent / 'feedback'}")
+    print(f"\nGradebook: {args.out} ({len(grades)} submissions); feedback files in {feedback_folder(args.out)}")
     return 0
 
 

@@ -10,6 +10,7 @@ submission is written in its row; the others are graded all the same.
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,7 @@ class Grade:
     status: str = "ok"
     points: dict[str, float] = field(default_factory=dict)  # item id -> points earned
     maximum: dict[str, float] = field(default_factory=dict)  # item id -> points possible
+    reports: dict[str, str] = field(default_factory=dict)  # item id -> what its checker or answer() printed
 
     @property
     def total(self) -> float:
@@ -56,7 +58,10 @@ def _execute_in_subprocess(path: Path, log: Path, time_limit: float) -> str:
             "from pathlib import Path\n"
             "from course_utils.runner import execute\n"
             "notebook = nbformat.read(sys.argv[1], as_version=4)\n"
-            "execute(notebook, Path(sys.argv[1]).parent, 'grading', allow_errors=True)\n"
+            "try:\n"
+            "    execute(notebook, Path(sys.argv[1]).parent, 'grading', allow_errors=True, quiet=True)\n"
+            "finally:\n"
+            "    nbformat.write(notebook, sys.argv[1])  # what ran, for the feedback\n"
             "errors = sum(o.get('output_type') == 'error' for c in notebook.cells for o in c.get('outputs', []))\n"
             "print('ERRORS', errors)\n")
     from .runner import kernel_environment
@@ -71,7 +76,7 @@ def _execute_in_subprocess(path: Path, log: Path, time_limit: float) -> str:
     if result.returncode != 0 or errors is None:
         last = (result.stderr.strip().splitlines() or ["no message"])[-1]
         return f"could not be run: {last[:200]}"
-    return f"{errors} cell(s) raised an error" if errors != "0" else ""
+    return ""  # errors are read from the executed notebook, with their cells
 
 
 def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: float) -> Grade:
@@ -79,7 +84,11 @@ def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: f
     try:
         notebook = nbformat.read(path, as_version=4)
     except Exception as error:  # invalid JSON, not a notebook, unreadable file
-        grade.status = f"unreadable notebook: {type(error).__name__}: {str(error).splitlines()[0][:150]}"
+        grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
+        if grade.lesson in {lesson.number for lesson in all_lessons()}:
+            grade.maximum = expected_items(grade.lesson)
+            grade.points = dict.fromkeys(grade.maximum, 0.0)
+        grade.status = f"unreadable notebook ({type(error).__name__}): not a valid .ipynb file; nothing could be run"
         return grade
     grade.lesson = lesson_of(notebook, path)
     if expected_lesson and grade.lesson != expected_lesson:
@@ -95,15 +104,50 @@ def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: f
         log = Path(scratch) / "progress.jsonl"
         problem = _execute_in_subprocess(copy, log, time_limit)
         results = progress.latest_results(log)
+        try:
+            executed = nbformat.read(copy, as_version=4)
+        except Exception:  # killed while writing: grade from the log alone
+            executed = nbformat.v4.new_notebook()
     # Only items of this lesson count, each at most its full points.
     grade.points = {item: min(float(results[item]["points"]), full) if item in results else 0.0
                     for item, full in grade.maximum.items()}
-    missing = [item for item in grade.maximum if item not in results]
+    grade.reports = item_reports(executed)
     notes = [problem] if problem else []
+    notes += [f"cell {number} raised {error}" for number, error in cell_errors(executed)]
+    missing = [item for item in grade.maximum if item not in results]
     if missing:
         notes.append(f"not answered or not run: {', '.join(missing)}")
     grade.status = "; ".join(notes) or "ok"
     return grade
+
+
+def cell_errors(notebook: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(code cell number, 'ErrorName: message') for each cell that failed."""
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    return [(number, f"{output.ename}: {output.evalue}"[:160])
+            for number, cell in enumerate(code, start=1) for output in cell.get("outputs", [])
+            if output.get("output_type") == "error"]
+
+
+_CHECKER_HEADER = re.compile(r"^(\d\d\.[\w-]+)$")  # a checker's report starts with the exercise id
+_ANSWER_LINE = re.compile(r"^(?:[✓✗] (?:Correct|Not quite) \(.*\) · |… |⚠ .*?)(\d\d\.[\w-]+)")
+
+
+def item_reports(notebook: nbformat.NotebookNode) -> dict[str, str]:
+    """What each checker and answer() printed, by item id: a block runs from
+    its first line (the exercise id, or an answer's verdict) to the next one."""
+    reports = {}
+    for cell in notebook.cells:
+        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        item = None
+        for line in text.splitlines():
+            start = _CHECKER_HEADER.match(line) or _ANSWER_LINE.match(line)
+            if start:
+                item = start.group(1)
+                reports[item] = line
+            elif item:
+                reports[item] += "\n" + line
+    return reports
 
 
 def feedback_text(grade: Grade) -> str:
@@ -111,23 +155,26 @@ def feedback_text(grade: Grade) -> str:
              f"Score: {grade.total:g} / {sum(grade.maximum.values()):g}", f"Status: {grade.status}", ""]
     for item, full in grade.maximum.items():
         earned = grade.points.get(item, 0)
-        mark = "✓" if earned == full else "✗"
-        lines.append(f"{mark} {item:<28} {earned:g} / {full:g}")
+        lines.append(f"{'✓' if earned == full else '✗'} {item:<28} {earned:g} / {full:g}")
+        if earned < full and grade.reports.get(item):  # say why the points were lost
+            lines += ["      " + line for line in grade.reports[item].splitlines()]
     return "\n".join(lines) + "\n"
 
 
 def grade_folder(folder: Path, out_csv: Path, lesson: str | None = None,
                  time_limit: float = DEFAULT_TIME_LIMIT, echo=print) -> list[Grade]:
     """Grade every .ipynb under `folder`; write the gradebook and one feedback
-    file per submission (in a `feedback/` folder beside the CSV)."""
+    file per submission (in GRADEBOOK-feedback/ beside the CSV)."""
     folder, out_csv = Path(folder), Path(out_csv)
     if not folder.is_dir():
         raise SystemExit(f"{folder} is not a folder of submitted notebooks")
     paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not paths:
         raise SystemExit(f"No .ipynb files under {folder}")
-    feedback_dir = out_csv.parent / "feedback"
+    feedback_dir = feedback_folder(out_csv)
     feedback_dir.mkdir(parents=True, exist_ok=True)
+    for stale in feedback_dir.glob("*.txt"):  # this gradebook's earlier feedback, replaced like the CSV
+        stale.unlink()
     grades = []
     for number, path in enumerate(paths, start=1):
         try:
@@ -140,6 +187,11 @@ def grade_folder(folder: Path, out_csv: Path, lesson: str | None = None,
         echo(f"[{number}/{len(paths)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} ({grade.status})")
         _write_csv(out_csv, grades)  # after each one: an interrupted run keeps what it graded
     return grades
+
+
+def feedback_folder(out_csv: Path) -> Path:
+    """grades.csv -> grades-feedback/: one folder per gradebook, never mixed."""
+    return out_csv.with_name(f"{out_csv.stem}-feedback")
 
 
 def _write_csv(out_csv: Path, grades: list[Grade]) -> None:

@@ -6,13 +6,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import jupytext
+
 from . import paths
 
 BUDGET_SECONDS = 150  # every lesson runs top to bottom in this time on a 2-core CPU
 TIMINGS = paths.BUILD / "timings.json"  # written by `course run`
 
-_LESSON_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.py$")
-_TITLE = re.compile(r"^# # (\d\d) · (.+)$", re.MULTILINE)  # the first heading, in py:percent form
+_LESSON_FILE = re.compile(r"^(\d\d)_([a-z0-9_]+)\.(py|ipynb)$")
+_TITLE = re.compile(r"^# (\d\d) · (.+)$", re.MULTILINE)  # the first heading of the first cell
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Lesson:
     number: str
     slug: str
     title: str
-    source: Path  # the .py
+    source: Path  # the .py; in the student edition, which has no .py, the .ipynb
 
     @property
     def name(self) -> str:
@@ -34,11 +36,12 @@ class Lesson:
 def all_lessons(folder: Path | None = None) -> list[Lesson]:
     folder = folder or paths.NOTEBOOKS
     lessons = []
-    for source in sorted(folder.glob("[0-9][0-9]_*.py")):
+    for source in sorted(folder.glob("[0-9][0-9]_*")):
         match = _LESSON_FILE.match(source.name)
-        if not match:
-            continue
-        title = _TITLE.search(source.read_text(encoding="utf-8"))
+        if not match or (source.suffix == ".ipynb" and source.with_suffix(".py").exists()):
+            continue  # not a lesson, or the .ipynb half of a pair whose source is the .py
+        first_cell = jupytext.read(source).cells[0].source if source.stat().st_size else ""
+        title = _TITLE.search(first_cell)
         lessons.append(Lesson(match.group(1), match.group(2), title.group(2).strip() if title else "(untitled)", source))
     return lessons
 

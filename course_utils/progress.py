@@ -14,8 +14,11 @@ PROGRESS_VARIABLE = "COURSE_PROGRESS_FILE"
 
 
 def progress_file() -> Path:
-    default = Path.home() / ".local" / "share" / "transformers-course" / "progress.jsonl"
-    return Path(os.environ.get(PROGRESS_VARIABLE, default))
+    """One log per copy of the course: the worked notebooks and a practice
+    (student) copy keep separate scores."""
+    from .paths import COURSE_ROOT
+
+    return Path(os.environ.get(PROGRESS_VARIABLE, COURSE_ROOT / ".progress.jsonl"))
 
 
 def record(item: str, kind: str, points: float, max_points: float) -> None:

@@ -317,21 +317,31 @@ def grade(question: Question, value) -> Feedback:
     return Feedback(question, False, 0, "Not the word we are looking for; reread the section and try again.")
 
 
-def answer(question_id: str, value) -> None:
+def answer(question_id: str, value=None) -> None:
     """Grade an answer in code, print the feedback and save it to your progress.
-    `answer("00.offline", "A")`; multiple choice: `answer("00.parts", ["A", "C"])`."""
+    `answer("00.offline", "A")`; multiple choice: `answer("00.parts", ["A", "C"])`.
+    An answer that cannot be graded prints what is wrong and raises nothing, so
+    the answers after it in the same cell still count."""
+    try:
+        question = _find_question(question_id)
+        if value is None or value is Ellipsis:
+            print(f"… {question_id}: not answered yet.")
+            return
+        feedback = grade(question, value)
+    except (AnswerError, QuizFormatError) as problem:
+        print(f"⚠ {problem}")
+        return
+    progress.record(question.id, "quiz", feedback.points, question.points)
+    print(feedback)
+
+
+def _find_question(question_id) -> Question:
     if not isinstance(question_id, str) or not re.fullmatch(r"\d\d\.[\w-]+", question_id):
         raise AnswerError(f"A question id looks like \"00.offline\" (lesson number, dot, name); got {question_id!r}.")
     quiz = load_quiz(question_id)
     if question_id not in quiz.questions:
         raise AnswerError(f"Quiz {quiz.lesson} has no question {question_id!r}. Its questions: {', '.join(quiz.questions)}.")
-    question = quiz.questions[question_id]
-    if value is None or value is Ellipsis:
-        print(f"… {question_id}: not answered yet.")
-        return
-    feedback = grade(question, value)
-    progress.record(question.id, "quiz", feedback.points, question.points)
-    print(feedback)
+    return quiz.questions[question_id]
 
 
 # --- showing a quiz --------------------------------------------------------------
@@ -381,7 +391,7 @@ def _question_widget(question: Question):
         control = widgets.RadioButtons(options=labels, value=None, layout={"width": "max-content"})
         read = lambda: control.value and control.value[0]  # noqa: E731 (the letter)
     elif question.type == "multiple":
-        boxes = [widgets.Checkbox(description=label, indent=False) for label in labels]
+        boxes = [widgets.Checkbox(description=label, indent=False, layout={"width": "max-content"}) for label in labels]
         control = widgets.VBox(boxes)
         read = lambda: [label[0] for label, box in zip(labels, boxes) if box.value]  # noqa: E731
     else:

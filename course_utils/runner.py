@@ -3,6 +3,7 @@
 
 import json
 import os
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -54,11 +55,13 @@ def read_source(lesson: Lesson) -> nbformat.NotebookNode:
     return notebook
 
 
-def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, allow_errors: bool = False) -> None:
-    """Run every cell in order in a fresh kernel, with a progress bar over cells.
-    With allow_errors, a failing cell is recorded and the next ones still run."""
+def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, allow_errors: bool = False,
+            quiet: bool = False) -> None:
+    """Run every cell in order in a fresh kernel, with a progress bar over cells
+    (none if quiet). With allow_errors, a failing cell is recorded and the next
+    ones still run."""
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False)
+    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False, disable=quiet)
     client = NotebookClient(
         notebook, km=KernelManager(kernel_spec_manager=_ThisEnvironment(), kernel_name=KERNEL_NAME),
         timeout=CELL_TIMEOUT_SECONDS, resources={"metadata": {"path": str(workdir)}}, record_timing=False,
@@ -66,7 +69,9 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, al
         on_cell_executed=lambda **_: bar.update(1),
     )
     try:
-        client.execute()
+        # The kernel's own stderr only says that it talks over loopback TCP and
+        # when it shuts down; what cells print and raise arrives separately.
+        client.execute(stderr=subprocess.DEVNULL)
     finally:
         bar.close()
 

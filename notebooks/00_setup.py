@@ -67,6 +67,11 @@ device = setup_notebook(seed=0)
 # you to write a function; the cell after each one checks it. A quiz near the
 # end asks about the ideas, and a summary closes the lesson.
 #
+# **Two editions.** `make lab` opens the worked notebooks: every exercise is
+# solved and every quiz answered, so you can read a lesson straight through.
+# `make practice` opens your own copy, in which each exercise says
+# `raise NotImplementedError` and each quiz answer is `None`, waiting for you.
+#
 # **Notebooks come in pairs.** `00_setup.py` is the source of this notebook (a
 # plain Python file that reads well in a diff) and `00_setup.ipynb` holds the
 # same cells with their outputs. Work in the `.ipynb` in JupyterLab; if you

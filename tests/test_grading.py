@@ -42,6 +42,8 @@ def gradebook(tmp_path_factory):
     answers = bob.cells[_cell_index(bob, 'answer("00.offline"')]
     answers.source = answers.source.replace('answer("00.offline", None)', 'answer("00.offline", "A")')
     answers.source = answers.source.replace('answer("00.edit", None)', 'answer("00.edit", "A")')
+    answers.source = answers.source.replace('answer("00.checker", None)', 'answer("00.checker", "maybe")')  # malformed
+    answers.source = answers.source.replace('answer("00.first-cell", None)', 'answer("00.first-cell", "setup_notebook")')
     nbformat.write(bob, folder / "bob.ipynb")
 
     moved = _reference()  # cells moved about: the exercise and its checker last, after the quiz
@@ -90,7 +92,8 @@ def test_the_reference_solution_gets_full_marks(gradebook):
 def test_a_half_done_release_notebook_gets_what_it_earned(gradebook):
     rows, _ = gradebook
     bob = rows["bob.ipynb"]
-    assert (bob["00.offline"], bob["00.edit"], bob["00.count_words"], bob["score"]) == ("1", "0", "0", "1")
+    assert (bob["00.offline"], bob["00.edit"], bob["00.count_words"], bob["score"]) == ("1", "0", "0", "2")
+    assert bob["00.first-cell"] == "1", "a malformed answer earlier in the cell does not stop the next ones"
     assert "not answered or not run: " in bob["status"] and "00.count_words" in bob["status"]
 
 
@@ -105,7 +108,9 @@ def test_a_deleted_exercise_cell_costs_only_that_exercise(gradebook):
 
 def test_errors_and_network_attempts_are_reported_and_the_rest_graded(gradebook):
     erin = gradebook[0]["erin.ipynb"]
-    assert erin["score"] == "7" and "2 cell(s) raised an error" in erin["status"]
+    assert erin["score"] == "7"
+    assert "cell 2 raised ZeroDivisionError: division by zero" in erin["status"]
+    assert "cell 3 raised NetworkBlockedError: This course runs offline" in erin["status"]
 
 
 def test_an_infinite_loop_times_out_and_keeps_what_ran(gradebook):
@@ -115,13 +120,28 @@ def test_an_infinite_loop_times_out_and_keeps_what_ran(gradebook):
 
 def test_invalid_json_and_another_lesson_are_reported_in_their_rows(gradebook):
     rows, _ = gradebook
-    assert rows["gina.ipynb"]["status"].startswith("unreadable notebook:") and rows["gina.ipynb"]["score"] == "0"
+    assert rows["gina.ipynb"]["status"].startswith("unreadable notebook (") and rows["gina.ipynb"]["score"] == "0"
+    assert rows["gina.ipynb"]["max"] == "7" and rows["gina.ipynb"]["00.offline"] == "0"
     assert rows["hal.ipynb"]["status"] == "wrong lesson: this is lesson 05's notebook, lesson 00 was asked for"
 
 
-def test_each_learner_gets_a_feedback_file(gradebook):
+def test_each_learner_gets_feedback_that_says_why_points_were_lost(gradebook):
     _, out = gradebook
-    feedback = (out.parent / "feedback" / "bob.txt").read_text()
-    assert "Score: 1 / 7" in feedback and "✓ 00.offline" in feedback and "✗ 00.count_words" in feedback
-    assert (out.parent / "feedback" / "alice__00_setup.txt").exists()
+    feedback = (out.parent / "grades-feedback" / "bob.txt").read_text()
+    assert "Score: 2 / 7" in feedback and "✓ 00.offline" in feedback and "✗ 00.count_words" in feedback
+    assert "✗ Not quite (0/1) · 00.edit" in feedback  # the answer's own feedback, under its item
+    assert "⚠ 00.checker has options A, B, C; 'M', 'Y', 'E' is not one of them" in feedback
+    assert "not attempted yet" in feedback
+    assert (out.parent / "grades-feedback" / "alice__00_setup.txt").exists()
+
+
+def test_regrading_replaces_the_feedback_folder(tmp_path):
+    from course_utils.grading import grade_folder
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "x.ipynb").write_text("not json")
+    (tmp_path / "grades-feedback").mkdir()
+    (tmp_path / "grades-feedback" / "old-learner.txt").write_text("from last week")
+    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "grades-feedback").iterdir()) == ["x.txt"]
     assert paths.COURSE_ROOT.exists()

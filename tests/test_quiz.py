@@ -111,15 +111,24 @@ def test_unanswered_is_not_an_error(progress_file, capsys):
     assert not progress_file.exists()
 
 
-@pytest.mark.parametrize("question_id, message", [
-    ("00.nope", "has no question '00.nope'. Its questions: 00.offline"),
-    ("99.x", "no quiz for lesson '99'"),
-    ("offline", "looks like"),
-    (7, "looks like"),
+@pytest.mark.parametrize("question_id, value, message", [
+    ("00.nope", "A", "⚠ Quiz 00 has no question '00.nope'. Its questions: 00.offline"),
+    ("99.x", "A", "⚠ There is no quiz for lesson '99'"),
+    ("offline", "A", "⚠ A question id looks like"),
+    (7, "A", "⚠ A question id looks like"),
+    ("00.offline", "", "⚠ 00.offline: the answer is empty"),
+    ("00.offline", 2, "⚠ 00.offline expects one letter"),
+    ("00.offline", "Z", "⚠ 00.offline has options A, B, C; 'Z' is not one of them"),
 ])
-def test_answer_rejects_unknown_ids(question_id, message):
-    with pytest.raises(AnswerError, match=message):
-        answer(question_id, "A")
+def test_answer_explains_what_it_cannot_grade_and_never_raises(question_id, value, message, capsys, progress_file):
+    answer(question_id, value)
+    assert capsys.readouterr().out.startswith(message)
+    assert not progress_file.exists()
+
+
+def test_answer_without_a_value_is_not_answered_yet(capsys):
+    answer("00.offline")
+    assert "not answered yet" in capsys.readouterr().out
 
 
 def test_text_fallback_lists_every_question_and_option(quiz):
