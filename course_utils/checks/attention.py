@@ -110,7 +110,7 @@ def check_causal_mask(causal_mask) -> None:
     with Checker("03.causal_mask") as check:
         first = check.call(causal_mask, 4)
         check.require("returns a torch.Tensor", isinstance(first, torch.Tensor), expected="torch.Tensor",
-                      actual=type(first).__name__, hint="torch.ones(n, n, dtype=torch.bool).tril()")
+                      actual=type(first).__name__, hint="build the (n, n) mask as a tensor, e.g. from torch.ones and a triangle function")
         for n in (4, 7, 1):
             want, ones = reference_causal_mask(n), torch.ones(n, n, dtype=torch.bool)
             mistakes = {
