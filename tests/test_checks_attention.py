@@ -267,3 +267,13 @@ def test_masked_attention_wrong_type_and_not_attempted(capsys):
         raise NotImplementedError
 
     assert "03.masked_attention: not attempted yet" in run(check_masked_attention, stub, capsys)
+
+
+def test_a_swapped_pair_is_named(capsys):
+    def swapped(q, k, v):
+        output, weights = scaled_dot_product_attention(q, k, v)
+        return weights, output
+
+    check_attention(swapped)
+    out = capsys.readouterr().out
+    assert "✗ returns (output, weights), in that order" in out and "the pair is swapped" in out

@@ -27,20 +27,6 @@ def _random(seed: int, *shapes) -> list[torch.Tensor]:
     return [torch.randn(*shape, generator=generator) for shape in shapes]
 
 
-def _compare(check: Checker, name: str, actual, expected, mistakes: dict, hint: str) -> bool:
-    """`check.close`, which also names a mistake whose output holds NaN: an
-    inverted mask leaves some query with no key at all, and a softmax over a
-    row of -inf is NaN, which `close` reports before it looks at mistakes."""
-    if _is_array(actual):
-        got = torch.as_tensor(actual).detach().cpu().double()
-        for mistake, wrong in mistakes.items():
-            if torch.isnan(wrong).any() and wrong.shape == got.shape and torch.allclose(
-                    got, wrong.double(), atol=1e-5, rtol=1e-4, equal_nan=True):
-                hint = f"your output is exactly what {mistake} gives; {hint}"
-                break
-    return check.close(name, actual, expected, hint=hint, mistakes=mistakes)
-
-
 def _is_array(value) -> bool:
     return isinstance(value, (torch.Tensor, np.ndarray))
 
@@ -81,16 +67,21 @@ def check_attention(attention) -> None:
         q, k, v = _random(2, (2, 5, 8), (2, 5, 8), (2, 5, 8))
         output, weights = _returns_a_pair(check, check.call(attention, q, k, v))
         want_output, want_weights = scaled_dot_product_attention(q, k, v)
+        swapped = _is_array(output) and _is_array(weights) and (
+            tuple(output.shape), tuple(weights.shape)) == (tuple(want_weights.shape), tuple(want_output.shape))
+        if swapped:  # said only when it happens: the shapes would otherwise hide the cause
+            check.require("returns (output, weights), in that order", False, expected="(output, weights)",
+                          actual="(weights, output): the pair is swapped", hint="return weights @ v, weights")
         wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
-        _compare(check, "weights = softmax(q·kᵀ / √d_k) over the keys, shape (2, 5, 5)", weights, want_weights,
-                 wrong_weights, _WEIGHTS_HINT)
+        check.close("weights = softmax(q·kᵀ / √d_k) over the keys, shape (2, 5, 5)", weights, want_weights,
+                    mistakes=wrong_weights, hint=_WEIGHTS_HINT)
         if _is_array(weights) and tuple(weights.shape) == (2, 5, 5):
             sums = torch.as_tensor(weights).detach().cpu().double().sum(-1)
             check.that("each row of weights sums to 1", torch.allclose(sums, torch.ones_like(sums)),
                        expected="1.0000 in every row", actual="row sums " + ", ".join(f"{x:.4f}" for x in sums.flatten()[:4].tolist()) + ", ...",
                        hint="a row holds one query's weights over all the keys: softmax over dim=-1")
-        _compare(check, "output = weights @ v, shape (2, 5, 8)", output, want_output, wrong_outputs,
-                 "multiply the weights by v: output = weights @ v")
+        check.close("output = weights @ v, shape (2, 5, 8)", output, want_output,
+                    mistakes=wrong_outputs, hint="multiply the weights by v: output = weights @ v")
 
         # No batch, 3 queries and 4 keys, values wider than keys: nothing may
         # assume Lq == Lk or d_v == d_k, and the transpose must be of the last two axes.
@@ -98,9 +89,10 @@ def check_attention(attention) -> None:
         output, weights = _returns_a_pair(check, check.call(attention, q, k, v), again=True)
         want_output, want_weights = scaled_dot_product_attention(q, k, v)
         wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
-        _compare(check, "no batch axis, 3 queries, 4 keys, d_v = 10: weights (3, 4)", weights, want_weights,
-                 wrong_weights, "use k.transpose(-2, -1) and q.size(-1), which work for any number of leading axes")
-        _compare(check, "... and output (3, 10)", output, want_output, wrong_outputs, "output = weights @ v")
+        check.close("no batch axis, 3 queries, 4 keys, d_v = 10: weights (3, 4)", weights, want_weights,
+                    mistakes=wrong_weights, hint="use k.transpose(-2, -1) and q.size(-1), which work for any number of leading axes")
+        check.close("... and output (3, 10)", output, want_output,
+                    mistakes=wrong_outputs, hint="output = weights @ v")
 
 
 # --- lesson 03: causal_mask(n) ------------------------------------------------------
@@ -173,6 +165,7 @@ def check_masked_attention(masked_attention) -> None:
                 no_leak, where = _leak(weights, mask)
                 check.that(f"{case}: no weight on a masked key", no_leak, expected="weight 0 on every masked key",
                            actual=where, hint=_MASK_HINT)
-            _compare(check, f"{case}: weights (2, 2, 5, 5)", weights, want_weights, wrong_weights, _MASK_HINT)
-            _compare(check, f"{case}: output = weights @ v (2, 2, 5, 4)", output, want_output, wrong_outputs,
-                     "output = weights @ v")
+            check.close(f"{case}: weights (2, 2, 5, 5)", weights, want_weights,
+                        mistakes=wrong_weights, hint=_MASK_HINT)
+            check.close(f"{case}: output = weights @ v (2, 2, 5, 4)", output, want_output,
+                        mistakes=wrong_outputs, hint="output = weights @ v")
