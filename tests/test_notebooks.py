@@ -4,7 +4,6 @@ bottom, every lesson has its parts, and nbval really is strict."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import jupytext
 import nbformat
