@@ -19,12 +19,22 @@ def scaled_dot_product_attention(q, k, v, mask=None):
 
     q: (..., Lq, d_k), k: (..., Lk, d_k), v: (..., Lk, d_v);
     mask: bool, broadcastable to (..., Lq, Lk), True where attending is allowed.
+
+    A query whose keys are all masked (left padding under a causal mask, say)
+    has nothing to attend to: like `F.scaled_dot_product_attention`, it gets
+    all-zero weights and a zero output, and no gradient, instead of the NaN
+    that the softmax of a row of -inf would give.
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        # -inf before the softmax gives masked keys exactly zero weight.
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(dim=-1)
+    if mask is None:
+        weights = scores.softmax(dim=-1)
+        return weights @ v, weights
+    # -inf before the softmax gives masked keys exactly zero weight.
+    scores = scores.masked_fill(~mask, float("-inf"))
+    # A row of -inf only would softmax to NaN, in the forward pass and in every
+    # gradient behind it: give such rows finite scores, then zero their weights.
+    nothing_to_attend = ~mask.any(dim=-1, keepdim=True)
+    weights = scores.masked_fill(nothing_to_attend, 0.0).softmax(dim=-1).masked_fill(nothing_to_attend, 0.0)
     return weights @ v, weights
 
 

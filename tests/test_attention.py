@@ -98,3 +98,49 @@ def test_without_bias_equals_torch():
 def test_width_must_divide_into_heads():
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MultiHeadAttention(30, 4)
+
+
+# --- queries with nothing to attend to ----------------------------------------------------------
+# Left padding under a causal mask: the first queries of a left-padded sequence
+# may see only pads and themselves-as-pads, so every key of their row is masked.
+
+def _left_padded_causal_mask():
+    left_padded = torch.tensor([[1] * L, [0] * 3 + [1] * (L - 3)])  # the second sequence starts with 3 pads
+    return padding_mask(left_padded) & causal_mask(L)
+
+
+def test_fully_masked_rows_give_zeros_like_torch_forward_and_backward(qkv):
+    mask = _left_padded_causal_mask()
+    assert not mask[1, 0, 0].any(), "the set-up really has queries with no key to attend to"
+    ours = [t.clone().requires_grad_() for t in qkv]
+    torchs = [t.clone().requires_grad_() for t in qkv]
+    out, weights = scaled_dot_product_attention(*ours, mask=mask)
+    expected = F.scaled_dot_product_attention(*torchs, attn_mask=mask)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
+    assert (weights[1, :, :3] == 0).all() and (out[1, :, :3] == 0).all(), "nothing to attend to: zeros, not NaN"
+    torch.testing.assert_close(weights[1, :, 3:].sum(-1), torch.ones(H, L - 3))
+
+    grad_out = torch.randn_like(out)
+    out.backward(grad_out)
+    expected.backward(grad_out)
+    for name, mine, theirs in zip("qkv", ours, torchs):
+        assert torch.isfinite(mine.grad).all(), f"NaN in the gradient of {name}"
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-5, rtol=0, msg=f"gradient of {name}")
+
+
+def test_both_multi_head_paths_agree_with_left_padding_and_no_nan_reaches_the_weights():
+    mask = _left_padded_causal_mask()
+    real_queries = mask.any(-1).squeeze(1)  # (B, L): queries that attend to something
+    x = torch.randn(B, L, D)
+    outputs, gradients = [], []
+    for need_weights in (True, False):
+        torch.manual_seed(1)
+        mha = MultiHeadAttention(D, H)
+        out, _ = mha(x, mask=mask, need_weights=need_weights)
+        out[real_queries].pow(2).sum().backward()  # a loss that skips the padded queries
+        outputs.append(out)
+        gradients.append({name: p.grad for name, p in mha.named_parameters()})
+        assert all(torch.isfinite(g).all() for g in gradients[-1].values()), f"NaN gradient (need_weights={need_weights})"
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=0)
+    for name in gradients[0]:
+        torch.testing.assert_close(gradients[0][name], gradients[1][name], atol=1e-5, rtol=0, msg=name)
