@@ -6,6 +6,15 @@ The kernels that nbval starts inherit this process's environment, so setting it
 here gives them the same variables as `course run`: headless quizzes, offline
 Hugging Face libraries, a throwaway progress file, and COURSE_BLOCK_NETWORK,
 which makes `setup_notebook()` install the network guard in the kernel too.
+
+The kernels run on COURSE_TEST_THREADS threads, 1 unless set, while `make
+notebooks` stores the lessons as run on PyTorch's default (every core: 2 on the
+course's CPU). So each run of the suite also shows that no stored output depends
+on the thread count; and the two pytest-xdist workers fill two cores, not four.
+
+nbval's strict comparison is kept, with one change: numbers in text outputs
+compare within a tolerance (see `output_tolerance`), so that a stored output
+made on another CPU or thread count still passes while any real change fails.
 """
 
 import os
@@ -13,12 +22,26 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from nbval.plugin import IPyNbCell
 
-from course_utils import env, runner
+from course_utils import env, output_tolerance, runner
+
+THREADS_VARIABLE = "COURSE_TEST_THREADS"
 
 _scratch = tempfile.mkdtemp(prefix="course-tests-")
 os.environ.update(runner.kernel_environment(Path(_scratch) / "progress.jsonl"))
+os.environ["OMP_NUM_THREADS"] = os.environ.get(THREADS_VARIABLE, "1")  # read by PyTorch in each new kernel
 env.block_network()
+
+_compare_exactly = IPyNbCell.compare_outputs
+
+
+def _compare_numbers_within_tolerance(cell, fresh, stored, skip_compare=None):
+    fresh = output_tolerance.reconcile_outputs(fresh, stored, cell.sanitize)
+    return _compare_exactly(cell, fresh, stored, skip_compare)
+
+
+IPyNbCell.compare_outputs = _compare_numbers_within_tolerance
 
 
 @pytest.fixture

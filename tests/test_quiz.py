@@ -54,6 +54,23 @@ def test_every_quiz_file_in_the_course_is_valid():
         assert len(quiz.questions) >= 5, f"{path.name}: a lesson's quiz has at least 5 questions"
 
 
+def _key_is_the_unique_longest_option(question) -> bool:
+    lengths = [len(option.text) for option in question.options]
+    longest = max(lengths)
+    return lengths.count(longest) == 1 and question.letters[lengths.index(longest)] in question.answers
+
+
+@pytest.mark.parametrize("lesson", sorted(path.name[:2] for path in paths.QUIZZES.glob("*.yaml")))
+def test_option_lengths_do_not_give_the_key_away(lesson):
+    """Always picking the longest option must not pay: in at most a third of a
+    quiz's single-choice questions is the key the unique longest option."""
+    singles = [question for question in load_quiz(lesson).questions.values() if question.type == "single"]
+    giveaways = [question.id for question in singles if _key_is_the_unique_longest_option(question)]
+    assert len(giveaways) <= len(singles) / 3, (
+        f"the right option is also the longest in {giveaways} ({len(giveaways)} of {len(singles)} single-choice "
+        "questions): balance the options' lengths")
+
+
 @pytest.mark.parametrize("value, correct", [("B", True), ("b", True), (" b ", True), ("A", False)])
 def test_single_choice(quiz, value, correct):
     feedback = grade(quiz.questions["42.pick"], value)

@@ -1,0 +1,118 @@
+"""Stored cell outputs compared by value: numbers within a tolerance, all else exactly.
+
+Strict nbval compares a cell's fresh output with the stored one character by
+character. A float32 result such as 0.48685 prints as 0.4869 on two threads and
+0.4868 on one: the sum is added up in another order, the fifth digit moves and
+the rounding tips over. Such a difference says nothing about the lesson, so the
+course compares text outputs token by token:
+
+- integers ("64", a shape's "(2, 5, 8)"), words, punctuation and line breaks
+  must be identical, so a changed word, shape, count or a missing line fails;
+- a decimal number ("0.4869", "1.5e-06") must be within
+  ATOL + RTOL * max(|a|, |b|), widened by one unit of its last printed digit,
+  since two values that close can still round to neighbouring digits;
+- spaces around numbers are ignored (torch and numpy pad columns to the widest
+  number, so "-0.0000" for "0.0000" shifts a whole row), and runs of spaces
+  between words count as one.
+
+`reconcile_outputs` applies this to a cell's outputs before nbval's own exact
+comparison runs (see `pytest_plugin`): each number that agrees is written back
+as stored, so nbval passes the cell when everything agrees and otherwise shows
+its usual diff, naming only what really changed.
+"""
+
+import copy
+import math
+import re
+
+# float32 sums in another order differ in about the 7th digit, and a deep
+# network or a softmax can grow that to the 5th; 1e-3 leaves a wide margin, yet
+# is far below any result a lesson teaches.
+RTOL = 1e-3
+ATOL = 1e-5
+
+# A decimal number standing alone: not part of a name ("d_k2"), a version
+# ("2.13.0") or a hex address. Integers are matched too, so that they are kept
+# apart from words, but compared exactly.
+_NUMBER = r"(?<![\w.])[-+]?(?:\d+\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)(?![\w]|\.\d)"
+_TOKEN = re.compile(rf"(?P<number>{_NUMBER})|(?P<space>[ \t]+)|(?P<newline>\n)|(?P<other>.)", re.DOTALL)
+_PLACEHOLDER = "\0"
+
+
+def _split(text: str) -> tuple[str, list[str]]:
+    """(the text with each number replaced by a placeholder and spacing
+    normalised, the numbers in order)."""
+    pieces, numbers = [], []
+    for match in _TOKEN.finditer(text):
+        if match.lastgroup == "number":
+            numbers.append(match.group())
+            pieces.append(_PLACEHOLDER)
+        elif match.lastgroup == "space":
+            pieces.append(" ")
+        else:
+            pieces.append(match.group())
+    skeleton = "".join(pieces)
+    skeleton = re.sub(r" *\0 *", _PLACEHOLDER, skeleton)  # padding next to a number
+    skeleton = re.sub(r" +", " ", skeleton)
+    skeleton = re.sub(r" *\n *", "\n", skeleton).strip(" ")
+    return skeleton, numbers
+
+
+def _is_integer(number: str) -> bool:
+    return not any(mark in number for mark in ".eE")
+
+
+def _last_digit_unit(number: str) -> float:
+    """The value of one unit in the last printed digit: 1e-4 for "0.4869",
+    1e-7 for "1.5e-06"."""
+    mantissa, _, exponent = number.lower().partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return 10.0 ** (int(exponent or 0) - decimals)
+
+
+def numbers_agree(fresh: str, stored: str, rtol: float = RTOL, atol: float = ATOL) -> bool:
+    if _is_integer(fresh) and _is_integer(stored):
+        return int(fresh) == int(stored)
+    a, b = float(fresh), float(stored)
+    rounding = (_last_digit_unit(fresh) + _last_digit_unit(stored)) / 2
+    return math.isclose(a, b, rel_tol=0, abs_tol=atol + rtol * max(abs(a), abs(b)) + rounding)
+
+
+def reconcile_text(fresh: str, stored: str) -> str:
+    """`stored` itself if the two texts agree (numbers within tolerance, all
+    else exactly); otherwise `fresh`, with each number that agrees with its
+    stored counterpart written as stored, so that a diff shows only the rest.
+    Texts whose words or number of numbers differ come back unchanged."""
+    fresh_skeleton, fresh_numbers = _split(fresh)
+    stored_skeleton, stored_numbers = _split(stored)
+    if fresh_skeleton != stored_skeleton:
+        return fresh
+    agree = [numbers_agree(a, b) for a, b in zip(fresh_numbers, stored_numbers)]
+    if all(agree):
+        return stored
+    replacements = iter(b if ok else a for a, b, ok in zip(fresh_numbers, stored_numbers, agree))
+    return _TOKEN.sub(lambda m: next(replacements) if m.lastgroup == "number" else m.group(), fresh)
+
+
+def reconcile_outputs(fresh: list, stored: list, sanitize=lambda text: text) -> list:
+    """A copy of a cell's fresh outputs in which every text that agrees with the
+    stored output at the same place (same kind, same stream) is replaced by the
+    stored text. `sanitize` is nbval's, applied to both sides first."""
+    fresh = copy.deepcopy(fresh)
+    for new, old in zip(fresh, stored):
+        if new.get("output_type") != old.get("output_type"):
+            continue
+        if new["output_type"] == "stream":
+            if new.get("name") == old.get("name"):
+                new["text"] = _reconcile_sanitized(new["text"], old["text"], sanitize)
+        elif "data" in new and "data" in old:
+            for mime, value in new["data"].items():
+                if isinstance(value, str) and isinstance(old["data"].get(mime), str) and not mime.startswith("image/"):
+                    new["data"][mime] = _reconcile_sanitized(value, old["data"][mime], sanitize)
+    return fresh
+
+
+def _reconcile_sanitized(fresh: str, stored: str, sanitize) -> str:
+    clean_fresh, clean_stored = sanitize(fresh), sanitize(stored)
+    reconciled = reconcile_text(clean_fresh, clean_stored)
+    return stored if reconciled == clean_stored else reconciled

@@ -1,0 +1,108 @@
+"""Stored outputs compare by value: a number within tolerance passes, any other
+change fails, in the comparator and in nbval itself."""
+
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from course_utils import paths
+from course_utils.output_tolerance import numbers_agree, reconcile_outputs, reconcile_text
+
+STORED = "weight of 'with' 0.4869\ntensor([[ 0.1000, -0.0000],\n        [ 0.2500,  1.0000]])\nshape (2, 5, 8)\n"
+
+
+@pytest.mark.parametrize("fresh", [
+    STORED,
+    STORED.replace("0.4869", "0.4868"),  # the float32 rounding that failed a fresh clone
+    STORED.replace("-0.0000", "0.0000"),  # a sign of zero
+    "weight of 'with' 0.4869\ntensor([[0.1000, 0.0000],\n        [0.2500, 1.0000]])\nshape (2, 5, 8)\n",  # torch re-pads
+    STORED.replace("0.4869", "4.8685e-01"),
+])
+def test_agreeing_texts_come_back_as_stored(fresh):
+    assert reconcile_text(fresh, STORED) == STORED
+
+
+@pytest.mark.parametrize("fresh, why", [
+    (STORED.replace("0.4869", "0.4881"), "a number beyond the tolerance"),
+    (STORED.replace("0.2500", "0.2600"), "a number inside a tensor beyond the tolerance"),
+    (STORED.replace("(2, 5, 8)", "(2, 5, 9)"), "an integer (a shape) is exact"),
+    (STORED.replace("weight", "height"), "a changed word"),
+    (STORED.replace("shape (2, 5, 8)\n", ""), "a missing line"),
+    (STORED.replace("0.4869\n", "0.4869 0.1\n"), "an extra number"),
+    (STORED.replace("of 'with'", "of'with'"), "spacing between words counts"),
+])
+def test_real_changes_still_differ(fresh, why):
+    assert reconcile_text(fresh, STORED) != STORED, why
+
+
+def test_a_partly_agreeing_text_shows_only_what_changed():
+    fresh = "a 0.4868 b 0.9000 c 3"
+    assert reconcile_text(fresh, "a 0.4869 b 0.5000 c 3") == "a 0.4869 b 0.9000 c 3"
+
+
+@pytest.mark.parametrize("fresh, stored, agree", [
+    ("0.4868", "0.4869", True),  # one unit of the last digit
+    ("0.48", "0.49", True),
+    ("0.47", "0.49", False),  # two units: more than rounding can do
+    ("100.0", "100.1", True),  # relative 1e-3
+    ("100.0", "100.3", False),
+    ("2e-06", "3e-06", True),  # noise below the absolute tolerance
+    ("64", "65", False),  # integers are exact
+    ("64", "64", True),
+])
+def test_numbers_agree(fresh, stored, agree):
+    assert numbers_agree(fresh, stored) is agree
+
+
+@pytest.mark.parametrize("text", ["version 2.13.0", "0x7f3a2b1c", "d_k2 = x1", "cell 02.attention"])
+def test_versions_names_and_addresses_are_not_numbers(text):
+    nudged = text.replace("2", "3", 1)
+    assert reconcile_text(nudged, text) == nudged
+
+
+def test_outputs_of_every_kind_are_reconciled_and_the_stored_ones_untouched():
+    stored = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.4869\n"),
+              nbformat.v4.new_output("execute_result", data={"text/plain": "0.25", "image/png": "AAAA"}, execution_count=1)]
+    fresh = [nbformat.v4.new_output("stream", name="stdout", text="loss 0.4868\n"),
+             nbformat.v4.new_output("execute_result", data={"text/plain": "0.2501", "image/png": "BBBB"}, execution_count=1)]
+    reconciled = reconcile_outputs(fresh, stored)
+    assert reconciled[0]["text"] == "loss 0.4869\n" and reconciled[1]["data"]["text/plain"] == "0.25"
+    assert reconciled[1]["data"]["image/png"] == "BBBB", "pictures are never touched"
+    assert fresh[0]["text"] == "loss 0.4868\n", "the fresh outputs are copied, not edited"
+
+
+def test_a_stream_is_compared_only_with_the_same_stream():
+    stored = [nbformat.v4.new_output("stream", name="stdout", text="0.4869")]
+    fresh = [nbformat.v4.new_output("stream", name="stderr", text="0.4868")]
+    assert reconcile_outputs(fresh, stored)[0]["text"] == "0.4868"
+
+
+# --- the same rules, end to end through nbval ------------------------------------------------
+
+def _notebook(stored_text: str) -> nbformat.NotebookNode:
+    """One cell that prints STORED, stored with `stored_text` as its output."""
+    cell = nbformat.v4.new_code_cell(f"print({STORED!r}, end='')", execution_count=1,
+                                     outputs=[nbformat.v4.new_output("stream", name="stdout", text=stored_text)])
+    return nbformat.v4.new_notebook(cells=[cell])
+
+
+def test_nbval_passes_numbers_within_tolerance_and_fails_every_other_change(tmp_path):
+    cases = {
+        "same": (STORED, "passed"),
+        "within_tolerance": (STORED.replace("0.4869", "0.4868").replace("0.2500", "0.2501"), "passed"),
+        "beyond_tolerance": (STORED.replace("0.4869", "0.4881"), "failed"),
+        "changed_word": (STORED.replace("weight", "height"), "failed"),
+        "changed_shape": (STORED.replace("(2, 5, 8)", "(2, 5)"), "failed"),
+        "missing_line": (STORED.replace("shape (2, 5, 8)\n", ""), "failed"),
+    }
+    for name, (stored_text, _) in cases.items():
+        nbformat.write(_notebook(stored_text), tmp_path / f"{name}.ipynb")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.pytest_plugin",
+         "--nbval", "--nbval-current-env", f"--nbval-sanitize-with={paths.COURSE_ROOT / 'tests' / 'nbval_sanitize.cfg'}",
+         "-rA", "--color=no", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    outcomes = {name: ("passed" if f"PASSED {name}.ipynb::Cell 0" in result.stdout else "failed") for name in cases}
+    assert outcomes == {name: want for name, (_, want) in cases.items()}, result.stdout[-3000:]
