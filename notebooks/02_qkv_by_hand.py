@@ -485,8 +485,8 @@ plt.show()
 # The Jacobian is only one factor of what learning sees. The gradient that
 # reaches a query is ∂L/∂q = Σ_j (∂L/∂s_j) k_j, times 1/√d_k when we scale:
 # the Jacobian's output is multiplied by keys whose length grows like √d_k.
-# (Through q = e·W_Q, the gradient of W_Q is e times this one, so it behaves
-# the same.) Which effect wins? We measure it with autograd: for each d_k,
+# (Through q = e·W_Q, the gradient of W_Q is eᵀ·∂L/∂q, so it follows this
+# one.) Which effect wins? We measure it with autograd: for each d_k,
 # 4,000 random queries against 10 keys (entries of variance 1), values of a
 # fixed width 8 and a random linear loss of the output, once without and once
 # with the scale, on the same numbers. A mean alone can hide a lot, so we
@@ -519,8 +519,8 @@ for n, d in enumerate(dimensions):
 # %% [markdown]
 # The measurement says more than "the gradient vanishes":
 #
-# - **With the scale**, the median and the mean stay near 0.8 and 0.9 at every
-#   d_k, and no query is left without a gradient.
+# - **With the scale**, the median and the mean stay between 0.6 and 0.9 at
+#   every d_k, and no query is left without a gradient.
 # - **Without it, the typical query starves.** The median first grows with
 #   d_k (longer keys, a softmax not yet saturated), then collapses: at
 #   d_k = 512 it is more than a hundred times smaller than with the scale, and
@@ -562,7 +562,8 @@ plt.show()
 # Two tips: `k.transpose(-2, -1)` swaps the last two axes whatever comes
 # before them, and `q.size(-1)` is d_k. The checker tries a batch, and a
 # single sequence with 3 queries, 4 keys and values wider than the keys; it
-# names the usual slips (a forgotten √d_k, a softmax over the wrong axis).
+# names the usual slips (a forgotten √d_k, a softmax over the wrong axis,
+# `k.T` on a batch, which reverses every axis instead of the last two).
 
 # %%
 def attention(q, k, v):
@@ -611,7 +612,7 @@ answer("02.uniform-limit", "1/L")
 #   V = E·W_V.
 # - Attention is softmax(Q·Kᵀ / √d_k)·V: one score per (query, key) pair, a
 #   softmax over the keys of each row, and a weighted sum of the values. Our
-#   NumPy, our PyTorch and PyTorch's fused kernel agree.
+#   NumPy, our PyTorch and PyTorch's own function agree.
 # - `F.scaled_dot_product_attention` picks a backend by device, dtype and
 #   shape: our 2-D inputs take the math path (the same three lines); 4-D
 #   (batch, heads, tokens, d_k) inputs can take a fused kernel that never
