@@ -424,6 +424,9 @@ for side, padded in [("right", batch), ("left", batch_left)]:
 # token would be predicted after the padding and appended after it. With left
 # padding, every row ends with its last real token (here `[SEP]`, which a GPT
 # tokenizer would not add), so decoder models pad on the left to generate.
+# (Left padding moves the real tokens to later positions, though: a model with
+# absolute position embeddings must then count positions from the first real
+# token, which the attention mask tells it. Lesson 05 is about positions.)
 #
 # ### A causal mask meets left padding
 #
