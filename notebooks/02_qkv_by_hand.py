@@ -24,7 +24,10 @@
 #   softmax, and mix the values with those weights;
 # - do it all again in PyTorch and check it against PyTorch's own attention;
 # - measure why the scores are divided by √d_k: the variance of q·k grows with
-#   d_k, the softmax saturates and its gradient vanishes;
+#   d_k, the softmax saturates, and the gradient that reaches the queries
+#   becomes tiny for most of them and large for a few;
+# - drag a slider that divides one row of scores by √d_k (or a temperature)
+#   and watch the softmax sharpen or flatten;
 # - write `attention(q, k, v)` yourself (its reviewed twin in `course_utils`
 #   is what every later lesson imports).
 
@@ -252,8 +255,7 @@ print("output equals NumPy's: ", np.allclose(output_t.detach().numpy(), output))
 # The course keeps a reviewed version of these lines in
 # `course_utils.attention.scaled_dot_product_attention`; later lessons import
 # it. PyTorch has its own, `torch.nn.functional.scaled_dot_product_attention`,
-# a fused kernel that returns only the output (it never builds the weights, to
-# save memory). All three agree.
+# which returns only the output. All three agree.
 
 # %%
 import torch.nn.functional as F
@@ -264,20 +266,88 @@ with torch.no_grad():
     ours, ours_weights = scaled_dot_product_attention(q, k, v)
     pytorch = F.scaled_dot_product_attention(q, k, v)
 print("course_utils equals the lines above:", torch.allclose(ours, output_t) and torch.allclose(ours_weights, weights_t))
-print("PyTorch's fused kernel agrees:      ", torch.allclose(pytorch, output_t))
+print("PyTorch's function agrees:          ", torch.allclose(pytorch, output_t))
+
+# %% [markdown]
+# What runs inside `F.scaled_dot_product_attention`? PyTorch keeps several
+# implementations, called *backends*, and picks one by device, dtype and
+# shape: the *math* backend, the same few lines as ours, weights included; and
+# *fused* kernels (FlashAttention, and on GPUs also memory-efficient and cuDNN
+# attention) that compute the output one block of keys at a time, with a
+# running softmax, so that the full (tokens × tokens) matrix of weights is
+# never stored. The context manager `torch.nn.attention.sdpa_kernel` allows
+# one backend only; asking each one whether it accepts our inputs shows which
+# can run, and when one refuses, PyTorch says why.
+
+# %%
+import warnings
+
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+
+def accepts(backend, q, k, v):
+    """Does PyTorch's attention `backend` run on these inputs? "yes", or "no" and PyTorch's reason."""
+    with warnings.catch_warnings(record=True) as reasons, sdpa_kernel(backend), torch.no_grad():
+        warnings.simplefilter("always")
+        try:
+            F.scaled_dot_product_attention(q, k, v)
+            return "yes"
+        except RuntimeError:
+            return "no: " + str(reasons[-1].message).split(" (Triggered")[0]
+
+
+for name, inputs in [(f"our q, k, v: {tuple(q.shape)}, {q.dtype}, {q.device}", (q, k, v)),
+                     ("the same numbers as (batch, heads, tokens, d_k) = (1, 1, 6, 3)", (q[None, None], k[None, None], v[None, None]))]:
+    print(name)
+    for backend in (SDPBackend.MATH, SDPBackend.FLASH_ATTENTION):
+        print(f"  {backend.name:<16} {accepts(backend, *inputs)}")
+
+# %% [markdown]
+# For our 2-D tensors only the math backend applies, so the cell before ran
+# the same computation as our three lines. Given the same numbers as a 4-D
+# (batch, heads, tokens, d_k) tensor, the FlashAttention kernel accepts them,
+# on a CPU too, and PyTorch then prefers it. Never storing the weights is what
+# saves memory on long sequences, and it is why the function returns the
+# output only: when we want to look at the weights, as in lesson 03, we use
+# our own function.
 
 # %% [markdown]
 # ## Why divide by √d_k?
 #
 # Think of one query and one key as d_k random numbers each, with mean 0 and
-# variance 1 (roughly what a freshly initialised model produces). Their dot
-# product q·k = Σ q_i k_i adds up d_k independent products, each of variance 1,
-# so its variance is **d_k** and its typical size √d_k. Real models use d_k =
-# 64 or more: scores of ±8, ±16, ... Dividing by √d_k brings the variance back
-# to 1, whatever d_k is.
+# variance σ². Their dot product q·k = Σ q_i k_i adds up d_k independent
+# products, each of variance σ⁴, so its variance is **d_k·σ⁴**: it grows in
+# proportion to d_k, and its typical size like √d_k.
+#
+# How large is σ² in a fresh model? We measure it: 20,000 inputs of variance
+# 1 through two freshly initialised `nn.Linear(d_model, d_k, bias=False)`
+# layers, as W_Q and W_K. (PyTorch's default draws each weight uniformly
+# between ±1/√d_model, a variance of 1/(3·d_model), so we expect σ² ≈ 1/3 and
+# var(q·k) ≈ d_k/9.)
+
+# %%
+d_model_random = 512
+inputs = torch.randn(20_000, d_model_random, generator=torch.Generator().manual_seed(0))
+table = [f"{'d_k':>5} {'var(q_i)':>9} {'var(q·k)':>9} {'d_k / 9':>8} {'var(q·k / √d_k)':>16}"]
+for d in (16, 64, 256):
+    W_Q_random, W_K_random = (nn.Linear(d_model_random, d, bias=False) for _ in range(2))
+    with torch.no_grad():
+        q_init, k_init = W_Q_random(inputs[:10_000]), W_K_random(inputs[10_000:])  # queries and keys of different tokens
+        dots = (q_init * k_init).sum(dim=-1)
+    table.append(f"{d:>5} {q_init.var().item():>9.2f} {dots.var().item():>9.1f} {d / 9:>8.1f} {(dots / math.sqrt(d)).var().item():>16.2f}")
+print("\n".join(table))
+
+# %% [markdown]
+# At PyTorch's default initialisation a query's entries have a variance of
+# about 1/3, not 1, and q·k a variance of about d_k/9: the level depends on the
+# initialisation (and training moves it), the growth in proportion to d_k does
+# not. To see the growth alone, the original paper's argument (Vaswani et al.,
+# 2017, footnote 4) takes entries of variance 1, so that var(q·k) = d_k;
+# real models use d_k = 64 or more, scores of ±8, ±16, ... Dividing by √d_k
+# brings the variance back to 1 (to σ⁴ in general), whatever d_k is.
 #
 # We do not have to believe the algebra: we measure it, with 20,000 random
-# pairs for every d_k from 2 to 512.
+# unit-variance pairs for every d_k from 2 to 512.
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -333,12 +403,28 @@ print("softmax(q·k):           ", row_of(one_row.softmax(-1), 4))
 print("softmax(q·k / √512):    ", row_of((one_row / math.sqrt(512)).softmax(-1), 4))
 
 # %% [markdown]
+# ### Try it: one row of scores, divided by a number you choose
+#
+# Drag the slider: it divides the ten unscaled scores above by any number from
+# 0.25 to 64 and draws the softmax of the result. It starts at √512 ≈ 22.6,
+# the attention scale. Drag left, towards 1 (no scaling), and one bar takes
+# all; drag right and the bars level out towards 1/10. Dividing the scores by
+# a *temperature* before a softmax is the same operation (lesson 10 samples
+# text with it). In a headless run, such as the tests, only the starting
+# state is drawn.
+
+# %%
+from course_utils.widgets import softmax_scale_explorer
+
+softmax_scale_explorer(one_row.numpy(), default=math.sqrt(512), labels=[f"k{j}" for j in range(10)])
+
+# %% [markdown]
 # A saturated softmax is also a bad place to learn from. Its derivative is
 # ∂w_i/∂s_j = w_i(δ_ij − w_j): when one weight is 1 and the others are 0,
-# every entry is 0, so the gradient that should adjust the scores (and through
-# them W_Q and W_K) vanishes. We check the formula against autograd once, then
-# measure, for 2,000 random queries against 10 keys per d_k, the largest weight
-# of each row and the size (Frobenius norm) of this Jacobian.
+# every entry is 0, so nothing flows back to the scores (and through them to
+# W_Q and W_K). We check the formula against autograd once, then measure, for
+# 2,000 random queries against 10 keys per d_k, the largest weight of each row
+# and the size (Frobenius norm) of this Jacobian.
 
 # %%
 def softmax_jacobian(w):
@@ -369,8 +455,9 @@ for n, d in enumerate(dimensions):
 
 # %% [markdown]
 # Side by side: without the scale, the largest weight creeps towards 1 (the
-# softmax becomes an argmax) and the gradient shrinks fivefold between d_k = 2
-# and d_k = 512. With it, both stay where they were at d_k = 2, at any width.
+# softmax becomes an argmax) and the mean Jacobian shrinks fivefold between
+# d_k = 2 and d_k = 512. With it, both stay where they were at d_k = 2, at any
+# width.
 
 # %%
 fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
@@ -381,7 +468,7 @@ for name, style in [("unscaled", "o-"), ("scaled", "s-")]:
 left.set_ylabel("mean largest weight of a row")
 left.set_title("Saturation: one key takes all")
 right.set_ylabel("mean |∂w/∂s| (Frobenius)")
-right.set_title("The gradient through the softmax vanishes")
+right.set_title("The softmax's Jacobian shrinks")
 for ax in (left, right):
     ax.set_xscale("log", base=2)
     ax.set_xlabel("d_k")
@@ -390,6 +477,74 @@ for ax in (left, right):
 left.axhline(1 / 10, color="gray", linestyle=":")
 left.text(2, 0.12, "uniform: 1/10", color="gray")
 left.set_ylim(0, 1)
+plt.show()
+
+# %% [markdown]
+# ### The gradient that reaches the query
+#
+# The Jacobian is only one factor of what learning sees. The gradient that
+# reaches a query is ∂L/∂q = Σ_j (∂L/∂s_j) k_j, times 1/√d_k when we scale:
+# the Jacobian's output is multiplied by keys whose length grows like √d_k.
+# (Through q = e·W_Q, the gradient of W_Q is eᵀ·∂L/∂q, so it follows this
+# one.) Which effect wins? We measure it with autograd: for each d_k,
+# 4,000 random queries against 10 keys (entries of variance 1), values of a
+# fixed width 8 and a random linear loss of the output, once without and once
+# with the scale, on the same numbers. A mean alone can hide a lot, so we
+# report the median and the mean of the gradient's length, and the share of
+# queries whose gradient is below 10⁻³, practically nothing.
+
+# %%
+def gradient_lengths(d, scale, rows=4_000, keys=10, d_v=8):
+    """|∂L/∂q| for `rows` random queries of width d, each against its own `keys` keys."""
+    q_random = torch.randn(rows, 1, d, generator=torch.Generator().manual_seed(d), requires_grad=True)
+    k_random, v_random, direction = (torch.randn(rows, *shape, generator=torch.Generator().manual_seed(d + seed))
+                                     for seed, shape in [(1, (keys, d)), (2, (keys, d_v)), (3, (1, d_v))])
+    output = ((q_random @ k_random.transpose(-2, -1)) * scale).softmax(dim=-1) @ v_random
+    (output * direction).sum().backward()  # a random linear loss of every output
+    return q_random.grad.norm(dim=-1).flatten()
+
+
+to_query = {"unscaled": [], "scaled": []}
+for d in dimensions:
+    for name, scale in [("unscaled", 1.0), ("scaled", 1 / math.sqrt(d))]:
+        lengths = gradient_lengths(d, scale)
+        to_query[name].append((lengths.median().item(), lengths.mean().item(), (lengths < 1e-3).float().mean().item()))
+
+print(f"{'d_k':>5} {'median |∂L/∂q|':>19} {'mean |∂L/∂q|':>19} {'share below 1e-3':>19}")
+print(f"{'':>5}" + f" {'unscaled':>9} {'scaled':>9}" * 3)
+for n, d in enumerate(dimensions):
+    (u_median, u_mean, u_share), (s_median, s_mean, s_share) = to_query["unscaled"][n], to_query["scaled"][n]
+    print(f"{d:>5} {u_median:>9.3f} {s_median:>9.3f} {u_mean:>9.2f} {s_mean:>9.2f} {u_share:>9.2f} {s_share:>9.2f}")
+
+# %% [markdown]
+# The measurement says more than "the gradient vanishes":
+#
+# - **With the scale**, the median and the mean stay between 0.6 and 0.9 at
+#   every d_k, and no query is left without a gradient.
+# - **Without it, the typical query starves.** The median first grows with
+#   d_k (longer keys, a softmax not yet saturated), then collapses: at
+#   d_k = 512 it is more than a hundred times smaller than with the scale, and
+#   43% of the queries get practically nothing.
+# - **Yet the mean grows**, to about 3.4 times the scaled one: the few queries
+#   whose two best keys are nearly tied sit on the steep part of the softmax
+#   and get large gradients.
+#
+# So without the scale, learning is erratic rather than merely slow: most
+# queries barely move while a few jump. The plot shows both curves, median
+# and mean, drifting apart; with 1/√d_k they stay together, flat.
+
+# %%
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, colour in [("unscaled", "C0"), ("scaled", "C1")]:
+    label = "softmax(q·k)" if name == "unscaled" else "softmax(q·k / √d_k)"
+    ax.plot(dimensions, [row[0] for row in to_query[name]], "o-", color=colour, label=f"{label}: median")
+    ax.plot(dimensions, [row[1] for row in to_query[name]], "s--", color=colour, label=f"{label}: mean")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("d_k")
+ax.set_ylabel("|∂L/∂q|")
+ax.set_title("The gradient that reaches the query")
+ax.legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
@@ -407,7 +562,8 @@ plt.show()
 # Two tips: `k.transpose(-2, -1)` swaps the last two axes whatever comes
 # before them, and `q.size(-1)` is d_k. The checker tries a batch, and a
 # single sequence with 3 queries, 4 keys and values wider than the keys; it
-# names the usual slips (a forgotten √d_k, a softmax over the wrong axis).
+# names the usual slips (a forgotten √d_k, a softmax over the wrong axis,
+# `k.T` on a batch, which reverses every axis instead of the last two).
 
 # %%
 def attention(q, k, v):
@@ -426,8 +582,8 @@ check_attention(attention)
 # %% [markdown]
 # ## Quiz
 #
-# Six questions on what you computed. Answer them in the widgets, or in code in
-# the cell after them.
+# Eight questions on what you computed. Answer them in the widgets, or in code
+# in the cell after them.
 
 # %%
 from course_utils.quiz import answer, show_quiz
@@ -440,8 +596,10 @@ answer("02.why-sqrt", "B")
 answer("02.variance", 64)
 answer("02.score-shape", "A")
 answer("02.weights", ["A", "B"])
-answer("02.row-function", "softmax")
-answer("02.saturation", 0.95)
+answer("02.shift", "A")
+answer("02.double-d-k", 1.41)
+answer("02.sharper", ["A", "C"])
+answer("02.uniform-limit", "1/L")
 # END SOLUTION
 
 # %% [markdown]
@@ -454,10 +612,18 @@ answer("02.saturation", 0.95)
 #   V = E·W_V.
 # - Attention is softmax(Q·Kᵀ / √d_k)·V: one score per (query, key) pair, a
 #   softmax over the keys of each row, and a weighted sum of the values. Our
-#   NumPy, our PyTorch and PyTorch's fused kernel agree.
-# - The dot product of two unit-variance vectors has variance d_k (measured:
-#   516.6 at d_k = 512). Unscaled, such scores saturate the softmax (largest
-#   weight 0.95 at d_k = 512) and shrink its gradient fivefold; dividing by
-#   √d_k keeps the variance at 1 and the softmax responsive at any width.
+#   NumPy, our PyTorch and PyTorch's own function agree.
+# - `F.scaled_dot_product_attention` picks a backend by device, dtype and
+#   shape: our 2-D inputs take the math path (the same three lines); 4-D
+#   (batch, heads, tokens, d_k) inputs can take a fused kernel that never
+#   stores the weights.
+# - The variance of q·k grows in proportion to d_k: d_k for unit-variance
+#   entries (measured: 516.6 at d_k = 512), about d_k/9 at PyTorch's default
+#   initialisation, where a query's entries have variance about 1/3. Unscaled,
+#   such scores saturate the softmax (largest weight 0.95 at d_k = 512): the
+#   median gradient that reaches a query collapses (over 100× smaller at
+#   d_k = 512, 43% of queries get almost none) while the mean grows, driven by
+#   a few near-ties. Dividing by √d_k keeps the variance constant, and the
+#   gradient steady for every query, at any width.
 # - Lesson 03 adds masks, to hide padding and the future, and looks at the
 #   attention of a real pretrained model.

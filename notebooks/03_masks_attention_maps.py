@@ -27,6 +27,9 @@
 # - learn the one right place for a mask: −∞ on the scores, before the softmax;
 # - check that our masked attention equals
 #   `torch.nn.functional.scaled_dot_product_attention`, mask by mask;
+# - pad the same batch on the left, see why a causal mask then leaves some
+#   queries with nothing to attend to, what that does to the softmax and to
+#   the gradients, and why decoder models pad on the left to generate;
 # - draw the attention maps of all 6 layers × 12 heads of the pretrained
 #   encoder for "The cat chased the mouse until it got tired", and ask which
 #   words "it" attends to.
@@ -143,9 +146,11 @@ print(f"weight on [PAD] with the mask: {weights_masked[yorick][..., ~real].abs()
 # %% [markdown]
 # Side by side, for the head of "Alas, poor Yorick!" that leaks the most:
 # without the mask the real tokens spread weight over the six `[PAD]` columns
-# on the right; with it, those columns are empty. The `[PAD]` *rows* (queries) are still computed:
-# a padding mask hides keys, not queries. Those rows are garbage that no one
-# reads: everything downstream ignores the outputs at padded positions.
+# on the right; with it, those columns are empty. The `[PAD]` *rows* (queries)
+# are still computed: a padding mask hides keys, not queries. Their outputs are
+# garbage, and they stay harmless only if everything downstream uses the mask
+# too: the pooling that turns token vectors into one sentence vector, and the
+# loss, must skip the padded positions. We measure the pooling below.
 
 # %%
 import matplotlib.pyplot as plt
@@ -164,8 +169,10 @@ plt.show()
 # Is this what the real model does? `course_utils.pretrained.attention_maps`
 # runs the encoder on one sentence, alone (no padding at all), and returns
 # its attention weights, (layers, heads, tokens, tokens). Our masked attention
-# on the padded batch gives, for the real tokens, exactly the first layer's
-# weights of the sentence alone.
+# on the padded batch gives, for the real tokens, the first layer's weights of
+# the sentence alone, equal up to float32 rounding: the differences are of
+# order 10⁻⁶ (their exact size depends on how the sums are split across CPU
+# threads), so we test them against a tolerance of 10⁻⁵.
 
 # %%
 from course_utils.pretrained import attention_maps
@@ -181,17 +188,27 @@ print("unmasked batch == sentence alone:                      ",
 # %% [markdown]
 # The same holds for the whole model: run all six layers on the padded batch,
 # with and without the `attention_mask`, and compare the final vectors of
-# Yorick's real tokens with those of the sentence alone. The mask makes
-# padding invisible; forgetting to pass it changes every vector.
+# Yorick's real tokens with those of the sentence alone. Then the pooling:
+# this model's sentence vector is the mean of its token vectors, and the mean
+# over all 15 positions of the padded row takes in the six garbage `[PAD]`
+# vectors; the mean over the real positions only (the mask again) does not.
 
 # %%
 with torch.no_grad():
     alone = encoder(**tokenizer(lines[yorick], return_tensors="pt")).last_hidden_state[0]
-    with_mask = encoder(**batch).last_hidden_state[yorick, :n]
+    padded_row = encoder(**batch).last_hidden_state[yorick]  # all 15 positions, 6 of them [PAD]
     without_mask = encoder(input_ids=batch["input_ids"], token_type_ids=batch["token_type_ids"],
                            attention_mask=torch.ones_like(batch["attention_mask"])).last_hidden_state[yorick, :n]
-print(f"largest change, with the attention_mask:    {(with_mask - alone).abs().max().item():.4f}")
-print(f"largest change, without the attention_mask: {(without_mask - alone).abs().max().item():.4f}")
+with_mask = padded_row[:n]
+print("token vectors, with the attention_mask:    largest change below 1e-5:",
+      (with_mask - alone).abs().max().item() < 1e-5)
+print(f"token vectors, without the attention_mask: largest change {(without_mask - alone).abs().max().item():.2f}")
+sentence_alone = alone.mean(dim=0)
+mean_over_real = padded_row[real].mean(dim=0)
+mean_over_all = padded_row.mean(dim=0)
+print("sentence vector, mean over the real tokens: largest change below 1e-5:",
+      (mean_over_real - sentence_alone).abs().max().item() < 1e-5)
+print(f"sentence vector, mean over all 15 positions: largest change {(mean_over_all - sentence_alone).abs().max().item():.2f}")
 
 # %% [markdown]
 # ## The causal mask: no peeking at the future
@@ -283,6 +300,11 @@ for name, row in variants.items():
 # broadcasts them to (sentences, 1, tokens, tokens): one mask per sentence,
 # shared by the heads. The picture shows the three masks for "Alas, poor
 # Yorick!" (dark = may attend).
+#
+# Look at what the padding part adds to the causal mask when the padding is on
+# the right: only the rows of the `[PAD]` queries change. A real query i sees
+# keys 0..i, and with right padding those are all real, so the causal mask
+# already hides every `[PAD]` from it. We check it row by row.
 
 # %%
 length = batch["input_ids"].size(1)
@@ -302,6 +324,10 @@ for ax, (name, picture) in zip(axes, pictures.items()):
     ax.set_title(f"{name} mask")
 plt.tight_layout()
 plt.show()
+
+changed = (combined[yorick, 0] != attention.causal_mask(length)).any(dim=-1)
+print("rows (queries) where the padding mask changes the causal mask:", [tokens[i] + f" ({i})" for i in changed.nonzero().flatten().tolist()])
+print("is every changed row a [PAD] query?", changed.equal(~real))
 
 # %% [markdown]
 # ## Exercise 2: masked_attention(q, k, v, mask)
@@ -337,8 +363,9 @@ check_masked_attention(masked_attention)
 # ## Equal to PyTorch's scaled_dot_product_attention
 #
 # `torch.nn.functional.scaled_dot_product_attention` computes the same thing
-# in one fused kernel (FlashAttention or memory-efficient attention on a GPU,
-# which never store the weights). Its boolean `attn_mask` follows the same
+# in one call; for 4-D inputs like ours it can run a fused kernel that never
+# stores the weights (lesson 02 asked PyTorch which backends accept which
+# inputs). Its boolean `attn_mask` follows the same
 # convention as ours, True = may attend, and `is_causal=True` builds the
 # causal mask for you. (Careful: `nn.MultiheadAttention` uses the opposite
 # convention, True = masked out; lesson 04 meets it.) We compare the reviewed
@@ -373,6 +400,142 @@ print("float mask of 0 / -inf equals the bool mask:", torch.allclose(F.scaled_do
 print("float mask of 1 / 0 equals the bool mask:   ", torch.allclose(F.scaled_dot_product_attention(q, k, v, attn_mask=ones_and_zeros), reference, atol=1e-5))
 
 # %% [markdown]
+# ## Left padding, and queries with nothing to attend to
+#
+# The tokenizer pads on the right by default; `padding_side="left"` puts the
+# `[PAD]`s in front instead. The same three lines, padded both ways, and the
+# token in the last column of each row:
+
+# %%
+batch_left = tokenizer(lines, padding=True, padding_side="left", return_tensors="pt")
+for side, padded in [("right", batch), ("left", batch_left)]:
+    print(f"padded on the {side}:")
+    for ids in padded["input_ids"]:
+        print("  " + " ".join(tokenizer.convert_ids_to_tokens(ids)))
+    print("  last column:", tokenizer.convert_ids_to_tokens(padded["input_ids"][:, -1]), "\n")
+
+# %% [markdown]
+# Why would anyone pad on the left? A model that writes text (a decoder-only
+# model like GPT, lesson 10) generates a whole batch at once: it reads the
+# prediction at the last position of every row, `logits[:, -1]`, and appends
+# the chosen token as one new column at the end of every row. That only works
+# if the last real token of every row sits at the same, last, position. With
+# right padding, the last column of the short rows is `[PAD]`: their next
+# token would be predicted after the padding and appended after it. With left
+# padding, every row ends with its last real token (here `[SEP]`, which a GPT
+# tokenizer would not add), so decoder models pad on the left to generate.
+# (Left padding moves the real tokens to later positions, though: a model with
+# absolute position embeddings must then count positions from the first real
+# token, which the attention mask tells it. Lesson 05 is about positions.)
+#
+# ### A causal mask meets left padding
+#
+# Now combine the causal mask with the padding mask of the left-padded batch.
+# In a short row the first six queries are `[PAD]`s; query i may see keys
+# 0..i only, and all of those are `[PAD]`s, which the padding mask forbids. Such
+# a row of the mask is all False: the query has *nothing* to attend to. With
+# right padding that never happens (query 0 can always see itself, a real
+# token).
+
+# %%
+combined_left = attention.causal_mask(length) & padding_mask(batch_left["attention_mask"])
+real_left = batch_left["attention_mask"].bool()
+print("mask of 'Alas, poor Yorick!', padded on the left, causal & padding:")
+print(combined_left[yorick, 0].int())
+for name, m in [("right", combined), ("left", combined_left)]:
+    nothing = ~m.any(dim=-1)[:, 0]  # (sentences, queries): True where a row of the mask is all False
+    print(f"padded on the {name}: queries with nothing to attend to, per sentence:",
+          [row.nonzero().flatten().tolist() for row in nothing])
+
+# %% [markdown]
+# What does attention do with such a row? All its scores are −∞, and a softmax
+# of −∞ only is 0/0: NaN. Written naively, with the recipe of exercise 2, the
+# NaN appears in the weights and the output of those rows. The reviewed
+# `course_utils` version returns all-zero weights and a zero output there,
+# like PyTorch's `F.scaled_dot_product_attention` (in the version this course
+# pins: we measure it). We compare the three on the real queries, keys and
+# values of the left-padded batch, in the encoder's first layer.
+
+# %%
+with torch.no_grad():
+    E_left = encoder.embeddings(input_ids=batch_left["input_ids"], token_type_ids=batch_left["token_type_ids"])
+    q_left, k_left, v_left = (split_heads(projection(E_left)) for projection in (layer.query, layer.key, layer.value))
+
+
+def naive_attention(q, k, v, mask):
+    """Exercise 2's recipe, with no care for a query that has nothing to attend to."""
+    scores = torch.einsum("...qd,...kd->...qk", q, k) / q.size(-1) ** 0.5
+    return scores.masked_fill(~mask, -math.inf).softmax(dim=-1) @ v, None
+
+
+def pytorch_attention(q, k, v, mask):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
+
+
+attentions = {"naive (exercise 2's recipe)": naive_attention, "course_utils": scaled_dot_product_attention,
+              "F.scaled_dot_product_attention": pytorch_attention}
+outputs_left = {}
+for name, attend in attentions.items():
+    with torch.no_grad():
+        outputs_left[name] = out = attend(q_left, k_left, v_left, combined_left)[0]
+    padded_rows, real_rows = out[yorick, :, :6], out[yorick, :, 6:]
+    padded_state = "all NaN" if padded_rows.isnan().all() else "all zero" if padded_rows.eq(0).all() else "other"
+    print(f"{name:<31} outputs of Yorick's 6 [PAD] queries: {padded_state:<8}  real queries finite: {real_rows.isfinite().all().item()}")
+print("course_utils equals PyTorch everywhere:", torch.allclose(outputs_left["course_utils"], outputs_left["F.scaled_dot_product_attention"], atol=1e-5))
+
+# %% [markdown]
+# Those rows are `[PAD]` queries, garbage anyway, and a language model's loss
+# skips them. Is a NaN there harmless then? No: the backward pass multiplies
+# by the weights, and NaN × 0 is still NaN. We take copies of the layer's
+# W_Q, W_K and W_V, compute a loss from the real positions only, and count the
+# NaNs in the gradients, then take one small step of gradient descent and run
+# the layer again.
+
+# %%
+import copy
+
+
+def gradients_and_step(attend):
+    """NaN share in each gradient for a loss on real positions only, then the
+    NaN share of the real outputs after one SGD step on those gradients."""
+    projections = {name: copy.deepcopy(getattr(layer, name)).requires_grad_() for name in ("query", "key", "value")}
+    E_leaf = E_left.clone().requires_grad_()  # stands for everything before this layer
+
+    def real_outputs():
+        q_, k_, v_ = (split_heads(projections[name](E_leaf)) for name in ("query", "key", "value"))
+        return attend(q_, k_, v_, combined_left)[0].transpose(1, 2)[real_left]  # (real tokens, heads, 32)
+
+    real_outputs().pow(2).mean().backward()
+    nan_share = {f"W_{name[0].upper()}": projections[name].weight.grad.isnan().float().mean().item() for name in projections}
+    nan_share["E"] = E_leaf.grad.isnan().float().mean().item()
+    with torch.no_grad():
+        for projection in projections.values():
+            projection.weight -= 0.01 * projection.weight.grad
+        after_step = real_outputs().isnan().float().mean().item()
+    return nan_share, after_step
+
+
+table = [f"{'':<31} share of NaN in the gradient of      share of NaN in the real",
+         f"{'':<31} {'W_Q':>6} {'W_K':>6} {'W_V':>6} {'E':>6}      outputs after one step"]
+for name, attend in attentions.items():
+    nan_share, after_step = gradients_and_step(attend)
+    table.append(f"{name:<31} " + " ".join(f"{share:>6.2f}" for share in nan_share.values()) + f"      {after_step:.2f}")
+print("\n".join(table))
+
+# %% [markdown]
+# The naive version's NaN reaches the gradients although the loss never reads
+# those rows: all of W_V's gradient is NaN, and so is the gradient of E at
+# every position of the two padded sentences (2/3 of its entries; every layer
+# and embedding before this one would get NaN in turn). W_Q and W_K escape
+# here only because `masked_fill` passes no gradient back to the scores it
+# overwrote, and in those rows it overwrote all of them. One step of gradient
+# descent then writes NaN into W_V, and from then on every output of the
+# layer is NaN, for every sentence, the unpadded one included: training is
+# over. The reviewed version and PyTorch give those rows zero weights, so
+# nothing flows back through them: the gradients are clean and the step leaves
+# every output finite. That is why `course_utils.attention` handles a query
+# with nothing to attend to explicitly.
+#
 # ## Attention maps of a real encoder
 #
 # Now the fun part: where do the heads of a trained model look? Our sentence
@@ -444,8 +607,11 @@ print(f"mean weight on [CLS] + [SEP]: {special.mean():.2f}")
 # - **Most heads park their attention on `[CLS]`** (and some on `[SEP]`). A
 #   softmax must put its unit of weight somewhere; a head with nothing useful
 #   to add for this token puts it on a special token whose value changes
-#   little. This "attention sink" is well known in BERT-like models (Clark et
-#   al., *What does BERT look at?*, 2019).
+#   little. Clark et al. (*What does BERT look at?*, 2019) observed it in BERT
+#   for `[CLS]`, `[SEP]` and punctuation; Xiao et al. (*Efficient Streaming
+#   Language Models with Attention Sinks*, 2023) named such tokens
+#   "attention sinks", after finding the same in the first token of large
+#   decoder-only models.
 # - **Some heads look by position, not by meaning.** Layer 0, head 2 puts all
 #   of "it"'s weight on "until", the token just before it; it does the same for
 #   every token of the sentence, a "previous-token" head. A few heads in
@@ -462,7 +628,7 @@ print(f"mean weight on [CLS] + [SEP]: {special.mean():.2f}")
 # %% [markdown]
 # ## Quiz
 #
-# Seven questions on masks and on the maps you just drew.
+# Eight questions on masks, padding and the maps you just drew.
 
 # %%
 from course_utils.quiz import answer, show_quiz
@@ -475,9 +641,10 @@ answer("03.padding-mask", "B")
 answer("03.where", "A")
 answer("03.causal-count", 55)
 answer("03.conventions", ["A", "C"])
-answer("03.future-mask", "causal mask")
-answer("03.leak", 0.31)
-answer("03.sink", "A")
+answer("03.left-mask", 6)
+answer("03.nothing-to-attend", ["A", "B"])
+answer("03.right-padding", "A")
+answer("03.pad-side", "left")
 # END SOLUTION
 
 # %% [markdown]
@@ -486,10 +653,19 @@ answer("03.sink", "A")
 # - A padded batch needs a **padding mask**: without it, the real tokens of
 #   "Alas, poor Yorick!" put 31% of their first-layer attention on `[PAD]`,
 #   and the model's output depends on the rest of the batch. With it, a padded
-#   sentence is computed exactly as if it were alone.
+#   sentence is computed as if it were alone, up to float32 rounding
+#   (differences of order 10⁻⁶), provided the pooling and the loss also skip
+#   the padded positions (a mean over all positions changes the sentence
+#   vector).
 # - A **causal mask** (a lower triangle, True where key j ≤ query i) stops a
 #   token from seeing the future; the two masks combine with `&` by
-#   broadcasting, (L, L) & (B, 1, 1, L) → (B, 1, L, L).
+#   broadcasting, (L, L) & (B, 1, 1, L) → (B, 1, L, L). With right padding,
+#   the padding part changes only the rows of `[PAD]` queries.
+# - Decoder models pad on the **left** to generate, so that every row ends
+#   with its last real token, where the next token is appended. With a causal
+#   mask, the first `[PAD]` queries then have nothing to attend to: a naive
+#   softmax gives NaN, which reaches the gradients even when the loss skips
+#   those rows; `course_utils` and PyTorch give zero weights and outputs.
 # - Masks go on the **scores, as −∞, before the softmax**: forbidden keys get
 #   exactly 0, and each row still sums to 1. In this course True means "may
 #   attend", as in `F.scaled_dot_product_attention`, which our attention

@@ -277,3 +277,58 @@ def test_a_swapped_pair_is_named(capsys):
     check_attention(swapped)
     out = capsys.readouterr().out
     assert "✗ returns (output, weights), in that order" in out and "the pair is swapped" in out
+
+
+# --- hints name the slip and where to look, never the line of code ------------------
+
+def attention_k_dot_t(q, k, v):
+    weights = (q @ k.T / math.sqrt(q.size(-1))).softmax(dim=-1)
+    return weights @ v, weights
+
+
+def masked_attention_k_dot_t(q, k, v, mask):
+    weights = (q @ k.T / math.sqrt(q.size(-1))).masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    return weights @ v, weights
+
+
+@pytest.mark.parametrize("checker, wrong", [(check_attention, attention_k_dot_t),
+                                            (check_masked_attention, masked_attention_k_dot_t)])
+def test_k_dot_t_on_a_batch_is_named_and_points_at_the_last_two_axes(checker, wrong, capsys, progress_file):
+    out = run(checker, wrong, capsys)
+    assert named("k.T on a batched k (it reverses ALL the axes") in out, out
+    assert "transpose(-2, -1)" in out and "raised" not in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_k_dot_t_is_right_without_a_batch_so_only_the_batch_case_fails():
+    q, k, v = (torch.randn(3, 4) for _ in range(3))
+    assert torch.allclose(attention_k_dot_t(q, k, v)[1], attention(q, k, v)[1])
+
+
+SOLUTION_FRAGMENTS = ["weights @ v", "softmax(q", "k.transpose(-2, -1) /", "masked_fill(~mask", "float('-inf')",
+                      'float("-inf")', "math.sqrt"]
+
+
+def _every_wrong_attention():
+    def unnamed(q, k, v):  # wrong in no classic way: the general hints show
+        weights = (q @ k.transpose(-2, -1)).sigmoid()
+        return weights @ v * 2, weights
+
+    def swapped(q, k, v):
+        output, weights = scaled_dot_product_attention(q, k, v)
+        return weights, output
+
+    return [(check_attention, f) for f in (unnamed, swapped, attention_unscaled, attention_no_softmax,
+                                           attention_k_dot_t, lambda q, k, v: attention(q, k, v)[0])] + \
+           [(check_masked_attention, f) for f in (masked_attention_ignoring_the_mask, masked_attention_inverted,
+                                                  masked_attention_after_softmax, masked_attention_k_dot_t,
+                                                  lambda q, k, v, mask: masked_attention(q, k, v, mask)[0])]
+
+
+@pytest.mark.parametrize("checker, wrong", _every_wrong_attention())
+def test_no_hint_hands_over_the_solution(checker, wrong, capsys):
+    out = run(checker, wrong, capsys)
+    assert "✗" in out
+    hints = "\n".join(line for line in out.splitlines() if "hint:" in line or "your output is exactly" in line)
+    for fragment in SOLUTION_FRAGMENTS:
+        assert fragment not in hints, (fragment, out)

@@ -8,6 +8,7 @@ that a wrong answer is named, not only shown to be wrong.
 """
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -18,8 +19,14 @@ from . import Checker
 
 NEG_INF = float("-inf")
 
-_WEIGHTS_HINT = "weights = softmax(q @ k.transpose(-2, -1) / math.sqrt(d_k), dim=-1)"
-_MASK_HINT = "fill the forbidden scores with -inf BEFORE the softmax: scores.masked_fill(~mask, float('-inf'))"
+# Hints say what is wrong and where to look; they never hand over the line of code.
+_WEIGHTS_HINT = ("check the three steps of the weights in order: the scores of every query with every key, "
+                 "their division by √d_k (d_k is the width of q), and a softmax over the keys (the last axis)")
+_OUTPUT_HINT = "each query's output is the mix of the values v in the proportions of its row of weights: check that product"
+_MASK_HINT = ("a forbidden key must get weight 0 while each row still sums to 1: look at where you apply the mask "
+              "(on the scores or on the weights?) and at the value the forbidden entries get")
+_K_DOT_T = ("k.T on a batched k (it reverses ALL the axes, (B, L, d) -> (d, L, B), where only the last two "
+            "should swap, as transpose(-2, -1) does)")
 
 
 def _random(seed: int, *shapes) -> list[torch.Tensor]:
@@ -37,8 +44,29 @@ def _returns_a_pair(check: Checker, result, again: bool = False) -> tuple:
     if not (is_pair and again):
         check.require("returns a pair (output, weights)", is_pair, expected="a tuple (output, weights)",
                       actual=f"{type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""),
-                      hint="end with `return weights @ v, weights`")
+                      hint="return two things, as a tuple: the output first, then the weights")
     return tuple(result)
+
+
+def _k_dot_t_slip(attention, dims: int, *mask) -> tuple | None:
+    """`k.T` on a batched k reverses every axis, and the product then raises on
+    the checker's shapes, which would only say "it raised". On square inputs,
+    (4, 4, 4) or (4, 4, 4, 4), it runs: if the learner's weights there equal
+    the slip's, return (their weights, the right ones, the slip's), else None."""
+    q, k, v = _random(4, *[(4,) * dims] * 3)
+    scores = q @ k.permute(*reversed(range(dims))) / math.sqrt(4)
+    if mask:
+        scores = scores.masked_fill(~mask[0], NEG_INF)
+    try:
+        with warnings.catch_warnings():  # torch warns that .T on more than 2 dims is deprecated
+            warnings.simplefilter("ignore")
+            weights = torch.as_tensor(attention(q, k, v, *mask)[1]).detach().double()
+    except Exception:  # any other bug: the checks below report it
+        return None
+    slip = scores.softmax(-1).double()
+    if weights.shape != slip.shape or not torch.allclose(weights, slip, atol=1e-5, equal_nan=True):
+        return None
+    return weights, scaled_dot_product_attention(q, k, v, *mask)[1], slip
 
 
 # --- lesson 02: attention(q, k, v) ------------------------------------------------
@@ -63,6 +91,10 @@ def _attention_mistakes(q, k, v) -> tuple[dict, dict]:
 def check_attention(attention) -> None:
     """Check a learner's `attention(q, k, v) -> (output, weights)` (lesson 02)."""
     with Checker("02.attention") as check:
+        if (slip := _k_dot_t_slip(attention, 3)) is not None:
+            weights, want_weights, wrong = slip
+            check.close("a batch (4, 4, 4): weights", weights, want_weights, mistakes={_K_DOT_T: wrong})
+            return
         # A batch of 2 sequences of 5 tokens, d_k = 8: the shape models use.
         q, k, v = _random(2, (2, 5, 8), (2, 5, 8), (2, 5, 8))
         output, weights = _returns_a_pair(check, check.call(attention, q, k, v))
@@ -71,7 +103,9 @@ def check_attention(attention) -> None:
             tuple(output.shape), tuple(weights.shape)) == (tuple(want_weights.shape), tuple(want_output.shape))
         if swapped:  # said only when it happens: the shapes would otherwise hide the cause
             check.require("returns (output, weights), in that order", False, expected="(output, weights)",
-                          actual="(weights, output): the pair is swapped", hint="return weights @ v, weights")
+                          actual="(weights, output): the pair is swapped",
+                          hint="the output has the shape of v's rows (..., L_q, d_v), the weights (..., L_q, L_k): "
+                               "look at the order of your return")
         wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
         check.close("weights = softmax(q·kᵀ / √d_k) over the keys, shape (2, 5, 5)", weights, want_weights,
                     mistakes=wrong_weights, hint=_WEIGHTS_HINT)
@@ -81,7 +115,7 @@ def check_attention(attention) -> None:
                        expected="1.0000 in every row", actual="row sums " + ", ".join(f"{x:.4f}" for x in sums.flatten()[:4].tolist()) + ", ...",
                        hint="a row holds one query's weights over all the keys: softmax over dim=-1")
         check.close("output = weights @ v, shape (2, 5, 8)", output, want_output,
-                    mistakes=wrong_outputs, hint="multiply the weights by v: output = weights @ v")
+                    mistakes=wrong_outputs, hint=_OUTPUT_HINT)
 
         # No batch, 3 queries and 4 keys, values wider than keys: nothing may
         # assume Lq == Lk or d_v == d_k, and the transpose must be of the last two axes.
@@ -90,9 +124,10 @@ def check_attention(attention) -> None:
         want_output, want_weights = scaled_dot_product_attention(q, k, v)
         wrong_weights, wrong_outputs = _attention_mistakes(q, k, v)
         check.close("no batch axis, 3 queries, 4 keys, d_v = 10: weights (3, 4)", weights, want_weights,
-                    mistakes=wrong_weights, hint="use k.transpose(-2, -1) and q.size(-1), which work for any number of leading axes")
+                    mistakes=wrong_weights, hint="transpose only the last two axes of k and read d_k from the last axis of q, "
+                         "so that any number of leading axes works")
         check.close("... and output (3, 10)", output, want_output,
-                    mistakes=wrong_outputs, hint="output = weights @ v")
+                    mistakes=wrong_outputs, hint=_OUTPUT_HINT)
 
 
 # --- lesson 03: causal_mask(n) ------------------------------------------------------
@@ -151,6 +186,10 @@ def _leak(weights, mask) -> tuple[bool, str]:
 def check_masked_attention(masked_attention) -> None:
     """Check a learner's `masked_attention(q, k, v, mask) -> (output, weights)` (lesson 03)."""
     with Checker("03.masked_attention") as check:
+        if (slip := _k_dot_t_slip(masked_attention, 4, reference_causal_mask(4))) is not None:
+            weights, want_weights, wrong = slip
+            check.close("a batch (4, 4, 4, 4), causal mask: weights", weights, want_weights, mistakes={_K_DOT_T: wrong})
+            return
         # A batch of 2 sequences, 2 heads, 5 tokens, d_k = 4; the second sequence
         # has 2 padding tokens. The mask is causal AND padding, (2, 1, 5, 5).
         q, k, v = _random(3, (2, 2, 5, 4), (2, 2, 5, 4), (2, 2, 5, 4))
@@ -168,4 +207,4 @@ def check_masked_attention(masked_attention) -> None:
             check.close(f"{case}: weights (2, 2, 5, 5)", weights, want_weights,
                         mistakes=wrong_weights, hint=_MASK_HINT)
             check.close(f"{case}: output = weights @ v (2, 2, 5, 4)", output, want_output,
-                        mistakes=wrong_outputs, hint="output = weights @ v")
+                        mistakes=wrong_outputs, hint=_OUTPUT_HINT)
