@@ -1,0 +1,62 @@
+"""The one training loop of the course, and the learning-rate schedules it uses.
+
+Every lesson that trains calls `train`: a progress bar with the running loss,
+an optional schedule that sets the learning rate before each step, optional
+gradient clipping, and the loss of every step returned for plotting.
+"""
+
+from collections.abc import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+
+def train(model: torch.nn.Module, next_batch: Callable[[int], object], loss_of: Callable, optimizer: torch.optim.Optimizer,
+          steps: int, lr_at: Callable[[int], float] | None = None, clip_grad_norm: float | None = None,
+          desc: str = "training", progress: bool = True) -> list[float]:
+    """Take `steps` optimizer steps and return the loss of each.
+
+    next_batch(step) gives the batch of a step; loss_of(model, batch) its
+    scalar loss; lr_at(step), if given, the learning rate of that step (steps
+    count from 1, as the schedules below expect)."""
+    model.train()
+    losses = []
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=0.5)
+    for step in bar:
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+        loss = loss_of(model, next_batch(step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+        optimizer.step()
+        losses.append(loss.item())
+        if step % 25 == 0 or step == steps:
+            bar.set_postfix(loss=f"{sum(losses[-25:]) / len(losses[-25:]):.3f}")
+    model.eval()
+    return losses
+
+
+def linear_warmup(peak_lr: float, warmup_steps: int) -> Callable[[int], float]:
+    """The learning rate climbs linearly from peak_lr / warmup_steps to peak_lr,
+    then stays there."""
+    return lambda step: peak_lr * min(1.0, step / warmup_steps)
+
+
+def transformer_schedule(d_model: int, warmup_steps: int, factor: float = 1.0) -> Callable[[int], float]:
+    """The schedule of the 2017 paper (§5.3):
+    lr = factor · d_model^-0.5 · min(step^-0.5, step · warmup^-1.5):
+    a linear climb for `warmup_steps`, then a decay as 1/√step."""
+    return lambda step: factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
+
+
+def smooth(values: list[float], window: int = 25) -> list[float]:
+    """Running mean over the last `window` values, for plotting noisy losses."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value - (values[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
