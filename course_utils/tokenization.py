@@ -101,10 +101,15 @@ def as_transformers(tokenizer: Tokenizer):
 
 # --- BPE from scratch ----------------------------------------------------------
 
+def pieces(text: str) -> list[str]:
+    """`text` cut by GPT-2's byte-level pre-tokenizer, in order: "Who's there?"
+    -> ["Who", "'s", "Ġthere", "?"]. BPE merges happen inside pieces only."""
+    return [piece for piece, _ in _byte_level().pre_tokenize_str(text)]
+
+
 def pre_tokenize(text: str) -> collections.Counter:
-    """How often each piece occurs after byte-level pre-tokenization:
-    {"Ġthe": 21173, ",": 75818, ...}. BPE merges happen inside pieces only."""
-    return collections.Counter(piece for piece, _ in _byte_level().pre_tokenize_str(text))
+    """How often each piece of `text` occurs: {"Ġthe": 21173, ",": 75818, ...}."""
+    return collections.Counter(pieces(text))
 
 
 def merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:

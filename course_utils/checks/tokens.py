@@ -162,9 +162,9 @@ def _learn_slips(piece_counts: dict, num_merges: int) -> dict:
 
 def _as_merges(merges) -> list | None:
     """The learner's merges as a list of (left, right) string pairs, or None if they are not that."""
-    if isinstance(merges, str) or any(isinstance(merge, str) for merge in merges or ()):
-        return None  # "a r" or "ar": a merge must keep its two halves apart
     try:
+        if isinstance(merges, str) or any(isinstance(merge, str) for merge in merges):
+            return None  # "a r" or "ar": a merge must keep its two halves apart
         pairs = [tuple(merge) for merge in merges]
     except TypeError:
         return None
@@ -228,7 +228,7 @@ def check_learn_bpe(learn_bpe) -> None:
                    expected=expected, actual=merges, hint=hint or "replay the merges by hand: count every adjacent "
                    "pair inside each word, weighted by the word's count, and merge the most frequent one")
 
-        sample, pieces, library, _ = _bpe_sample()
+        _, pieces, library, _ = _bpe_sample()
         out = check.call(learn_bpe, collections.Counter(pieces), BPE_SAMPLE_MERGES)
         merges, reference = _as_merges(out) or [], tokenization.bpe_merges(library)
         name = (f"{BPE_SAMPLE_MERGES} merges on every fourth line of Hamlet ({pieces.total():,} pieces): "
