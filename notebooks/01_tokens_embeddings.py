@@ -776,12 +776,12 @@ show_quiz("01")
 
 # %%
 # BEGIN SOLUTION
-answer("01.unknown-words", "B")
+answer("01.unseen-word", "B")
 answer("01.batch", ["A", "C", "D"])
 answer("01.bpe-merge", "C")
 answer("01.lookup", "A")
 answer("01.embedding-parameters", 11720448)
-answer("01.first-token", "[CLS]")
+answer("01.sgd-rows", "2, 5")
 answer("01.vocabulary-size", ["B", "D"])
 # END SOLUTION
 
