@@ -239,6 +239,17 @@ print(f"{hamlet_pieces.total():,} pieces, {len(hamlet_pieces):,} distinct:", ham
 def learn_bpe(piece_counts, num_merges):
     """The first `num_merges` BPE merges of {piece: count}, as (left, right) pairs, in order."""
     # BEGIN SOLUTION
+    def merge(symbols, pair):
+        merged, i = [], 0
+        while i < len(symbols):
+            if symbols[i:i + 2] == pair:
+                merged.append(pair[0] + pair[1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        return tuple(merged)
+
     words = {tuple(piece): count for piece, count in piece_counts.items()}
     merges = []
     while len(merges) < num_merges:
@@ -250,7 +261,7 @@ def learn_bpe(piece_counts, num_merges):
             break
         best = max(pairs, key=pairs.get)
         merges.append(best)
-        words = {tokenization.merge_pair(symbols, best): count for symbols, count in words.items()}
+        words = {merge(symbols, best): count for symbols, count in words.items()}
     return merges
     # END SOLUTION
 
@@ -299,13 +310,21 @@ def encode(piece, merges):
     """The symbols of `piece` after applying the learned `merges` (a list of pairs, in learned order)."""
     # BEGIN SOLUTION
     rank = {pair: number for number, pair in enumerate(merges)}
-    symbols = tuple(piece)
-    while len(symbols) > 1:
-        first = min(zip(symbols, symbols[1:]), key=lambda pair: rank.get(pair, len(rank)))
-        if first not in rank:
-            break
-        symbols = tokenization.merge_pair(symbols, first)
-    return list(symbols)
+    symbols = list(piece)
+    while True:
+        learned = [pair for pair in zip(symbols, symbols[1:]) if pair in rank]
+        if not learned:
+            return symbols
+        first = min(learned, key=rank.get)
+        merged, i = [], 0
+        while i < len(symbols):
+            if tuple(symbols[i:i + 2]) == first:
+                merged.append(first[0] + first[1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
     # END SOLUTION
 
 
