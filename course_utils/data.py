@@ -121,12 +121,24 @@ def shakespeare_splits() -> tuple[str, str]:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words, apostrophes kept inside them ("'tis", "o'er")."""
+    """Lower-case words: runs of the letters a-z, with an apostrophe kept only
+    between two letters ("o'er", "ne'er"). A word starts and ends with a letter,
+    so an apostrophe at either end is dropped: "'Tis" gives "tis", "players'"
+    gives "players"."""
     return re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower())
 
 
 def word_counts(text: str) -> collections.Counter:
+    """How often each word of `text` (as `words` cuts it) occurs."""
     return collections.Counter(words(text))
+
+
+def coverage(counts: dict[str, int], n: int) -> float:
+    """The share of all running words that are one of the `n` most frequent
+    words of `counts` (a word -> count table). Ties among equally frequent words
+    do not change it: they add the same counts whichever is taken."""
+    top = sorted(counts.values(), reverse=True)[:n]
+    return sum(top) / sum(counts.values())
 
 
 def encoder_path() -> Path:

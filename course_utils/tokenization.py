@@ -9,7 +9,8 @@ Text to ids. The course uses two subword tokenizers:
   (there is no unknown token) and `decode(encode(text)) == text` exactly. Training
   takes a few seconds; the result is cached as JSON under `data.cache_dir()`.
   `learn_bpe` is the same training algorithm from scratch, in a dozen lines, and
-  learns the same merges in the same order (tests/test_tokenization.py).
+  learns the same merges in the same order; `apply_bpe` cuts a new piece with
+  learned merges, as the library does (tests/test_tokenization.py).
 
 Ids to vectors. A model cannot do arithmetic on an id (id 2 is not "twice" id 1),
 so each id becomes a one-hot vector and then a learned row: `one_hot(ids) @ W`
@@ -100,10 +101,15 @@ def as_transformers(tokenizer: Tokenizer):
 
 # --- BPE from scratch ----------------------------------------------------------
 
+def pieces(text: str) -> list[str]:
+    """`text` cut by GPT-2's byte-level pre-tokenizer, in order: "Who's there?"
+    -> ["Who", "'s", "Ġthere", "?"]. BPE merges happen inside pieces only."""
+    return [piece for piece, _ in _byte_level().pre_tokenize_str(text)]
+
+
 def pre_tokenize(text: str) -> collections.Counter:
-    """How often each piece occurs after byte-level pre-tokenization:
-    {"Ġthe": 21173, ",": 75818, ...}. BPE merges happen inside pieces only."""
-    return collections.Counter(piece for piece, _ in _byte_level().pre_tokenize_str(text))
+    """How often each piece of `text` occurs: {"Ġthe": 21173, ",": 75818, ...}."""
+    return collections.Counter(pieces(text))
 
 
 def merge_pair(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -141,6 +147,22 @@ def learn_bpe(piece_counts: dict[str, int], num_merges: int) -> list[tuple[str, 
         rank.setdefault(best[0] + best[1], 0x110000 + len(merges))  # after every character
         words = {merge_pair(symbols, best): count for symbols, count in words.items()}
     return merges
+
+
+def apply_bpe(piece: str, merges: list[tuple[str, str]]) -> tuple[str, ...]:
+    """Cut one pre-tokenized piece with learned merges: start from its characters
+    and, while some adjacent pair is a merge, merge the pair that was learned
+    *first* (lowest rank), everywhere in the piece. How often a pair occurs in
+    this piece plays no part. (Applying every merge in learned order gives the
+    same result, more slowly: a merge never involves a symbol made after it.)"""
+    rank = {pair: number for number, pair in enumerate(merges)}
+    symbols = tuple(piece)
+    while len(symbols) > 1:
+        first = min(zip(symbols, symbols[1:]), key=lambda pair: rank.get(pair, len(rank)))
+        if first not in rank:
+            break  # no pair left that was ever merged
+        symbols = merge_pair(symbols, first)
+    return symbols
 
 
 # --- from ids to vectors -------------------------------------------------------

@@ -29,9 +29,13 @@
 # ## The first cell of every lesson
 #
 # Every lesson starts with the same call. `setup_notebook` seeds Python, NumPy
-# and PyTorch so that random numbers repeat from run to run, switches PyTorch to
-# deterministic algorithms, sets a short print precision, takes the Hugging
-# Face libraries offline and silences warnings that say nothing to a learner.
+# and PyTorch so that random numbers repeat from run to run, and asks PyTorch
+# for deterministic algorithms: an operation that has a deterministic
+# implementation uses it, and one that has none runs as usual with a warning,
+# which `setup_notebook` silences (it calls
+# `torch.use_deterministic_algorithms(True, warn_only=True)`). It also sets a
+# short print precision, takes the Hugging Face libraries offline and silences
+# other warnings that say nothing to a learner.
 # It returns the device to compute on: a CUDA GPU or Apple's MPS if you have
 # one, the CPU otherwise. Everything in the course also runs on the CPU.
 
@@ -134,16 +138,26 @@ print(f"validation: {len(validation_text):>9,} characters ({len(validation_text)
 #
 # A model cannot read text; it reads numbers, one per *token*. The simplest
 # tokens are words, and the first question about them is how often each one
-# occurs. Write `count_words(text)`: it returns a `collections.Counter` that
-# maps each lower-case word to its number of occurrences. A word is a run of
-# letters, with apostrophes allowed inside it (`o'er` is one word), so
-# punctuation never sticks to a word: `"Good night, good night!"` gives
-# `{'good': 2, 'night': 2}`.
+# occurs. The exercise has two parts.
 #
-# Replace `raise NotImplementedError` with your code (the regular expression
-# `r"[a-z]+(?:'[a-z]+)*"` matches one word), then run the checker cell below it.
-# If you run the checker first, it tells you the exercise is not attempted yet:
-# try it.
+# **1.** Write `count_words(text)`: it returns a `collections.Counter` (a dict
+# that counts) mapping each lower-case word to its number of occurrences. In
+# this course a word is a run of the letters a to z, in which an apostrophe may
+# stand *between* two letters: `o'er` is one word, and in `'Tis` and
+# `players'` the apostrophe is not part of the word (they count as `tis` and
+# `players`). Everything else (spaces, punctuation, digits) separates words, so
+# `"Good night, good night!"` gives `{'good': 2, 'night': 2}`. A loop over the
+# characters works, and so does a regular expression (`re.findall`).
+#
+# **2.** Write `coverage(counts, n)`: the share of all running words (every
+# occurrence counts) that are one of the `n` most frequent words. With the
+# counts `{'good': 2, 'night': 2, 'parting': 1}`, `coverage(counts, 2)` is
+# 4 / 5 = 0.8. It is the number the next section needs to see how unevenly
+# words are used.
+#
+# Replace each `raise NotImplementedError` with your code, then run the checker
+# cell below. If you run the checker first, it tells you the exercise is not
+# attempted yet: try it.
 
 # %%
 import collections
@@ -157,28 +171,35 @@ def count_words(text):
     # END SOLUTION
 
 
+def coverage(counts, n):
+    """The share of all running words in `counts` (word -> count) that are one of its `n` most frequent words."""
+    # BEGIN SOLUTION
+    top = sorted(counts.values(), reverse=True)[:n]
+    return sum(top) / sum(counts.values())
+    # END SOLUTION
+
+
 # %%
 from course_utils.checks.words import check_count_words
 
-check_count_words(count_words)
+check_count_words(count_words, coverage)
 
 # %% [markdown]
 # Each line of the report is one check; a failed one shows what was expected,
-# what your function returned, and a hint. Lessons after this one use the
-# reviewed version of each exercise from `course_utils` (here
-# `data.word_counts`), so a slip in an exercise never breaks a later lesson.
+# what your function returned, and a hint that names the slip and where to
+# look. Lessons after this one use the reviewed version of each exercise from
+# `course_utils` (here `data.word_counts` and `data.coverage`), so a slip in an
+# exercise never breaks a later lesson.
 #
 # ## How big is the vocabulary?
 
 # %%
 counts = data.word_counts(data.shakespeare())
-running_words = sum(counts.values())
-print(f"running words:      {running_words:,}")
+print(f"running words:      {counts.total():,}")
 print(f"distinct words:     {len(counts):,}")
 print(f"seen exactly once:  {sum(n == 1 for n in counts.values()) / len(counts):.0%} of distinct words")
 for size in (100, 1_000, 10_000):
-    covered = sum(n for _, n in counts.most_common(size)) / running_words
-    print(f"top {size:>6,} words cover {covered:.2f} of running words")
+    print(f"top {size:>6,} words cover {data.coverage(counts, size):.2f} of running words")
 
 # %% [markdown]
 # A handful of words do most of the work. The bar chart shows the twenty most
@@ -221,17 +242,18 @@ show_quiz("00")
 # BEGIN SOLUTION
 answer("00.offline", "A")
 answer("00.edit", "B")
-answer("00.checker", "B")
+answer("00.checker", "C")
 answer("00.rare-words", ["A", "B", "D"])
-answer("00.top100-share", 0.52)
+answer("00.zipf-coverage", 0.72)
 answer("00.first-cell", "setup_notebook")
 # END SOLUTION
 
 # %% [markdown]
 # ## Summary
 #
-# - Every lesson starts with `setup_notebook()`: seeded, deterministic, quiet,
-#   offline, and it hands you the device.
+# - Every lesson starts with `setup_notebook()`: seeded, deterministic wherever
+#   PyTorch has a deterministic kernel, quiet, offline, and it hands you the
+#   device.
 # - Lessons are pairs of files: the `.py` is the source, the `.ipynb` carries
 #   the outputs. Exercises are checked by the cell after them; quizzes are
 #   answered with widgets or with `answer(...)`.

@@ -24,9 +24,10 @@
 #   has never read;
 # - tokenize with the pretrained encoder's own WordPiece tokenizer: subwords,
 #   `[CLS]` and `[SEP]`, padding, attention masks and truncation;
-# - train a byte-level BPE tokenizer on Shakespeare, first a few merges by hand,
-#   then with the `tokenizers` library, and measure how the size of the
-#   vocabulary trades against the length of the sequences;
+# - write byte-level BPE yourself, the loop that learns merges and the function
+#   that applies them to a new word, check both against the `tokenizers`
+#   library on Shakespeare, and measure how the size of the vocabulary trades
+#   against the length of the sequences;
 # - turn ids into one-hot vectors, and see that one-hot times a matrix is an
 #   embedding lookup, exactly what `nn.Embedding` computes;
 # - find the nearest neighbours of words in the pretrained encoder's embedding
@@ -112,16 +113,30 @@ print(tokenizer.tokenize(line))
 # their own.
 #
 # Calling the tokenizer does the whole job: tokens become ids, and two special
-# tokens are added. `[CLS]` (id 101) opens every sequence; BERT reads its
-# output vector as a summary of the whole input (lesson 08). `[SEP]` (id 102)
-# closes it, and separates the two sentences of a pair. Decoding the ids gives
-# the text back, lower-cased: case was thrown away at the first step.
+# tokens are added. `[CLS]` (id 101) opens every sequence; in BERT's
+# pre-training its output vector feeds the next-sentence prediction (lesson
+# 08). `[SEP]` (id 102) closes the sequence, and separates the two sentences of
+# a pair. Decoding the ids gives the text back, lower-cased: case was thrown
+# away at the first step.
 
 # %%
 encoded = tokenizer("Out, damned spot!")
 print("input_ids:", encoded["input_ids"])
 print("tokens:   ", tokenizer.convert_ids_to_tokens(encoded["input_ids"]))
 print("decoded:  ", tokenizer.decode(encoded["input_ids"]))
+
+# %% [markdown]
+# `[CLS]` is not where this particular encoder puts its summary, though. As a
+# sentence encoder, all-MiniLM-L6-v2 makes one vector per sentence by
+# averaging the output vectors of all real tokens (a *mean pool* that uses the
+# attention mask, below, to skip padding). Its package says so in the pooling
+# configuration that ships with the weights:
+
+# %%
+import json
+
+pooling = json.loads((data.encoder_path() / "1_Pooling" / "config.json").read_text())
+print({mode: on for mode, on in pooling.items() if mode.startswith("pooling_mode")})
 
 # %% [markdown]
 # ## Batches: padding, attention masks and truncation
@@ -182,39 +197,150 @@ print(f"untruncated: {len(tokenizer(long_line)['input_ids'])} tokens")
 # repeat: each merge adds one entry to the vocabulary. Frequent words end up as
 # one symbol; rare ones stay in pieces.
 #
-# We use the byte-level variant of GPT-2. The text is first cut before spaces
-# and punctuation (a space stays glued to the word after it), and each byte is
-# written as one printable character: a space shows as `Ġ`, a line break as
-# `Ċ`. Merges never cross these pieces. `tokenization.pre_tokenize` counts the
-# pieces; here are Hamlet's commonest.
+# We use the byte-level variant of GPT-2. The text is first cut into pieces:
+# before spaces and punctuation (a space stays glued to the word after it), and
+# before the English endings `'s`, `'t`, `'re`, `'ve`, `'m`, `'ll` and `'d`, so
+# *Who's* becomes *Who* and *'s*. Each byte is written as one printable
+# character: a space shows as `Ġ`, a line break as `Ċ`. Merges never cross
+# these pieces. Here is that pre-tokenizer on a line of *Hamlet* (look at
+# *'Tis*: its apostrophe is punctuation, not one of the endings, so it stands
+# alone), and `tokenization.pre_tokenize` counting the pieces of the whole play.
 
 # %%
 from course_utils import tokenization
 
+print(tokenization.pieces("'Tis now struck twelve. Who's there? I'll go."))
 hamlet_pieces = tokenization.pre_tokenize(data.plays()["hamlet"])
 print(f"{hamlet_pieces.total():,} pieces, {len(hamlet_pieces):,} distinct:", hamlet_pieces.most_common(8))
 
 # %% [markdown]
-# `tokenization.learn_bpe` is the algorithm above, a dozen plain lines of
-# Python (open `course_utils/tokenization.py` to read it). Twelve merges on
-# *Hamlet*: the first joins a space and a t (`Ġ t`, how every word that starts
-# with t begins), the second `h e`, and the eleventh joins those two into
-# `Ġthe`, the commonest word of English.
+# ## Exercise: learn BPE merges
+#
+# Now write the algorithm yourself. `learn_bpe(piece_counts, num_merges)`
+# receives a table like the one above, each piece with how often it occurs,
+# and returns the list of merges it learned, in order, each a pair of strings
+# `(left, right)`. The steps:
+#
+# 1. Write every piece as a tuple of its characters: `"Ġthe"` is
+#    `("Ġ", "t", "h", "e")`.
+# 2. Count every pair of neighbouring symbols *inside* each piece. A piece that
+#    occurs 900 times contributes 900 to each of its pairs.
+# 3. Take the most frequent pair, append it to the merges, and rewrite every
+#    piece with each occurrence of the pair (left to right) replaced by one
+#    symbol: `("Ġ", "t", "h", "e")` becomes `("Ġt", "h", "e")` after `("Ġ", "t")`.
+# 4. Repeat from step 2 until you have `num_merges` merges (or no pair is left).
+#
+# When two pairs are equally frequent, take either: the checker accepts any
+# most frequent pair. It first runs your function on a small table, then on
+# every fourth line of *Hamlet*, where it compares your 200 merges with those of
+# the `tokenizers` library. It takes a few seconds.
+
+# %%
+def learn_bpe(piece_counts, num_merges):
+    """The first `num_merges` BPE merges of {piece: count}, as (left, right) pairs, in order."""
+    # BEGIN SOLUTION
+    def merge(symbols, pair):
+        merged, i = [], 0
+        while i < len(symbols):
+            if symbols[i:i + 2] == pair:
+                merged.append(pair[0] + pair[1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        return tuple(merged)
+
+    words = {tuple(piece): count for piece, count in piece_counts.items()}
+    merges = []
+    while len(merges) < num_merges:
+        pairs = collections.Counter()
+        for symbols, count in words.items():
+            for pair in zip(symbols, symbols[1:]):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = max(pairs, key=pairs.get)
+        merges.append(best)
+        words = {merge(symbols, best): count for symbols, count in words.items()}
+    return merges
+    # END SOLUTION
+
+
+# %%
+from course_utils.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
+
+check_learn_bpe(learn_bpe)
+
+# %% [markdown]
+# Twelve merges on the whole of *Hamlet* (from here on the lesson uses the
+# reviewed `tokenization.learn_bpe`, so it runs whatever state your exercise is
+# in): the first joins a space and a t (`Ġ t`, how every word that starts with
+# t begins), the second `h e`, and the eleventh joins those two into `Ġthe`,
+# the commonest word of English. The `tokenizers` library does the same in
+# Rust, much faster. `tokenization.train_bpe` sets it up (byte-level pieces,
+# five special tokens, all 256 bytes in the starting vocabulary), so a
+# vocabulary of 256 + 5 + 12 entries means twelve merges. They are the same
+# twelve, in the same order: `tokenization.learn_bpe` breaks ties as the library
+# does (the pair of older symbols wins), and a unit test checks 150 merges on two
+# plays.
 
 # %%
 merges = tokenization.learn_bpe(hamlet_pieces, 12)
 print(merges)
+library = tokenization.train_bpe([data.plays()["hamlet"]], vocab_size=256 + 5 + 12)
+print("the same as the tokenizers library:", tokenization.bpe_merges(library) == merges)
 
 # %% [markdown]
-# The `tokenizers` library does the same in Rust, much faster.
-# `tokenization.train_bpe` sets it up (byte-level pieces, five special tokens,
-# all 256 bytes in the starting vocabulary), so a vocabulary of
-# 256 + 5 + 12 entries means twelve merges. They are the same twelve, in the
-# same order (a unit test checks 150 merges on two plays).
+# ## Exercise: cut a new word with the merges
+#
+# Learning is half of BPE; the other half cuts text it has never seen. Write
+# `encode(piece, merges)`: start from the characters of `piece`, then, as long
+# as some neighbouring pair is one of the `merges`, merge the pair that was
+# learned **first** (the lowest position in `merges`), every occurrence of it,
+# and look again. Return the list of symbols. How often a pair occurs in this
+# piece does not matter, only its rank. For example, with the merges
+# `[("a", "r"), ("b", "ar"), ("o", "u"), ("ou", "s")]`, `"barbarous"` gives
+# `["bar", "bar", "ous"]`.
+#
+# The checker compares your pieces with the `tokenizers` library's on 400
+# pieces of *Macbeth* that the sample of *Hamlet* never contains.
 
 # %%
-library = tokenization.train_bpe([data.plays()["hamlet"]], vocab_size=256 + 5 + 12)
-print(tokenization.bpe_merges(library) == merges)
+def encode(piece, merges):
+    """The symbols of `piece` after applying the learned `merges` (a list of pairs, in learned order)."""
+    # BEGIN SOLUTION
+    rank = {pair: number for number, pair in enumerate(merges)}
+    symbols = list(piece)
+    while True:
+        learned = [pair for pair in zip(symbols, symbols[1:]) if pair in rank]
+        if not learned:
+            return symbols
+        first = min(learned, key=rank.get)
+        merged, i = [], 0
+        while i < len(symbols):
+            if tuple(symbols[i:i + 2]) == first:
+                merged.append(first[0] + first[1])
+                i += 2
+            else:
+                merged.append(symbols[i])
+                i += 1
+        symbols = merged
+    # END SOLUTION
+
+
+# %%
+check_encode(encode)
+
+# %% [markdown]
+# A word of *Macbeth* that *Hamlet* never uses, cut with the first merges
+# learned on *Hamlet* (2,000 of them, by the library, for speed; the reviewed
+# version of your `encode` is `tokenization.apply_bpe`). The more merges, the
+# longer the pieces; the word is never unknown.
+
+# %%
+hamlet_merges = tokenization.bpe_merges(tokenization.train_bpe([data.plays()["hamlet"]], vocab_size=256 + 5 + 2000))
+for count in (0, 12, 100, 500, 2000):
+    print(f"{count:>5,} merges: {tokenization.apply_bpe('Ġequivocator', hamlet_merges[:count])}")
 
 # %% [markdown]
 # Now the real thing: a BPE with 8,000 tokens trained on all 34 training
@@ -333,9 +459,12 @@ for size, value in zip(sizes, tokens_per_word):
 # %% [markdown]
 # The first merges pay the most: going from bytes to 1,000 tokens more than
 # halves the length of every sequence; going from 8,000 to 32,000, four times
-# the vocabulary, saves only about 8% more. That flattening is why real models
-# settle between about 30,000 (BERT) and 50,000 (GPT-2) tokens for a whole
-# language, and why 8,000 is plenty for one author.
+# the vocabulary, saves only about 8% more. That flattening is why 8,000 is
+# plenty for one author, and why BERT (about 30,000 tokens) and GPT-2 (about
+# 50,000) stopped there for English. Today's large models read many languages
+# and code, and use about 100,000 to 260,000 tokens (GPT-4's tokenizer about
+# 100,000, Llama 3's 128,000, Gemma's 256,000): for them the embedding matrix
+# is a small part of the model, and shorter sequences are worth it.
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -385,8 +514,6 @@ def one_hot(ids, vocab_size):
 
 
 # %%
-from course_utils.checks.tokens import check_embed, check_one_hot
-
 check_one_hot(one_hot)
 
 # %% [markdown]
@@ -500,7 +627,40 @@ check_embed(embed)
 # %% [markdown]
 # The gradient check shows the practical side of the lookup: the gradient of the
 # loss with respect to the table is zero in every row whose id was not in the
-# batch, so a training step changes only the rows of the tokens it saw.
+# batch. Whether a training step then changes only those rows depends on the
+# optimizer. Plain SGD subtracts the learning rate times the gradient, so a zero
+# gradient leaves a row alone. Adam keeps a running average of past gradients
+# (its *moments*), so a row seen at one step keeps moving at the next steps,
+# seen or not. AdamW, the usual choice for transformers, also shrinks every
+# weight a little at every step (*weight decay*, 0.01 by default), so it
+# changes every row. The cell measures it: a table of 1,000 rows, a first step
+# on a batch of 8 ids, then a second step on 8 other ids, counting the rows
+# that changed.
+
+# %%
+first_batch, second_batch = torch.arange(0, 8), torch.arange(8, 16)
+print(f"{'optimizer':<32}{'rows changed':>14}{'by step 2':>11}{'of them not in batch 2':>24}")
+for name, make_optimizer in [("SGD", lambda p: torch.optim.SGD(p, lr=0.1)),
+                             ("Adam (no weight decay)", lambda p: torch.optim.Adam(p, lr=1e-3)),
+                             ("AdamW (weight decay 0.01)", lambda p: torch.optim.AdamW(p, lr=1e-3))]:
+    embedding_table = nn.Embedding(1000, 16)
+    optimizer = make_optimizer(embedding_table.parameters())
+    changed = []
+    for batch_ids in (first_batch, second_batch):
+        before = embedding_table.weight.detach().clone()
+        optimizer.zero_grad()
+        embedding_table(batch_ids).pow(2).sum().backward()
+        optimizer.step()
+        changed.append((embedding_table.weight.detach() != before).any(dim=1))
+    outside = changed[1].clone()
+    outside[second_batch] = False
+    print(f"{name:<32}{int(changed[0].sum()):>14}{int(changed[1].sum()):>11}{int(outside.sum()):>24}")
+
+# %% [markdown]
+# SGD touches the 8 rows of each batch and no other. Adam moves the 8 rows of
+# the first batch again at the second step, though their gradient is now zero:
+# their moments carry them. AdamW moves all 1,000 rows at every step. So "only
+# the rows it saw" is a property of SGD, not of embeddings.
 #
 # The product and the lookup give the same numbers, but not at the same cost.
 # For the real encoder's vocabulary of 30,522 entries and width 384, a one-hot
@@ -574,8 +734,13 @@ for word in ["king", "sword", "night", "love", "thou"]:
 # words of the same kind (*queen*, *monarch*; *weapon*, *blade*; *evening*).
 # *Thou* sits next to *thee* and *thy*: archaic English is rare on Wikipedia,
 # but rare is not absent. Nobody wrote these similarities down; they come out
-# of training: first to fill in masked words (lesson 08), then, for this
-# sentence encoder, to bring sentences of similar meaning close together.
+# of training. This encoder was not trained the BERT way, by filling in masked
+# words (lesson 08): its starting point, MiniLM, was *distilled*, trained to
+# imitate a larger pretrained model, and it was then fine-tuned
+# *contrastively* on more than a billion pairs of related sentences (a question
+# and its answer, a title and its abstract), so that the vectors of the two
+# sentences of a pair come out close and those of unrelated sentences apart
+# (its model card, in the package folder, describes both steps).
 #
 # A picture of 384 dimensions has to flatten them. The plot projects thirty
 # words from five groups onto the two directions along which those vectors
@@ -630,12 +795,12 @@ show_quiz("01")
 
 # %%
 # BEGIN SOLUTION
-answer("01.unknown-words", "B")
+answer("01.unseen-word", "B")
 answer("01.batch", ["A", "C", "D"])
 answer("01.bpe-merge", "C")
 answer("01.lookup", "A")
 answer("01.embedding-parameters", 11720448)
-answer("01.first-token", "[CLS]")
+answer("01.sgd-rows", "2, 5")
 answer("01.vocabulary-size", ["B", "D"])
 # END SOLUTION
 
@@ -651,17 +816,20 @@ answer("01.vocabulary-size", ["B", "D"])
 #   `##`; the tokenizer adds `[CLS]` and `[SEP]`, pads batches with `[PAD]` and
 #   returns an attention mask (1 = real token, 0 = padding), and truncates to a
 #   `max_length`.
-# - BPE learns its vocabulary by merging the most frequent pair of symbols, again
-#   and again; our from-scratch `learn_bpe` learns the same merges as the
-#   `tokenizers` library. Byte-level BPE has no unknown token and gives back
-#   the exact text. A bigger vocabulary means shorter sequences, with quickly
-#   diminishing returns.
+# - BPE learns its vocabulary by merging the most frequent pair of symbols inside
+#   the pieces of the text, weighted by how often each piece occurs, again and
+#   again; it cuts a new word by applying the merges in the order they were
+#   learned. Your `learn_bpe` and `encode` agree with the `tokenizers` library.
+#   Byte-level BPE has no unknown token and gives back the exact text. A bigger
+#   vocabulary means shorter sequences, with quickly diminishing returns.
 # - An id is a name, not a number: as a one-hot vector times the embedding
 #   matrix it selects one row, which is exactly what `nn.Embedding` computes
-#   with a lookup, and the gradient reaches only the rows that were used.
+#   with a lookup, and the gradient reaches only the rows that were used. With
+#   plain SGD only those rows change; Adam's moments and AdamW's weight decay
+#   move the others too.
 # - The embeddings of a pretrained model place related words close together
 #   (by cosine similarity), but give each token a single vector whatever its
 #   context: the next lessons add attention, which mixes in the context.
 # - Later lessons import the reviewed versions from `course_utils.tokenization`:
-#   `shakespeare_bpe()` (trained once, then cached), `one_hot`, `embed` and
-#   `nearest_neighbours`.
+#   `learn_bpe`, `apply_bpe`, `shakespeare_bpe()` (trained once, then cached),
+#   `one_hot`, `embed` and `nearest_neighbours`.

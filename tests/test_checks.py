@@ -6,6 +6,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from course_utils.checks import Checker
@@ -16,14 +17,18 @@ def reference(text):
     return collections.Counter(re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower()))
 
 
-def run(checker, function, capsys):
-    checker(function)
+def reference_coverage(counts, n):
+    return sum(count for _, count in counts.most_common(n)) / sum(counts.values())
+
+
+def run(checker, function, capsys, coverage=reference_coverage):
+    checker(function, coverage)
     return capsys.readouterr().out
 
 
 def test_reference_passes_and_is_recorded(capsys, progress_file):
     out = run(check_count_words, reference, capsys)
-    assert "All 5 checks passed" in out and "✗" not in out
+    assert "All 9 checks passed" in out and "✗" not in out
     entry = json.loads(progress_file.read_text())
     assert (entry["item"], entry["points"], entry["max"]) == ("00.count_words", 1, 1)
 
@@ -36,7 +41,7 @@ def test_forgetting_lower_case_is_named(capsys, progress_file):
 
 def test_splitting_on_spaces_is_named(capsys):
     out = run(check_count_words, lambda text: collections.Counter(text.lower().split()), capsys)
-    assert "✓ case" in out and "✗ punctuation" in out and "'night,': 1" in out and "split on anything that is not a letter" in out
+    assert "✓ case" in out and "✗ punctuation" in out and "'night,': 1" in out and "look at what you split on" in out
 
 
 def test_dropping_apostrophes_is_named(capsys):
@@ -124,3 +129,64 @@ def test_a_known_mistake_is_named_even_when_it_produces_nans(capsys):
     out = capsys.readouterr().out
     assert "NaN at position (0, 0)" in out and "exactly what the mask inverted gives" in out
     assert "expected: False at position (1,)" in out and "actual:   True" in out
+
+
+def test_keeping_apostrophes_at_the_edges_is_named(capsys):
+    out = run(check_count_words, lambda text: collections.Counter(re.findall(r"[a-z']+", text.lower())), capsys)
+    assert "✓ apostrophes: " in out and "✗ apostrophes at the edges" in out and "\"'tis\": 1" not in out
+    assert "a word starts and ends with a letter" in out
+
+
+def test_counting_digits_as_letters_is_named(capsys):
+    out = run(check_count_words, lambda text: collections.Counter(re.findall(r"\w+(?:'\w+)*", text.lower())), capsys)
+    assert "✗ letters only" in out and "digits and underscores are not letters" in out
+
+
+def test_a_character_loop_passes(capsys):
+    def count_words(text):
+        found, word = [], ""
+        text = text.lower() + " "
+        for i, char in enumerate(text):
+            if "a" <= char <= "z" or (char == "'" and word and "a" <= text[i + 1] <= "z"):
+                word += char
+            elif word:
+                found.append(word)
+                word = ""
+        return collections.Counter(found)
+
+    assert "All 9 checks passed" in run(check_count_words, count_words, capsys)
+
+
+@pytest.mark.parametrize("coverage, slip", [
+    (lambda counts, n: sum(c for _, c in counts.most_common(n)) / len(counts), "dividing by the number of distinct words"),
+    (lambda counts, n: n / sum(counts.values()), "counting the n words once each"),
+    (lambda counts, n: sum(sorted(counts.values())[:n]) / sum(counts.values()), "the n least frequent words"),
+    (lambda counts, n: sum(c for _, c in counts.most_common(n + 1)) / sum(counts.values()), "one word too many"),
+    (lambda counts, n: sum(c for _, c in counts.most_common(n - 1)) / sum(counts.values()), "one word too few"),
+])
+def test_each_coverage_slip_is_named(capsys, coverage, slip):
+    out = run(check_count_words, reference, capsys, coverage=coverage)
+    assert "✗ coverage(counts, 3)" in out and f"your number is exactly what {slip}" in out
+
+
+def test_coverage_beyond_the_vocabulary_is_one(capsys):
+    def coverage(counts, n):
+        ordered = sorted(counts.values(), reverse=True)
+        return sum(ordered[i] for i in range(min(n, 6))) / sum(ordered) if n < len(ordered) else 0.0
+
+    out = run(check_count_words, reference, capsys, coverage=coverage)
+    assert "✓ coverage(counts, 3)" in out and "✗ coverage(counts, 10)" in out and "the share is 1" in out
+
+
+def test_coverage_not_written_yet_after_count_words(capsys, progress_file):
+    def coverage(counts, n):
+        raise NotImplementedError
+
+    out = run(check_count_words, reference, capsys, coverage=coverage)
+    assert "✓ case" in out and "✗ the rest of the exercise" in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_coverage_that_returns_no_number_is_reported(capsys):
+    out = run(check_count_words, reference, capsys, coverage=lambda counts, n: counts.most_common(n))
+    assert "expected: a number between 0 and 1" in out and "actual:   list" in out

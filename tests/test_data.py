@@ -86,6 +86,14 @@ def test_words_and_counts():
     assert data.words("'Tis now, O'ER the HILL!") == ["tis", "now", "o'er", "the", "hill"]
     assert data.word_counts("Good night, good night!") == {"good": 2, "night": 2}
     assert data.word_counts("-- ! --") == {}
+    assert data.words("The players' cue; ne'er 2 words_") == ["the", "players", "cue", "ne'er", "words"]
+
+
+def test_coverage_is_the_share_of_running_words_in_the_top_n():
+    counts = {"the": 5, "and": 4, "to": 3, "thee": 2, "ere": 1, "anon": 1}
+    assert data.coverage(counts, 3) == 12 / 16
+    assert data.coverage(counts, 0) == 0 and data.coverage(counts, 100) == 1
+    assert data.coverage({"a": 2, "b": 2, "c": 1}, 1) == 2 / 5, "a tie at the cut changes nothing"
 
 
 def test_encoder_path_holds_a_loadable_bert():

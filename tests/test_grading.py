@@ -47,12 +47,12 @@ def gradebook(tmp_path_factory):
     nbformat.write(bob, folder / "bob.ipynb")
 
     moved = _reference()  # cells moved about: the exercise and its checker last, after the quiz
-    for text in ("def count_words(", "check_count_words(count_words)"):
+    for text in ("def count_words(", "check_count_words(count_words, coverage)"):
         moved.cells.append(moved.cells.pop(_cell_index(moved, text)))
     nbformat.write(moved, folder / "carol.ipynb")
 
     deleted = _reference()  # the exercise's checker cell deleted
-    del deleted.cells[_cell_index(deleted, "check_count_words(count_words)")]
+    del deleted.cells[_cell_index(deleted, "check_count_words(count_words, coverage)")]
     nbformat.write(deleted, folder / "dave.ipynb")
 
     crashing = _with_cell(_reference(), 3, "1 / 0")  # an exception, and a try at the network

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from course_utils import data, tokenization
-from course_utils.tokenization import SPECIAL_TOKENS, embed, learn_bpe, nearest_neighbours, one_hot, pre_tokenize
+from course_utils.tokenization import (SPECIAL_TOKENS, apply_bpe, embed, learn_bpe, nearest_neighbours, one_hot,
+                                       pre_tokenize)
 
 # --- one-hot vectors and embeddings --------------------------------------------------
 
@@ -146,6 +147,36 @@ def test_learn_bpe_from_scratch_learns_the_merges_of_tokenizers(play):
     ours = learn_bpe(pre_tokenize(text), num_merges)
     library = tokenization.train_bpe([text], 256 + len(SPECIAL_TOKENS) + num_merges)
     assert len(ours) == num_merges and ours == tokenization.bpe_merges(library)
+
+
+def test_learn_bpe_on_a_sample_of_lines_and_apply_bpe_on_held_out_words_match_tokenizers():
+    # What lesson 01's checker does: a sample of lines, a few hundred merges,
+    # then words of the validation plays that the sample never contained.
+    sample = "\n".join(data.plays()["hamlet"].splitlines()[::4])
+    num_merges = 200
+    sample_pieces = pre_tokenize(sample)
+    ours = learn_bpe(sample_pieces, num_merges)
+    library = tokenization.train_bpe([sample], 256 + len(SPECIAL_TOKENS) + num_merges)
+    assert ours == tokenization.bpe_merges(library)
+    _, validation = data.shakespeare_splits()
+    held_out = [piece for piece in pre_tokenize(validation) if piece not in sample_pieces]
+    assert len(held_out) > 1000
+    for piece in held_out:
+        assert apply_bpe(piece, ours) == tuple(token.value for token in library.model.tokenize(piece)), piece
+
+
+def test_apply_bpe_with_the_8000_token_shakespeare_bpe_matches_the_library(bpe):
+    merges = tokenization.bpe_merges(bpe)
+    for piece in pre_tokenize(data.plays()["macbeth"]):
+        assert apply_bpe(piece, merges) == tuple(token.value for token in bpe.model.tokenize(piece)), piece
+
+
+def test_apply_bpe_by_hand():
+    merges = [("a", "r"), ("b", "ar"), ("o", "u"), ("ou", "s")]
+    assert apply_bpe("barbarous", merges) == ("bar", "bar", "ous"), "every occurrence of a pair is merged"
+    assert apply_bpe("xyz", merges) == ("x", "y", "z") and apply_bpe("", merges) == ()
+    # "b b" occurs twice in "abbb" and "a b" once, but "a b" was learned first: rank decides
+    assert apply_bpe("abbb", [("a", "b"), ("b", "b")]) == ("ab", "bb")
 
 
 def test_learn_bpe_by_hand():
