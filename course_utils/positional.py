@@ -143,3 +143,58 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"q and k must cover the same positions, got lengths {q.size(-2)} and {k.size(-2)}")
         cos, sin = self.cos[positions], self.sin[positions]
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+
+
+# --- a tiny model to compare the three, on a task that needs positions ---------
+
+POSITION_KINDS = ("none", "sinusoidal", "learned", "rotary")
+
+
+def previous_token_batch(batch: int, length: int, vocab_size: int, generator: torch.Generator | None = None):
+    """(ids, targets), each (batch, length): random tokens, and at every
+    position the token just before it (-100, ignored by cross_entropy, at
+    position 0). The answer is fixed by order alone: a model that does not know
+    where tokens sit can only guess among the tokens it sees."""
+    ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
+    targets = ids.roll(1, dims=1)
+    targets[:, 0] = -100
+    return ids, targets
+
+
+class TinyPositionModel(nn.Module):
+    """Token embedding, one pre-LN transformer layer (self-attention without a
+    mask, then a feed-forward network, each around a residual), and a linear
+    read-out to the vocabulary. `positions` says how it learns where tokens
+    sit: "none", "sinusoidal" or "learned" (added to the embeddings, up to
+    `max_len`; the sinusoidal table is computed far beyond it), or "rotary"
+    (queries and keys rotated in the attention)."""
+
+    def __init__(self, vocab_size: int, d_model: int = 32, num_heads: int = 2, positions: str = "none",
+                 max_len: int = 32):
+        super().__init__()
+        if positions not in POSITION_KINDS:
+            raise ValueError(f"positions must be one of {POSITION_KINDS}, got {positions!r}")
+        self.positions, self.num_heads, self.head_dim = positions, num_heads, d_model // num_heads
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.add_positions = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=4096),
+                              "learned": lambda: LearnedPositionalEmbedding(max_len, d_model)}.get(positions, nn.Identity)()
+        self.rotary = RotaryEmbedding(self.head_dim, max_len=4096) if positions == "rotary" else None
+        self.attention_norm, self.in_proj, self.out_proj = nn.LayerNorm(d_model), nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.feed_forward = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 4 * d_model), nn.GELU(),
+                                          nn.Linear(4 * d_model, d_model))
+        self.read_out = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) -> logits (B, L, vocab_size)."""
+        from .attention import scaled_dot_product_attention  # the models import each other, never the machinery
+
+        x = self.add_positions(self.embedding(ids))
+        batch, length, d_model = x.shape
+        q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+                   for t in self.in_proj(self.attention_norm(x)).chunk(3, dim=-1))
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
+        heads, _ = scaled_dot_product_attention(q, k, v)
+        x = x + self.out_proj(heads.transpose(1, 2).reshape(batch, length, d_model))
+        x = x + self.feed_forward(x)
+        return self.read_out(x)

@@ -60,12 +60,14 @@ device = setup_notebook(seed=0)
 # pretrained MiniLM encoder, the 6-layer BERT that ships with the course (here
 # we borrow only its table of word vectors). Take the query *loves* in two
 # sentences that say opposite things. A single head that wants both
-# neighbours can only put half its weight on each, and half of *Romeo* plus
+# neighbours equally puts half its weight on each, and half of *Romeo* plus
 # half of *Juliet* is the same vector whichever one is the subject: the two
-# sentences become indistinguishable.
-# Two heads, one looking left and one looking right, keep their outputs in
-# separate slices, and the difference survives. (To keep the demonstration
-# small, the values here are the word vectors themselves, with no projection.)
+# sentences become indistinguishable. A lopsided split (say 70/30) keeps some
+# of the difference, but only by giving up part of one neighbour for the
+# other. Two heads, one looking left and one looking right, keep their outputs
+# in separate slices, and the whole difference survives. (To keep the
+# demonstration small, the values here are the word vectors themselves, with
+# no projection.)
 
 # %%
 import torch
@@ -96,8 +98,11 @@ def two_heads(values):
     return torch.cat([left @ values, right @ values])
 
 
-print(f"\none head:  output of 'loves' differs between the sentences by {(one_head @ v_a - one_head @ v_b).norm():.4f}")
-print(f"two heads: output of 'loves' differs between the sentences by {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
+print("\noutput of 'loves': how much it differs between the two sentences")
+print(f"one head, 50/50:  {(one_head @ v_a - one_head @ v_b).norm():.4f}")
+lopsided = torch.tensor([0.7, 0.0, 0.3])
+print(f"one head, 70/30:  {(lopsided @ v_a - lopsided @ v_b).norm():.4f}")
+print(f"two heads:        {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
 
 # %% [markdown]
 # That is the whole idea. **Multi-head attention runs H attentions in
@@ -254,7 +259,8 @@ print("\nhead 0, reshape alone (wrong):\n", wrong_split[0, 0])
 # %% [markdown]
 # With the transpose, head 0 sees the first two features of tokens 0, 1 and 2.
 # Without it, head 0's "token 1" is the second half of token 0, and its
-# "token 2" is token 1: the head attends between pieces of the wrong tokens.
+# "token 2" is the first half of token 1 (token 2 never reaches head 0): the
+# head attends between pieces of the wrong tokens.
 # The merge has the same trap in reverse: transpose back first, then reshape.
 
 # %% [markdown]
@@ -264,12 +270,16 @@ print("\nhead 0, reshape alone (wrong):\n", wrong_split[0, 0])
 # head 1 only, and so on. W^O, a (384 × 384) matrix, mixes them: every output
 # feature is a weighted sum over *all* heads. Writing the concatenation
 # times W^O block by block shows this: the output is the sum over heads of
-# each head's output times its own 32 columns of W^O,
+# each head's output times its own block of 32 **rows** of W^O (rows
+# h·32 to h·32 + 31, the rows that the features of head h multiply),
 #
 # $$\text{Concat}(\text{head}_1, \dots, \text{head}_H)\,W^O = \sum_h \text{head}_h\, W^O_h ,$$
 #
 # so each head writes its own contribution into the full width, and they
-# add up. Let us check that on the real layer and see how large each head's
+# add up. In code the block shows up as *columns*: `nn.Linear` stores its
+# weight as (out features, in features) and computes `x @ weight.T`, so
+# `out_proj.weight` is W^O transposed, and head h's rows of W^O are its
+# columns `weight[:, h·32 : (h+1)·32]`. Let us check that on the real layer and see how large each head's
 # contribution to this line is (the average length of its 384-wide
 # contribution vector, over the tokens).
 
@@ -287,6 +297,35 @@ print("  ".join(f"h{h}: {s:.2f}" for h, s in enumerate(size.tolist())))
 # much to take from each. Without W^O, a head's result would stay locked in its
 # own slice of 32 features; with it, what head 3 found can reach every
 # feature of the output, which is what the next layer reads.
+#
+# One caution about reading weights. Head h's values X W^V_h enter the output
+# only through the product W^V_h W^O_h, so training pins down that product
+# and nothing more: for any invertible 32 × 32 matrix A, the pair
+# (W^V_h A, A⁻¹ W^O_h) gives exactly the same layer. The sizes above are
+# contributions to the output, which depend on the product alone; the size of
+# W^O_h by itself says little about a head. The cell below changes head 3's
+# W^V and W^O by a random A and checks that the output does not move.
+
+# %%
+import copy
+
+HEAD = 3
+torch.manual_seed(0)
+orthogonal, _ = torch.linalg.qr(torch.randn(D_HEAD, D_HEAD))
+A = orthogonal * torch.linspace(0.5, 2.0, D_HEAD)  # invertible, and well conditioned
+twin = copy.deepcopy(mha)
+value_rows = slice(2 * D + HEAD * D_HEAD, 2 * D + (HEAD + 1) * D_HEAD)  # head 3's W^V inside in_proj (stored transposed)
+head_columns = slice(HEAD * D_HEAD, (HEAD + 1) * D_HEAD)  # head 3's rows of W^O = columns of out_proj.weight
+with torch.no_grad():
+    twin.in_proj.weight[value_rows] = A.T @ mha.in_proj.weight[value_rows]  # W^V_h -> W^V_h A
+    twin.in_proj.bias[value_rows] = mha.in_proj.bias[value_rows] @ A
+    twin.out_proj.weight[:, head_columns] = mha.out_proj.weight[:, head_columns] @ torch.linalg.inv(A).T  # W^O_h -> A⁻¹ W^O_h
+    twin_out, _ = twin(x)
+changed = (twin.out_proj.weight - mha.out_proj.weight).abs().max()
+print(f"head {HEAD}: largest change of a W^O entry {changed:.2f}; of the layer's output {(twin_out - out).abs().max():.4f}")
+assert changed > 0.05 and (twin_out - out).abs().max() < 1e-4
+
+# %% [markdown]
 #
 # ## Exercise: write `MultiHeadAttention`
 #
@@ -433,10 +472,12 @@ print(f"line 2 (3 padding tokens), max |wrong - right|: {(wrong[1] - expected[1]
 # `need_weights=True`; the counter does not see inside the CPU's fused
 # kernel.) Per sequence of L tokens:
 #
-# - the four projections: 2·L·D·D multiply-adds each, **8·L·D²** in all;
+# - the four projections: each is L·D² multiply-adds, and the counter
+#   counts a multiply-add as 2 FLOPs, so 2·L·D² FLOPs each, **8·L·D²** in all;
 # - the attention: each head computes L × L scores of d_head-wide vectors
-#   and an L × L by L × d_head product: 2 · 2·L²·d_head per head, and
-#   H · d_head = D, so **4·L²·D** in all, whatever H is.
+#   (L²·d_head multiply-adds) and an L × L by L × d_head product (as many
+#   again): 2 · 2·L²·d_head FLOPs per head, and H · d_head = D, so
+#   **4·L²·D** FLOPs in all, whatever H is.
 #
 # What does grow with H is the number of attention weights, H · L²: each
 # head has its own L × L matrix to compute a softmax over and, on the
@@ -589,11 +630,13 @@ plt.show()
 # %% [markdown]
 # Over 35 lines the picture holds. Head 8 gives 65% of a word's attention to
 # the next word (head 4 gives it 25%); head 9 gives 31% to the previous word
-# (heads 2 and 11 about 15%); head 1 gives 17% to the word itself; heads 2, 3
-# and 4 spread a third or more over the rest of the line. The large grey
-# share on [CLS] is a habit known from BERT models (Clark et al., 2019, *What
-# Does BERT Look At?*): a head that has nothing to fetch for a token parks
-# its weight on a special token, a way of opting out for that token.
+# (heads 2 and 11 about 15%); head 1 gives 17% to the word itself; head 2
+# spreads 42% over the other words of the line, heads 3 and 4 about 30%. The
+# large grey share on [CLS] is a habit known from BERT models (Clark et al.,
+# 2019, *What Does BERT Look At?*): a head that has nothing to fetch for a
+# token parks its weight on a special token, a way of opting out for that
+# token. In decoder models the same habit, on the first token, is called an
+# *attention sink* (the term of Xiao et al., 2023).
 #
 # So within one layer, on the same tokens, different heads do different jobs
 # at the same time: one fetches the next word, another the previous one,
