@@ -26,12 +26,14 @@
 # - split a `(batch, length, width)` tensor into heads and merge it back, and
 #   see why a reshape without a transpose silently mixes up positions;
 # - learn what the output projection W^O does;
-# - write a `MultiHeadAttention` module yourself and check it;
+# - build multi-head attention twice, as H separate heads in an
+#   `nn.ModuleList` and fused into one module, and check that they agree;
 # - show that it gives the numbers of `torch.nn.MultiheadAttention` (with
 #   padding and causal masks) and of the pretrained MiniLM encoder;
 # - count parameters and FLOPs as the number of heads changes, and explain why
 #   they stay the same;
-# - draw all 12 heads of one layer of the pretrained encoder side by side.
+# - draw all 12 heads of one layer of the pretrained encoder side by side,
+#   then explore any layer and head on a sentence of your own.
 
 # %% [markdown]
 # ## Set-up
@@ -326,10 +328,110 @@ print(f"head {HEAD}: largest change of a W^O entry {changed:.2f}; of the layer's
 assert changed > 0.05 and (twin_out - out).abs().max() < 1e-4
 
 # %% [markdown]
+# ## Exercise 1: H heads, one module each
 #
-# ## Exercise: write `MultiHeadAttention`
+# The formula at the top of the lesson says it plainly: H independent heads,
+# each with its own W^Q_h, W^K_h and W^V_h, then Concat and W^O. Build exactly
+# that first, with no reshaping trick.
 #
-# Now write the module yourself. The constructor is given: one `in_proj`
+# - `SingleHead` holds one head's three projections, each
+#   `nn.Linear(D, d_head)` (given). Write its `forward(x, mask=None)`:
+#   x (B, L, D) → (B, L, d_head), attention in this head's own subspace.
+#   Scale the scores by 1/√d_head, the width of *this head's* vectors.
+#   `mask` is True where attending is allowed, shaped (B, 1, L) for padding or
+#   (L, L) for causal, so that it broadcasts over a head's (B, L, L) scores.
+# - `SeparateHeadsAttention(d_model, num_heads)`: in `__init__`, H heads in
+#   an `nn.ModuleList` named `heads` (a plain Python list would hide their
+#   parameters from the module and from the optimizer) and W^O as `out_proj`,
+#   an `nn.Linear(D, D)`; in `forward(x, mask=None)`, run every head on x,
+#   concatenate their outputs along the features, head 0 first, and apply W^O.
+#
+# The checker gives your heads the weights of a reviewed module and names the
+# classic slips: heads concatenated in the wrong order, W^O left out, scores
+# scaled by √D instead of √d_head, one head module shared by every slot, a
+# mask read the wrong way round.
+
+# %%
+from torch import nn
+
+
+class SingleHead(nn.Module):
+    """One attention head: its own W^Q, W^K, W^V, each from width D to d_head."""
+
+    def __init__(self, d_model, head_dim):
+        super().__init__()
+        self.query = nn.Linear(d_model, head_dim)
+        self.key = nn.Linear(d_model, head_dim)
+        self.value = nn.Linear(d_model, head_dim)
+
+    def forward(self, x, mask=None):
+        """x (B, L, D) -> (B, L, d_head); mask: bool, True = may attend."""
+        # BEGIN SOLUTION
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1) @ v
+        # END SOLUTION
+
+
+class SeparateHeadsAttention(nn.Module):
+    """H SingleHeads side by side, their outputs concatenated, then W^O."""
+
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        # BEGIN SOLUTION
+        self.heads = nn.ModuleList(SingleHead(d_model, d_model // num_heads) for _ in range(num_heads))
+        self.out_proj = nn.Linear(d_model, d_model)
+        # END SOLUTION
+
+    def forward(self, x, mask=None):
+        """x (B, L, D) -> (B, L, D)."""
+        # BEGIN SOLUTION
+        return self.out_proj(torch.cat([head(x, mask) for head in self.heads], dim=-1))
+        # END SOLUTION
+
+
+# %%
+from course_utils.checks.multihead import check_separate_heads
+
+check_separate_heads(SeparateHeadsAttention)
+
+# %% [markdown]
+# ### The same layer as the fused module
+#
+# Your twelve small modules and the reviewed `MultiHeadAttention` are the same
+# layer, cut differently. The fused `in_proj` weight, (3·384, 384), is the
+# heads' projections stacked: its first 384 rows are W^Q, and rows h·32 to
+# h·32 + 31 of those are head h's `query` (`nn.Linear` stores (out, in), so a
+# head's output features are rows); then W^K, then W^V, the same way. Copy
+# MiniLM's layer 1 into your heads and compare with what the fused module
+# computed at the start of the lesson.
+
+# %%
+separate = SeparateHeadsAttention(D, H).eval()
+with torch.no_grad():
+    for h, head in enumerate(separate.heads):
+        for part, projection in enumerate([head.query, head.key, head.value]):
+            rows = slice(part * D + h * D_HEAD, part * D + (h + 1) * D_HEAD)  # head h's slice of W^Q, W^K or W^V
+            projection.weight.copy_(mha.in_proj.weight[rows])
+            projection.bias.copy_(mha.in_proj.bias[rows])
+    separate.out_proj.load_state_dict(mha.out_proj.state_dict())
+    separate_out = separate(x)
+print(f"{H} separate heads vs the fused module: max |difference| = {(separate_out - out).abs().max():.5f}")
+print(f"parameters: {sum(p.numel() for p in separate.parameters()):,} separate, {sum(p.numel() for p in mha.parameters()):,} fused")
+assert (separate_out - out).abs().max() < 1e-4
+
+# %% [markdown]
+# The same numbers and the same parameters. What differs is how the work is
+# laid out: the separate version runs 3·H small matrix multiplies to project,
+# one per head and per projection, and loops over the heads in Python; the
+# fused one runs a single large multiply and makes the heads an extra tensor
+# axis, which is what hardware runs best.
+#
+# ## Exercise 2: the fused `MultiHeadAttention`
+#
+# Now the fused form, the one real libraries use. The constructor is given: one `in_proj`
 # holding W^Q, W^K and W^V stacked (so `self.in_proj(x).chunk(3, dim=-1)`
 # gives q, k, v), and `out_proj` for W^O. Fill in three methods:
 #
@@ -349,9 +451,6 @@ assert changed > 0.05 and (twin_out - out).abs().max() < 1e-4
 # output matches.
 
 # %%
-from torch import nn
-
-
 class MyMultiHeadAttention(nn.Module):
     def __init__(self, d_model, num_heads):
         super().__init__()
@@ -645,6 +744,24 @@ plt.show()
 # these patterns into one distribution per token; twelve heads keep them
 # apart, in twelve 32-wide subspaces, and W^O combines what they found.
 #
+# ## Explore: any layer, any head
+#
+# Six layers of twelve heads are more than a page of pictures can show. In
+# JupyterLab, the explorer below lets you pick a layer and a head with the
+# sliders, and a sentence from the list or one you type, and redraws the map.
+# Things to look for: does head 8 of layer 1 look at the next word in every
+# sentence? Which heads of the last layer still track neighbours? Which ones
+# park almost everything on [CLS] or [SEP]? (In a headless run, as in the
+# tests, only the starting state is drawn: layer 1, head 8, on the first
+# sentence.)
+
+# %%
+from course_utils.widgets import attention_explorer
+
+attention_explorer(soliloquy[:5] + ["Romeo loves Juliet.", "Brutus stabbed Caesar.", "Caesar stabbed Brutus."],
+                   layer=LAYER, head=8)
+
+# %% [markdown]
 # ## Quiz
 #
 # Interactive in JupyterLab; your graded answers go in the cell below it.
