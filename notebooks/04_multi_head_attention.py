@@ -778,7 +778,7 @@ answer("04.split", "C")
 answer("04.w-o", "A")
 answer("04.cost", ["A", "B", "D"])
 answer("04.parameters", 263168)
-answer("04.torch-mask", "masked out")
+answer("04.inverted-mask", "NaN")
 answer("04.scale", "B")
 # END SOLUTION
 

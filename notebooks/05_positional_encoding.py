@@ -686,7 +686,7 @@ answer("05.self-dot", 192)
 answer("05.layouts", "C")
 answer("05.rope-score", "C")
 answer("05.learned-parameters", 196608)
-answer("05.rotates-q-and-k", "rotary")
+answer("05.keys-not-rotated", "absolute")
 # END SOLUTION
 
 # %% [markdown]
