@@ -415,7 +415,8 @@ for other in (50, 51, 53, 60, 80, 120):
 # position to look up; our module says so. MiniLM's tokenizer knows the limit
 # (`model_max_length` is 512) but cuts a longer text only when asked to, with
 # `truncation=True`; by default it returns every token, and the model would
-# then fail on positions 512 and beyond. The whole soliloquy shows it.
+# then fail on positions 512 and beyond. The first 3,000 characters of Hamlet's
+# text from the soliloquy on show it.
 
 # %%
 try:
@@ -424,10 +425,10 @@ except ValueError as error:
     print("ValueError:", error)
 
 hamlet = data.plays()["hamlet"]
-speech = hamlet[hamlet.find("To be, or not to be"):][:3000]
+passage = hamlet[hamlet.find("To be, or not to be"):][:3000]
 print("\ntokenizer.model_max_length:", tokenizer.model_max_length)
-print("tokens of 3,000 characters of the soliloquy, default:       ", len(tokenizer(speech)["input_ids"]))
-print("tokens of 3,000 characters of the soliloquy, truncation=True:", len(tokenizer(speech, truncation=True)["input_ids"]))
+print("tokens of the 3,000 characters, default:       ", len(tokenizer(passage)["input_ids"]))
+print("tokens of the 3,000 characters, truncation=True:", len(tokenizer(passage, truncation=True)["input_ids"]))
 
 # %% [markdown]
 # ## Rotary position embeddings (RoPE)
