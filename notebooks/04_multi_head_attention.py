@@ -409,18 +409,32 @@ check_separate_heads(SeparateHeadsAttention)
 # computed at the start of the lesson.
 
 # %%
-separate = SeparateHeadsAttention(D, H).eval()
-with torch.no_grad():
+@torch.no_grad()
+def separate_from_fused(fused):
+    """Your SeparateHeadsAttention with the weights of a fused MultiHeadAttention."""
+    separate = SeparateHeadsAttention(fused.d_model, fused.num_heads).eval()
+    width, head_width = fused.d_model, fused.head_dim
     for h, head in enumerate(separate.heads):
         for part, projection in enumerate([head.query, head.key, head.value]):
-            rows = slice(part * D + h * D_HEAD, part * D + (h + 1) * D_HEAD)  # head h's slice of W^Q, W^K or W^V
-            projection.weight.copy_(mha.in_proj.weight[rows])
-            projection.bias.copy_(mha.in_proj.bias[rows])
-    separate.out_proj.load_state_dict(mha.out_proj.state_dict())
-    separate_out = separate(x)
-print(f"{H} separate heads vs the fused module: max |difference| = {(separate_out - out).abs().max():.5f}")
-print(f"parameters: {sum(p.numel() for p in separate.parameters()):,} separate, {sum(p.numel() for p in mha.parameters()):,} fused")
-assert (separate_out - out).abs().max() < 1e-4
+            start = part * width + h * head_width  # head h's rows of W^Q (part 0), W^K (1) or W^V (2)
+            rows = slice(start, start + head_width)
+            projection.weight.copy_(fused.in_proj.weight[rows])
+            projection.bias.copy_(fused.in_proj.bias[rows])
+    separate.out_proj.load_state_dict(fused.out_proj.state_dict())
+    return separate
+
+
+try:
+    separate = separate_from_fused(mha)
+    with torch.no_grad():
+        separate_out = separate(x)
+except NotImplementedError:
+    print("This cell compares your exercise 1 with the fused module: write exercise 1 first.")
+else:
+    print(f"{H} separate heads vs the fused module: max |difference| = {(separate_out - out).abs().max():.5f}")
+    print(f"parameters: {sum(p.numel() for p in separate.parameters()):,} separate, "
+          f"{sum(p.numel() for p in mha.parameters()):,} fused")
+    assert (separate_out - out).abs().max() < 1e-4
 
 # %% [markdown]
 # The same numbers and the same parameters. What differs is how the work is
