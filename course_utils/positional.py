@@ -8,7 +8,9 @@ sits. Three ways, all used by later lessons:
 - sinusoidal encoding (Vaswani et al., 2017): a fixed vector per position,
   added to the token embeddings. Pairs of features are sines and cosines of
   pos * theta_i, so moving by k positions is a fixed rotation of each pair
-  (`shift_matrix`). No parameters; any length.
+  (`shift_matrix`). No parameters; defined at any position (whether a
+  trained model reads positions it never saw is another matter: lesson 05
+  measures it with `TinyPositionModel` on `previous_token_batch`).
 - learned position embeddings (BERT, GPT-2): one trained vector per position,
   an `nn.Embedding` looked up with 0, 1, 2, ...; as long as `max_len`, no longer.
 - rotary embeddings, RoPE (Su et al., 2021; LLaMA and most recent models):

@@ -808,6 +808,9 @@ answer("04.scale", "B")
 #   `transpose(1, 2).reshape(B, L, D)`. A reshape without the transpose has
 #   the right shape and the wrong content. Scale each head's scores by
 #   1/√d_head.
+# - H separate heads in an `nn.ModuleList`, concatenated and multiplied by
+#   W^O, are the fused module cut apart: same weights, same numbers. Only the
+#   product W^V_h W^O_h of a head is determined, not its two factors.
 # - Our module equals `torch.nn.MultiheadAttention` with copied weights, with
 #   padding and causal masks (differences below 10⁻⁵), once the opposite mask
 #   conventions are respected; with BERT's weights it reproduces MiniLM's
