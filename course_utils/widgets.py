@@ -54,7 +54,8 @@ def attention_explorer_widget(sentences: list[str], layer: int = 1, head: int = 
     layer_slider = widgets.IntSlider(value=layer, min=0, max=config.num_hidden_layers - 1, description="layer")
     head_slider = widgets.IntSlider(value=head, min=0, max=config.num_attention_heads - 1, description="head")
     sentence_box = widgets.Combobox(value=sentences[0], options=list(sentences), description="sentence",
-                                    ensure_option=False, layout=widgets.Layout(width="95%"))
+                                    ensure_option=False, continuous_update=False,  # typed text: redraw on Enter
+                                    layout=widgets.Layout(width="95%"))
     picture = widgets.Output()
 
     def redraw(change=None):

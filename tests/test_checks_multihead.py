@@ -298,6 +298,24 @@ class SeparateMaskInverted(SeparateHeads):
             return scores.softmax(dim=-1) @ self.value(x)
 
 
+class SeparateNoScaling(SeparateHeads):
+    class head_class(SingleHead):
+        def scores(self, q, k):
+            return q @ k.transpose(-2, -1)
+
+
+class SeparateSoftmaxOverQueries(SeparateHeads):
+    class head_class(SingleHead):
+        def forward(self, x, mask=None):
+            scores = self.scores(self.query(x), self.key(x))
+            return scores.softmax(dim=-2) @ self.value(x)
+
+
+class SeparateMaskIgnored(SeparateHeads):
+    def forward(self, x, mask=None):
+        return super().forward(x)
+
+
 class PlainList(SeparateHeads):
     def __init__(self, d_model, num_heads):
         nn.Module.__init__(self)
@@ -332,6 +350,9 @@ def test_separate_heads_equal_the_fused_module_with_copied_weights():
     (ScaledByModelWidth, "scale_d_model", ["✗ one head", "✗ forward(x), no mask"]),
     (OneSharedHead, "shared_head", ["✗ one head", "✗ forward(x), no mask"]),
     (SeparateMaskInverted, "mask_inverted", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
+    (SeparateNoScaling, "no_scale", ["✗ one head", "✗ forward(x), no mask"]),
+    (SeparateSoftmaxOverQueries, "softmax_axis", ["✗ one head", "✗ forward(x), no mask"]),
+    (SeparateMaskIgnored, "mask_ignored", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
 ])
 def test_each_separate_heads_mistake_is_caught_and_named(cls, slip, failing, capsys, progress_file):
     out = run_separate(cls, capsys)
