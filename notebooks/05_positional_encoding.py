@@ -640,8 +640,9 @@ plt.show()
 # %% [markdown]
 # What the numbers show:
 #
-# - **No positions**: about 12-15%, near chance, at any length. Order is
-#   invisible to it, as the first part of the lesson predicted.
+# - **No positions**: 12-15% at any length, about twice chance and no
+#   better: it can only guess a token that occurs often in the sequence.
+#   Order is invisible to it, as the first part of the lesson predicted.
 # - **Learned**: perfect (above 95%) at the training length, and it cannot
 #   run at all at 64.
 # - **Sinusoidal**: perfect at 32; at 64 it still does well on the first 32
