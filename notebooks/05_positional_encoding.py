@@ -451,7 +451,8 @@ print("tokens of the 3,000 characters, truncation=True:", len(tokenizer(passage,
 #
 # We take a real query and key: the first head of MiniLM's first attention
 # layer (384 features in 12 heads, so features 0 to 31), the query of the
-# token "stabbed" and the key of the token "caesar". `positional.RotaryEmbedding` rotates queries and keys of shape
+# token "stabbed" and the key of the token "caesar".
+# `positional.RotaryEmbedding` rotates queries and keys of shape
 # (batch, heads, L, head_dim) by the positions 0 .. L−1 (plus an `offset`);
 # `positional.apply_rotary` does the rotation for any table of angles, which
 # lets us place the two tokens at any positions we like.
@@ -554,7 +555,7 @@ from tqdm.auto import tqdm
 
 VOCAB, TRAIN_LENGTH, TEST_LENGTH, STEPS = 16, 32, 64, 400
 threads = torch.get_num_threads()
-torch.set_num_threads(1)  # matrices this small train faster on one thread
+torch.set_num_threads(1)  # the same arithmetic whatever the machine's thread count (and tiny matrices gain nothing from more)
 position_models = {}
 with tqdm(total=len(positional.POSITION_KINDS) * STEPS, desc="4 tiny models") as bar:
     for kind in positional.POSITION_KINDS:
