@@ -555,7 +555,7 @@ from tqdm.auto import tqdm
 
 VOCAB, TRAIN_LENGTH, TEST_LENGTH, STEPS = 16, 32, 64, 400
 threads = torch.get_num_threads()
-torch.set_num_threads(1)  # the same arithmetic whatever the machine's thread count (and tiny matrices gain nothing from more)
+torch.set_num_threads(1)  # the same arithmetic whatever the thread count the kernel was given
 position_models = {}
 with tqdm(total=len(positional.POSITION_KINDS) * STEPS, desc="4 tiny models") as bar:
     for kind in positional.POSITION_KINDS:
