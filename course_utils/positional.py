@@ -29,6 +29,8 @@ Shapes: batch B, heads H, length L, width D (d_model), head width Dh.
 import torch
 from torch import nn
 
+from .attention import scaled_dot_product_attention
+
 BASE = 10000.0  # the paper's: wavelengths run from 2*pi to 10000 * 2*pi positions
 
 
@@ -188,8 +190,6 @@ class TinyPositionModel(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> logits (B, L, vocab_size)."""
-        from .attention import scaled_dot_product_attention  # the models import each other, never the machinery
-
         x = self.add_positions(self.embedding(ids))
         batch, length, d_model = x.shape
         q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
