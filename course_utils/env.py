@@ -24,6 +24,10 @@ OFFLINE_VARIABLES = {
     "TOKENIZERS_PARALLELISM": "false",  # avoids a fork warning in every DataLoader
 }
 
+# Set by the tests, `course run` and grading: quizzes print as text and
+# interactive explorers draw only their default state, so outputs can be stored.
+HEADLESS_VARIABLE = "COURSE_HEADLESS"
+
 # Set by the tests and by `course run`: kernels that see it refuse to open any
 # connection off this machine, so a hidden download fails loudly instead of
 # passing on a machine that happens to be online.
@@ -82,6 +86,18 @@ def quiet_warnings() -> None:
     warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated.*")
     warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
     warnings.filterwarnings("ignore", message=".*enable_nested_tensor is True.*")
+
+
+def widgets_can_show() -> bool:
+    """True in an interactive Jupyter kernel; False in a headless run or in plain Python."""
+    if os.environ.get(HEADLESS_VARIABLE) == "1":
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _style_plots() -> None:

@@ -8,7 +8,9 @@ sits. Three ways, all used by later lessons:
 - sinusoidal encoding (Vaswani et al., 2017): a fixed vector per position,
   added to the token embeddings. Pairs of features are sines and cosines of
   pos * theta_i, so moving by k positions is a fixed rotation of each pair
-  (`shift_matrix`). No parameters; any length.
+  (`shift_matrix`). No parameters; defined at any position (whether a
+  trained model reads positions it never saw is another matter: lesson 05
+  measures it with `TinyPositionModel` on `previous_token_batch`).
 - learned position embeddings (BERT, GPT-2): one trained vector per position,
   an `nn.Embedding` looked up with 0, 1, 2, ...; as long as `max_len`, no longer.
 - rotary embeddings, RoPE (Su et al., 2021; LLaMA and most recent models):
@@ -26,6 +28,8 @@ Shapes: batch B, heads H, length L, width D (d_model), head width Dh.
 
 import torch
 from torch import nn
+
+from .attention import scaled_dot_product_attention
 
 BASE = 10000.0  # the paper's: wavelengths run from 2*pi to 10000 * 2*pi positions
 
@@ -143,3 +147,56 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"q and k must cover the same positions, got lengths {q.size(-2)} and {k.size(-2)}")
         cos, sin = self.cos[positions], self.sin[positions]
         return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+
+
+# --- a tiny model to compare the three, on a task that needs positions ---------
+
+POSITION_KINDS = ("none", "sinusoidal", "learned", "rotary")
+
+
+def previous_token_batch(batch: int, length: int, vocab_size: int, generator: torch.Generator | None = None):
+    """(ids, targets), each (batch, length): random tokens, and at every
+    position the token just before it (-100, ignored by cross_entropy, at
+    position 0). The answer is fixed by order alone: a model that does not know
+    where tokens sit can only guess among the tokens it sees."""
+    ids = torch.randint(0, vocab_size, (batch, length), generator=generator)
+    targets = ids.roll(1, dims=1)
+    targets[:, 0] = -100
+    return ids, targets
+
+
+class TinyPositionModel(nn.Module):
+    """Token embedding, one pre-LN transformer layer (self-attention without a
+    mask, then a feed-forward network, each around a residual), and a linear
+    read-out to the vocabulary. `positions` says how it learns where tokens
+    sit: "none", "sinusoidal" or "learned" (added to the embeddings, up to
+    `max_len`; the sinusoidal table is computed far beyond it), or "rotary"
+    (queries and keys rotated in the attention)."""
+
+    def __init__(self, vocab_size: int, d_model: int = 32, num_heads: int = 2, positions: str = "none",
+                 max_len: int = 32):
+        super().__init__()
+        if positions not in POSITION_KINDS:
+            raise ValueError(f"positions must be one of {POSITION_KINDS}, got {positions!r}")
+        self.positions, self.num_heads, self.head_dim = positions, num_heads, d_model // num_heads
+        self.embedding = nn.Embedding(vocab_size, d_model)
+        self.add_positions = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=4096),
+                              "learned": lambda: LearnedPositionalEmbedding(max_len, d_model)}.get(positions, nn.Identity)()
+        self.rotary = RotaryEmbedding(self.head_dim, max_len=4096) if positions == "rotary" else None
+        self.attention_norm, self.in_proj, self.out_proj = nn.LayerNorm(d_model), nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
+        self.feed_forward = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, 4 * d_model), nn.GELU(),
+                                          nn.Linear(4 * d_model, d_model))
+        self.read_out = nn.Sequential(nn.LayerNorm(d_model), nn.Linear(d_model, vocab_size))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, L) -> logits (B, L, vocab_size)."""
+        x = self.add_positions(self.embedding(ids))
+        batch, length, d_model = x.shape
+        q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+                   for t in self.in_proj(self.attention_norm(x)).chunk(3, dim=-1))
+        if self.rotary is not None:
+            q, k = self.rotary(q, k)
+        heads, _ = scaled_dot_product_attention(q, k, v)
+        x = x + self.out_proj(heads.transpose(1, 2).reshape(batch, length, d_model))
+        x = x + self.feed_forward(x)
+        return self.read_out(x)

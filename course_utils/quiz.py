@@ -33,7 +33,6 @@ import base64
 import hashlib
 import html
 import math
-import os
 import re
 import string
 from dataclasses import dataclass, field
@@ -41,10 +40,10 @@ from pathlib import Path
 
 import yaml
 
-from . import paths, progress
+from . import env, paths, progress
 
 QUESTION_TYPES = ("single", "multiple", "numeric", "text")
-HEADLESS_VARIABLE = "COURSE_HEADLESS"
+HEADLESS_VARIABLE = env.HEADLESS_VARIABLE
 
 
 class QuizFormatError(ValueError):
@@ -363,7 +362,7 @@ def quiz_as_text(quiz: Quiz) -> str:
 def show_quiz(lesson: str) -> None:
     """The lesson's quiz: widgets in JupyterLab, plain text in a headless run."""
     quiz = load_quiz(lesson)
-    if os.environ.get(HEADLESS_VARIABLE) == "1" or not _in_jupyter_kernel():
+    if not env.widgets_can_show():
         print(quiz_as_text(quiz))
         return
     import ipywidgets as widgets
@@ -371,16 +370,6 @@ def show_quiz(lesson: str) -> None:
 
     display(widgets.VBox([widgets.HTML(f"<h3>Quiz {quiz.lesson} · {html.escape(quiz.title)}</h3>")] +
                          [_question_widget(question) for question in quiz.questions.values()]))
-
-
-def _in_jupyter_kernel() -> bool:
-    """True in a Jupyter kernel (where widgets can show), False in plain Python."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "IPKernelApp" in shell.config
 
 
 def _question_widget(question: Question):

@@ -1,17 +1,22 @@
-"""Interactive explorers for the lessons: a slider in JupyterLab, the default
-state drawn as a plain figure in a headless run (`course run`, the tests), so
-that the stored output holds no widget model id.
+"""Interactive explorations (ipywidgets) for the lessons.
 
-Each explorer gets its data from a plain function, which the unit tests check;
-the widget only draws what that function returns.
+Each exploration has three parts, so that it can be tested and run headless:
+a plain function that computes the data behind the picture, a drawing
+function, and the widget that redraws on every change. In a headless run
+(tests, `course run`: the variable `quiz.HEADLESS_VARIABLE` is set, or no
+Jupyter kernel) only the default state is drawn, as a plain figure, so the
+stored output holds no widget state to compare.
 """
 
-import os
+import functools
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
-from .quiz import HEADLESS_VARIABLE, _in_jupyter_kernel
+from . import viz
+from .env import widgets_can_show
+from .pretrained import attention_maps, load_encoder
 
 
 # --- lesson 02: the softmax of one row of scores, divided by a slider's value ---------
@@ -48,7 +53,7 @@ def softmax_scale_explorer(scores, default: float, labels=None, smallest: float 
     temperature), on a log scale from `smallest` to `largest`, and the bar plot
     of the row's softmax, redrawn as the learner drags. Headless: the plot at
     `default` only."""
-    if not _widgets_can_show():
+    if not widgets_can_show():
         plot_softmax_of_scaled_scores(scores, default, labels)
         plt.show()
         return
@@ -65,6 +70,68 @@ def softmax_scale_explorer(scores, default: float, labels=None, smallest: float 
     display(widgets.VBox([slider, widgets.interactive_output(draw, {"divisor": slider})]))
 
 
-def _widgets_can_show() -> bool:
-    """True in an interactive Jupyter kernel; False headless or in plain Python (as for the quizzes)."""
-    return os.environ.get(HEADLESS_VARIABLE) != "1" and _in_jupyter_kernel()
+
+# --- lesson 04: the attention map of any layer and head of MiniLM -------------
+
+@functools.lru_cache(maxsize=32)
+def _attention_maps_of(text: str) -> tuple[tuple[str, ...], torch.Tensor]:
+    tokens, maps = attention_maps(text)  # one encoder run gives every layer and head
+    return tuple(tokens), maps
+
+
+def attention_for(text: str, layer: int, head: int) -> tuple[list[str], torch.Tensor]:
+    """The tokens of `text` ([CLS] ... [SEP]) and the (tokens, tokens)
+    attention weights of one head of one layer of the pretrained MiniLM:
+    row i is where token i looks, and sums to 1."""
+    tokens, maps = _attention_maps_of(text)
+    layers, heads = maps.shape[:2]
+    if not (0 <= layer < layers and 0 <= head < heads):
+        raise ValueError(f"MiniLM has layers 0..{layers - 1} and heads 0..{heads - 1}, got layer {layer}, head {head}")
+    return list(tokens), maps[layer, head].clone()  # a copy: the cached maps stay as computed
+
+
+def draw_attention(text: str, layer: int, head: int, ax=None):
+    """Heatmap of `attention_for(text, layer, head)`; returns the Axes."""
+    tokens, weights = attention_for(text, layer, head)
+    return viz.plot_attention(weights, tokens, ax=ax, title=f"layer {layer}, head {head}")
+
+
+def attention_explorer_widget(sentences: list[str], layer: int = 1, head: int = 0):
+    """A VBox with a layer slider, a head slider and a sentence box (pick one
+    of `sentences` or type your own), above the attention map, which redraws
+    on every change."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    config = load_encoder()[1].config
+    layer_slider = widgets.IntSlider(value=layer, min=0, max=config.num_hidden_layers - 1, description="layer")
+    head_slider = widgets.IntSlider(value=head, min=0, max=config.num_attention_heads - 1, description="head")
+    sentence_box = widgets.Combobox(value=sentences[0], options=list(sentences), description="sentence",
+                                    ensure_option=False, continuous_update=False,  # typed text: redraw on Enter
+                                    layout=widgets.Layout(width="95%"))
+    picture = widgets.Output()
+
+    def redraw(change=None):
+        if not sentence_box.value.strip():
+            return  # nothing to draw while the box is being cleared
+        with picture:
+            picture.clear_output(wait=True)
+            ax = draw_attention(sentence_box.value, layer_slider.value, head_slider.value)
+            display(ax.figure)
+            plt.close(ax.figure)  # shown once, inside the widget
+
+    for control in (layer_slider, head_slider, sentence_box):
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([layer_slider, head_slider]), sentence_box, picture])
+
+
+def attention_explorer(sentences: list[str], layer: int = 1, head: int = 0) -> None:
+    """In JupyterLab, the explorer widget; headless, the default map only."""
+    if not widgets_can_show():
+        draw_attention(sentences[0], layer, head)
+        plt.show()
+        return
+    from IPython.display import display
+
+    display(attention_explorer_widget(sentences, layer, head))

@@ -26,12 +26,14 @@
 # - split a `(batch, length, width)` tensor into heads and merge it back, and
 #   see why a reshape without a transpose silently mixes up positions;
 # - learn what the output projection W^O does;
-# - write a `MultiHeadAttention` module yourself and check it;
+# - build multi-head attention twice, as H separate heads in an
+#   `nn.ModuleList` and fused into one module, and check that they agree;
 # - show that it gives the numbers of `torch.nn.MultiheadAttention` (with
 #   padding and causal masks) and of the pretrained MiniLM encoder;
 # - count parameters and FLOPs as the number of heads changes, and explain why
 #   they stay the same;
-# - draw all 12 heads of one layer of the pretrained encoder side by side.
+# - draw all 12 heads of one layer of the pretrained encoder side by side,
+#   then explore any layer and head on a sentence of your own.
 
 # %% [markdown]
 # ## Set-up
@@ -60,12 +62,14 @@ device = setup_notebook(seed=0)
 # pretrained MiniLM encoder, the 6-layer BERT that ships with the course (here
 # we borrow only its table of word vectors). Take the query *loves* in two
 # sentences that say opposite things. A single head that wants both
-# neighbours can only put half its weight on each, and half of *Romeo* plus
+# neighbours equally puts half its weight on each, and half of *Romeo* plus
 # half of *Juliet* is the same vector whichever one is the subject: the two
-# sentences become indistinguishable.
-# Two heads, one looking left and one looking right, keep their outputs in
-# separate slices, and the difference survives. (To keep the demonstration
-# small, the values here are the word vectors themselves, with no projection.)
+# sentences become indistinguishable. A lopsided split (say 70/30) keeps some
+# of the difference, but only by giving up part of one neighbour for the
+# other. Two heads, one looking left and one looking right, keep their outputs
+# in separate slices, and the whole difference survives. (To keep the
+# demonstration small, the values here are the word vectors themselves, with
+# no projection.)
 
 # %%
 import torch
@@ -96,8 +100,11 @@ def two_heads(values):
     return torch.cat([left @ values, right @ values])
 
 
-print(f"\none head:  output of 'loves' differs between the sentences by {(one_head @ v_a - one_head @ v_b).norm():.4f}")
-print(f"two heads: output of 'loves' differs between the sentences by {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
+print("\noutput of 'loves': how much it differs between the two sentences")
+print(f"one head, 50/50:  {(one_head @ v_a - one_head @ v_b).norm():.4f}")
+lopsided = torch.tensor([0.7, 0.0, 0.3])
+print(f"one head, 70/30:  {(lopsided @ v_a - lopsided @ v_b).norm():.4f}")
+print(f"two heads:        {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
 
 # %% [markdown]
 # That is the whole idea. **Multi-head attention runs H attentions in
@@ -254,7 +261,8 @@ print("\nhead 0, reshape alone (wrong):\n", wrong_split[0, 0])
 # %% [markdown]
 # With the transpose, head 0 sees the first two features of tokens 0, 1 and 2.
 # Without it, head 0's "token 1" is the second half of token 0, and its
-# "token 2" is token 1: the head attends between pieces of the wrong tokens.
+# "token 2" is the first half of token 1 (token 2 never reaches head 0): the
+# head attends between pieces of the wrong tokens.
 # The merge has the same trap in reverse: transpose back first, then reshape.
 
 # %% [markdown]
@@ -264,12 +272,16 @@ print("\nhead 0, reshape alone (wrong):\n", wrong_split[0, 0])
 # head 1 only, and so on. W^O, a (384 × 384) matrix, mixes them: every output
 # feature is a weighted sum over *all* heads. Writing the concatenation
 # times W^O block by block shows this: the output is the sum over heads of
-# each head's output times its own 32 columns of W^O,
+# each head's output times its own block of 32 **rows** of W^O (rows
+# h·32 to h·32 + 31, the rows that the features of head h multiply),
 #
 # $$\text{Concat}(\text{head}_1, \dots, \text{head}_H)\,W^O = \sum_h \text{head}_h\, W^O_h ,$$
 #
 # so each head writes its own contribution into the full width, and they
-# add up. Let us check that on the real layer and see how large each head's
+# add up. In code the block shows up as *columns*: `nn.Linear` stores its
+# weight as (out features, in features) and computes `x @ weight.T`, so
+# `out_proj.weight` is W^O transposed, and head h's rows of W^O are its
+# columns `weight[:, h·32 : (h+1)·32]`. Let us check that on the real layer and see how large each head's
 # contribution to this line is (the average length of its 384-wide
 # contribution vector, over the tokens).
 
@@ -288,9 +300,152 @@ print("  ".join(f"h{h}: {s:.2f}" for h, s in enumerate(size.tolist())))
 # own slice of 32 features; with it, what head 3 found can reach every
 # feature of the output, which is what the next layer reads.
 #
-# ## Exercise: write `MultiHeadAttention`
+# One caution about reading weights. Head h's values X W^V_h enter the output
+# only through the product W^V_h W^O_h, so training pins down that product
+# and nothing more: for any invertible 32 × 32 matrix A, the pair
+# (W^V_h A, A⁻¹ W^O_h) gives exactly the same layer. The sizes above are
+# contributions to the output, which depend on the product alone; the size of
+# W^O_h by itself says little about a head. The cell below changes head 3's
+# W^V and W^O by a random A and checks that the output does not move.
+
+# %%
+import copy
+
+HEAD = 3
+torch.manual_seed(0)
+orthogonal, _ = torch.linalg.qr(torch.randn(D_HEAD, D_HEAD))
+A = orthogonal * torch.linspace(0.5, 2.0, D_HEAD)  # invertible, and well conditioned
+twin = copy.deepcopy(mha)
+value_rows = slice(2 * D + HEAD * D_HEAD, 2 * D + (HEAD + 1) * D_HEAD)  # head 3's W^V inside in_proj (stored transposed)
+head_columns = slice(HEAD * D_HEAD, (HEAD + 1) * D_HEAD)  # head 3's rows of W^O = columns of out_proj.weight
+with torch.no_grad():
+    twin.in_proj.weight[value_rows] = A.T @ mha.in_proj.weight[value_rows]  # W^V_h -> W^V_h A
+    twin.in_proj.bias[value_rows] = mha.in_proj.bias[value_rows] @ A
+    twin.out_proj.weight[:, head_columns] = mha.out_proj.weight[:, head_columns] @ torch.linalg.inv(A).T  # W^O_h -> A⁻¹ W^O_h
+    twin_out, _ = twin(x)
+changed = (twin.out_proj.weight - mha.out_proj.weight).abs().max()
+print(f"head {HEAD}: largest change of a W^O entry {changed:.2f}; of the layer's output {(twin_out - out).abs().max():.4f}")
+assert changed > 0.05 and (twin_out - out).abs().max() < 1e-4
+
+# %% [markdown]
+# ## Exercise 1: H heads, one module each
 #
-# Now write the module yourself. The constructor is given: one `in_proj`
+# The formula at the top of the lesson says it plainly: H independent heads,
+# each with its own W^Q_h, W^K_h and W^V_h, then Concat and W^O. Build exactly
+# that first, with no reshaping trick.
+#
+# - `SingleHead` holds one head's three projections, each
+#   `nn.Linear(D, d_head)` (given). Write its `forward(x, mask=None)`:
+#   x (B, L, D) → (B, L, d_head), attention in this head's own subspace.
+#   Scale the scores by 1/√d_head, the width of *this head's* vectors.
+#   `mask` is True where attending is allowed, shaped (B, 1, L) for padding or
+#   (L, L) for causal, so that it broadcasts over a head's (B, L, L) scores.
+# - `SeparateHeadsAttention(d_model, num_heads)`: in `__init__`, H heads in
+#   an `nn.ModuleList` named `heads` (a plain Python list would hide their
+#   parameters from the module and from the optimizer) and W^O as `out_proj`,
+#   an `nn.Linear(D, D)`; in `forward(x, mask=None)`, run every head on x,
+#   concatenate their outputs along the features, head 0 first, and apply W^O.
+#
+# The checker gives your heads the weights of a reviewed module and names the
+# classic slips: heads concatenated in the wrong order, W^O left out, scores
+# scaled by √D instead of √d_head, one head module shared by every slot, a
+# mask read the wrong way round.
+
+# %%
+from torch import nn
+
+
+class SingleHead(nn.Module):
+    """One attention head: its own W^Q, W^K, W^V, each from width D to d_head."""
+
+    def __init__(self, d_model, head_dim):
+        super().__init__()
+        self.query = nn.Linear(d_model, head_dim)
+        self.key = nn.Linear(d_model, head_dim)
+        self.value = nn.Linear(d_model, head_dim)
+
+    def forward(self, x, mask=None):
+        """x (B, L, D) -> (B, L, d_head); mask: bool, True = may attend."""
+        # BEGIN SOLUTION
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1) @ v
+        # END SOLUTION
+
+
+class SeparateHeadsAttention(nn.Module):
+    """H SingleHeads side by side, their outputs concatenated, then W^O."""
+
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        # BEGIN SOLUTION
+        self.heads = nn.ModuleList(SingleHead(d_model, d_model // num_heads) for _ in range(num_heads))
+        self.out_proj = nn.Linear(d_model, d_model)
+        # END SOLUTION
+
+    def forward(self, x, mask=None):
+        """x (B, L, D) -> (B, L, D)."""
+        # BEGIN SOLUTION
+        return self.out_proj(torch.cat([head(x, mask) for head in self.heads], dim=-1))
+        # END SOLUTION
+
+
+# %%
+from course_utils.checks.multihead import check_separate_heads
+
+check_separate_heads(SeparateHeadsAttention)
+
+# %% [markdown]
+# ### The same layer as the fused module
+#
+# Your twelve small modules and the reviewed `MultiHeadAttention` are the same
+# layer, cut differently. The fused `in_proj` weight, (3·384, 384), is the
+# heads' projections stacked: its first 384 rows are W^Q, and rows h·32 to
+# h·32 + 31 of those are head h's `query` (`nn.Linear` stores (out, in), so a
+# head's output features are rows); then W^K, then W^V, the same way. Copy
+# MiniLM's layer 1 into your heads and compare with what the fused module
+# computed at the start of the lesson.
+
+# %%
+@torch.no_grad()
+def separate_from_fused(fused):
+    """Your SeparateHeadsAttention with the weights of a fused MultiHeadAttention."""
+    separate = SeparateHeadsAttention(fused.d_model, fused.num_heads).eval()
+    width, head_width = fused.d_model, fused.head_dim
+    for h, head in enumerate(separate.heads):
+        for part, projection in enumerate([head.query, head.key, head.value]):
+            start = part * width + h * head_width  # head h's rows of W^Q (part 0), W^K (1) or W^V (2)
+            rows = slice(start, start + head_width)
+            projection.weight.copy_(fused.in_proj.weight[rows])
+            projection.bias.copy_(fused.in_proj.bias[rows])
+    separate.out_proj.load_state_dict(fused.out_proj.state_dict())
+    return separate
+
+
+try:
+    separate = separate_from_fused(mha)
+    with torch.no_grad():
+        separate_out = separate(x)
+except NotImplementedError:
+    print("This cell compares your exercise 1 with the fused module: write exercise 1 first.")
+else:
+    print(f"{H} separate heads vs the fused module: max |difference| = {(separate_out - out).abs().max():.5f}")
+    print(f"parameters: {sum(p.numel() for p in separate.parameters()):,} separate, "
+          f"{sum(p.numel() for p in mha.parameters()):,} fused")
+    assert (separate_out - out).abs().max() < 1e-4
+
+# %% [markdown]
+# The same numbers and the same parameters. What differs is how the work is
+# laid out: the separate version runs 3·H small matrix multiplies to project,
+# one per head and per projection, and loops over the heads in Python; the
+# fused one runs a single large multiply and makes the heads an extra tensor
+# axis, which is what hardware runs best.
+#
+# ## Exercise 2: the fused `MultiHeadAttention`
+#
+# Now the fused form, the one real libraries use. The constructor is given: one `in_proj`
 # holding W^Q, W^K and W^V stacked (so `self.in_proj(x).chunk(3, dim=-1)`
 # gives q, k, v), and `out_proj` for W^O. Fill in three methods:
 #
@@ -310,9 +465,6 @@ print("  ".join(f"h{h}: {s:.2f}" for h, s in enumerate(size.tolist())))
 # output matches.
 
 # %%
-from torch import nn
-
-
 class MyMultiHeadAttention(nn.Module):
     def __init__(self, d_model, num_heads):
         super().__init__()
@@ -433,10 +585,12 @@ print(f"line 2 (3 padding tokens), max |wrong - right|: {(wrong[1] - expected[1]
 # `need_weights=True`; the counter does not see inside the CPU's fused
 # kernel.) Per sequence of L tokens:
 #
-# - the four projections: 2·L·D·D multiply-adds each, **8·L·D²** in all;
+# - the four projections: each is L·D² multiply-adds, and the counter
+#   counts a multiply-add as 2 FLOPs, so 2·L·D² FLOPs each, **8·L·D²** in all;
 # - the attention: each head computes L × L scores of d_head-wide vectors
-#   and an L × L by L × d_head product: 2 · 2·L²·d_head per head, and
-#   H · d_head = D, so **4·L²·D** in all, whatever H is.
+#   (L²·d_head multiply-adds) and an L × L by L × d_head product (as many
+#   again): 2 · 2·L²·d_head FLOPs per head, and H · d_head = D, so
+#   **4·L²·D** FLOPs in all, whatever H is.
 #
 # What does grow with H is the number of attention weights, H · L²: each
 # head has its own L × L matrix to compute a softmax over and, on the
@@ -589,11 +743,13 @@ plt.show()
 # %% [markdown]
 # Over 35 lines the picture holds. Head 8 gives 65% of a word's attention to
 # the next word (head 4 gives it 25%); head 9 gives 31% to the previous word
-# (heads 2 and 11 about 15%); head 1 gives 17% to the word itself; heads 2, 3
-# and 4 spread a third or more over the rest of the line. The large grey
-# share on [CLS] is a habit known from BERT models (Clark et al., 2019, *What
-# Does BERT Look At?*): a head that has nothing to fetch for a token parks
-# its weight on a special token, a way of opting out for that token.
+# (heads 2 and 11 about 15%); head 1 gives 17% to the word itself; head 2
+# spreads 42% over the other words of the line, heads 3 and 4 about 30%. The
+# large grey share on [CLS] is a habit known from BERT models (Clark et al.,
+# 2019, *What Does BERT Look At?*): a head that has nothing to fetch for a
+# token parks its weight on a special token, a way of opting out for that
+# token. In decoder models the same habit, on the first token, is called an
+# *attention sink* (the term of Xiao et al., 2023).
 #
 # So within one layer, on the same tokens, different heads do different jobs
 # at the same time: one fetches the next word, another the previous one,
@@ -602,6 +758,24 @@ plt.show()
 # these patterns into one distribution per token; twelve heads keep them
 # apart, in twelve 32-wide subspaces, and W^O combines what they found.
 #
+# ## Explore: any layer, any head
+#
+# Six layers of twelve heads are more than a page of pictures can show. In
+# JupyterLab, the explorer below lets you pick a layer and a head with the
+# sliders, and a sentence from the list or one you type, and redraws the map.
+# Things to look for: does head 8 of layer 1 look at the next word in every
+# sentence? Which heads of the last layer still track neighbours? Which ones
+# park almost everything on [CLS] or [SEP]? (In a headless run, as in the
+# tests, only the starting state is drawn: layer 1, head 8, on the first
+# sentence.)
+
+# %%
+from course_utils.widgets import attention_explorer
+
+attention_explorer(soliloquy[:5] + ["Romeo loves Juliet.", "Brutus stabbed Caesar.", "Caesar stabbed Brutus."],
+                   layer=LAYER, head=8)
+
+# %% [markdown]
 # ## Quiz
 #
 # Interactive in JupyterLab; your graded answers go in the cell below it.
@@ -618,7 +792,7 @@ answer("04.split", "C")
 answer("04.w-o", "A")
 answer("04.cost", ["A", "B", "D"])
 answer("04.parameters", 263168)
-answer("04.torch-mask", "masked out")
+answer("04.inverted-mask", "NaN")
 answer("04.scale", "B")
 # END SOLUTION
 
@@ -634,6 +808,9 @@ answer("04.scale", "B")
 #   `transpose(1, 2).reshape(B, L, D)`. A reshape without the transpose has
 #   the right shape and the wrong content. Scale each head's scores by
 #   1/√d_head.
+# - H separate heads in an `nn.ModuleList`, concatenated and multiplied by
+#   W^O, are the fused module cut apart: same weights, same numbers. Only the
+#   product W^V_h W^O_h of a head is determined, not its two factors.
 # - Our module equals `torch.nn.MultiheadAttention` with copied weights, with
 #   padding and causal masks (differences below 10⁻⁵), once the opposite mask
 #   conventions are respected; with BERT's weights it reproduces MiniLM's

@@ -10,7 +10,7 @@ from torch import nn
 
 from course_utils.attention import MultiHeadAttention as Reviewed
 from course_utils.checks import multihead
-from course_utils.checks.multihead import SLIPS, check_multi_head_attention, slipped_forward
+from course_utils.checks.multihead import SLIPS, check_multi_head_attention, check_separate_heads, slipped_forward
 
 
 class Solution(nn.Module):
@@ -80,6 +80,15 @@ class MaskIgnored(Solution):
         return super().forward(x)
 
 
+class MaskInverted(Solution):
+    """nn.MultiheadAttention's convention, True = masked out, in a course module."""
+    def attend(self, q, k, v, mask):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        return scores.softmax(dim=-1) @ v
+
+
 def run(cls, capsys):
     check_multi_head_attention(cls)
     return capsys.readouterr().out
@@ -98,7 +107,8 @@ def test_every_slip_changes_the_output():
     right = reference(x, mask=mask)[0]
     for slip in SLIPS:
         if slip != "softmax_axis":  # masked columns would be all -inf over the queries
-            assert (slipped_forward(reference, x, mask, slip) - right).abs().max() > 1e-2, slip
+            difference = (slipped_forward(reference, x, mask, slip) - right).abs()
+            assert difference.isnan().any() or difference.max() > 1e-2, slip  # an inverted mask leaves rows all -inf: NaN
 
 
 def test_the_solution_passes_and_is_recorded(capsys, progress_file):
@@ -130,6 +140,7 @@ def test_the_checker_leaves_the_random_state_alone(capsys):
     (NoScaling, "no_scale", ["✗ forward(x), no mask"]),
     (SoftmaxOverQueries, "softmax_axis", ["✗ forward(x), no mask"]),
     (MaskIgnored, "mask_ignored", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
+    (MaskInverted, "mask_inverted", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
 ])
 def test_each_classic_mistake_is_caught_and_named(cls, slip, failing, capsys, progress_file):
     out = run(cls, capsys)
@@ -214,3 +225,163 @@ def test_not_a_module_class_and_a_changed_init(capsys):
             self.out_proj = nn.Linear(d_model, d_model, bias=False)
 
     assert "keep the __init__ of the exercise as it is" in run(NoBias, capsys)
+
+
+# --- exercise 1: H separate heads in an nn.ModuleList ---------------------------
+
+class SingleHead(nn.Module):
+    """The lesson's given head, with the forward a learner writes."""
+
+    def __init__(self, d_model, head_dim):
+        super().__init__()
+        self.query, self.key, self.value = (nn.Linear(d_model, head_dim) for _ in range(3))
+
+    def scores(self, q, k):
+        return q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+
+    def forward(self, x, mask=None):
+        scores = self.scores(self.query(x), self.key(x))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1) @ self.value(x)
+
+
+class SeparateHeads(nn.Module):
+    head_class = SingleHead
+
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.heads = nn.ModuleList(self.head_class(d_model, d_model // num_heads) for _ in range(num_heads))
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def concatenate(self, outputs):
+        return torch.cat(outputs, dim=-1)
+
+    def forward(self, x, mask=None):
+        return self.out_proj(self.concatenate([head(x, mask) for head in self.heads]))
+
+
+class HeadsReversed(SeparateHeads):
+    def concatenate(self, outputs):
+        return torch.cat(outputs[::-1], dim=-1)
+
+
+class HeadsWithoutWO(SeparateHeads):
+    def forward(self, x, mask=None):
+        return self.concatenate([head(x, mask) for head in self.heads])
+
+
+class NoWOAtAll(HeadsWithoutWO):
+    def __init__(self, d_model, num_heads):
+        super().__init__(d_model, num_heads)
+        del self.out_proj
+
+
+class ScaledByModelWidth(SeparateHeads):
+    class head_class(SingleHead):
+        def scores(self, q, k):
+            return q @ k.transpose(-2, -1) / math.sqrt(32)  # √D, the model's width, not the head's
+
+
+class OneSharedHead(SeparateHeads):
+    def __init__(self, d_model, num_heads):
+        super().__init__(d_model, num_heads)
+        self.heads = nn.ModuleList([SingleHead(d_model, d_model // num_heads)] * num_heads)
+
+
+class SeparateMaskInverted(SeparateHeads):
+    class head_class(SingleHead):
+        def forward(self, x, mask=None):
+            scores = self.scores(self.query(x), self.key(x))
+            if mask is not None:
+                scores = scores.masked_fill(mask, float("-inf"))
+            return scores.softmax(dim=-1) @ self.value(x)
+
+
+class SeparateNoScaling(SeparateHeads):
+    class head_class(SingleHead):
+        def scores(self, q, k):
+            return q @ k.transpose(-2, -1)
+
+
+class SeparateSoftmaxOverQueries(SeparateHeads):
+    class head_class(SingleHead):
+        def forward(self, x, mask=None):
+            scores = self.scores(self.query(x), self.key(x))
+            return scores.softmax(dim=-2) @ self.value(x)
+
+
+class SeparateMaskIgnored(SeparateHeads):
+    def forward(self, x, mask=None):
+        return super().forward(x)
+
+
+class PlainList(SeparateHeads):
+    def __init__(self, d_model, num_heads):
+        nn.Module.__init__(self)
+        self.heads = [SingleHead(d_model, d_model // num_heads) for _ in range(num_heads)]
+        self.out_proj = nn.Linear(d_model, d_model)
+
+
+def run_separate(cls, capsys):
+    check_separate_heads(cls)
+    return capsys.readouterr().out
+
+
+def test_separate_heads_solution_passes_and_is_recorded(capsys, progress_file):
+    out = run_separate(SeparateHeads, capsys)
+    assert "All 8 checks passed" in out and "✗" not in out
+    entry = json.loads(progress_file.read_text())
+    assert (entry["item"], entry["points"], entry["max"]) == ("04.separate_heads", 1, 1)
+
+
+def test_separate_heads_equal_the_fused_module_with_copied_weights():
+    """The exercise's point: H small modules are the fused module, cut apart."""
+    reference, x = multihead._reference_and_input()
+    separate = SeparateHeads(32, 4).eval()
+    multihead._load_fused_weights(separate, reference)
+    with torch.no_grad():
+        torch.testing.assert_close(separate(x), reference(x)[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cls, slip, failing", [
+    (HeadsReversed, "heads_reversed", ["✗ forward(x), no mask"]),
+    (HeadsWithoutWO, "no_out_proj", ["✗ forward(x), no mask"]),
+    (ScaledByModelWidth, "scale_d_model", ["✗ one head", "✗ forward(x), no mask"]),
+    (OneSharedHead, "shared_head", ["✗ one head", "✗ forward(x), no mask"]),
+    (SeparateMaskInverted, "mask_inverted", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
+    (SeparateNoScaling, "no_scale", ["✗ one head", "✗ forward(x), no mask"]),
+    (SeparateSoftmaxOverQueries, "softmax_axis", ["✗ one head", "✗ forward(x), no mask"]),
+    (SeparateMaskIgnored, "mask_ignored", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
+])
+def test_each_separate_heads_mistake_is_caught_and_named(cls, slip, failing, capsys, progress_file):
+    out = run_separate(cls, capsys)
+    assert f"your output is exactly what {SLIPS[slip]} gives" in out
+    for line in failing:
+        assert line in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_separate_heads_structure_is_explained(capsys):
+    out = run_separate(NoWOAtAll, capsys)
+    assert "✗ self.out_proj is W^O" in out and SLIPS["no_out_proj"] in out
+    out = run_separate(PlainList, capsys)
+    assert "✗ self.heads is an nn.ModuleList" in out and "a plain Python list hides" in out
+
+
+def test_separate_heads_not_attempted(capsys, progress_file):
+    class Stub(SeparateHeads):
+        def __init__(self, d_model, num_heads):
+            raise NotImplementedError
+
+    assert "not attempted yet" in run_separate(Stub, capsys)
+    assert not progress_file.exists()
+
+
+def test_no_hint_spells_out_code(capsys):
+    """A hint names the slip and where to look, never the line to write."""
+    outputs = [run(cls, capsys) for cls in (ReshapeWithoutTranspose, NoScaling, MaskIgnored, MaskInverted)]
+    outputs += [run_separate(cls, capsys) for cls in (HeadsReversed, SeparateMaskInverted, NoWOAtAll)]
+    for out in outputs:
+        for code in ("masked_fill", ".transpose(", ".view(", ".reshape(", "softmax(", "torch.cat"):
+            assert code not in out, code

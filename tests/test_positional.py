@@ -15,8 +15,9 @@ from transformers.models.roformer.modeling_roformer import (RoFormerSelfAttentio
 
 from course_utils import positional
 from course_utils.attention import scaled_dot_product_attention
-from course_utils.positional import (LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding,
-                                     apply_rotary, rotary_angles, shift_matrix, sinusoidal_encoding)
+from course_utils.positional import (POSITION_KINDS, LearnedPositionalEmbedding, RotaryEmbedding,
+                                     SinusoidalPositionalEncoding, TinyPositionModel, apply_rotary,
+                                     previous_token_batch, rotary_angles, shift_matrix, sinusoidal_encoding)
 
 B, H, L, DH = 2, 3, 11, 16
 
@@ -219,3 +220,41 @@ def test_attention_with_rotary_is_invariant_to_shifting_the_whole_sequence(qk):
     _, weights = scaled_dot_product_attention(*rope(q, k), k)
     _, shifted = scaled_dot_product_attention(*rope(q, k, offset=20), k)
     torch.testing.assert_close(shifted, weights, atol=1e-5, rtol=0)
+
+
+# --- the tiny model of lesson 05's length experiment ------------------------------
+
+def test_previous_token_batch_targets_are_the_tokens_one_step_back():
+    ids, targets = previous_token_batch(3, 10, 16, torch.Generator().manual_seed(0))
+    assert ids.shape == targets.shape == (3, 10) and int(ids.max()) < 16
+    assert (targets[:, 0] == -100).all()
+    torch.testing.assert_close(targets[:, 1:], ids[:, :-1])
+
+
+@pytest.mark.parametrize("kind", POSITION_KINDS)
+def test_tiny_model_sees_order_only_with_positions(kind):
+    """Without positions the model is permutation-equivariant (lesson 05's first
+    claim); each of the three ways of adding positions breaks that."""
+    torch.manual_seed(0)
+    model = TinyPositionModel(16, d_model=32, num_heads=2, positions=kind, max_len=32).eval()
+    ids = torch.randint(0, 16, (2, 12))
+    shuffle = torch.randperm(12)
+    with torch.no_grad():
+        logits, shuffled = model(ids), model(ids[:, shuffle])
+    assert logits.shape == (2, 12, 16)
+    equivariant = torch.allclose(shuffled, logits[:, shuffle], atol=1e-5)
+    assert equivariant == (kind == "none")
+
+
+def test_tiny_model_lengths_beyond_max_len():
+    """Learned positions stop at max_len; the others run at any length."""
+    ids = torch.zeros(1, 40, dtype=torch.long)
+    for kind in POSITION_KINDS:
+        model = TinyPositionModel(16, positions=kind, max_len=32)
+        if kind == "learned":
+            with pytest.raises(ValueError, match="do not fit"):
+                model(ids)
+        else:
+            assert model(ids).shape == (1, 40, 16)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        TinyPositionModel(16, positions="absolute")

@@ -1,11 +1,16 @@
-"""Checker for the multi-head attention exercise (lesson 04).
+"""Checkers for the two multi-head attention exercises (lesson 04).
 
-The learner writes a `MultiHeadAttention` class with `split_heads`,
-`merge_heads` and `forward(x, mask=None)`. The checker copies the weights of
-the reviewed `course_utils.attention.MultiHeadAttention` into it and compares
-every step with the reviewed version. When an output is wrong, it is also
-compared with what each classic slip produces on the same input, so that the
-report can say which slip it was.
+1. `check_separate_heads`: the learner builds H single heads, each its own
+   small module with W^Q, W^K, W^V, keeps them in an `nn.ModuleList`,
+   concatenates their outputs and applies W^O.
+2. `check_multi_head_attention`: the fused version, a `MultiHeadAttention`
+   class with `split_heads`, `merge_heads` and `forward(x, mask=None)`.
+
+Both copy the weights of the reviewed `course_utils.attention.MultiHeadAttention`
+into the learner's module and compare with it. When an output is wrong, it is
+also compared with what each classic slip produces on the same input, so that
+the report can say which slip it was. Hints name the slip and where to look;
+they never spell out the code.
 """
 
 import math
@@ -29,33 +34,53 @@ SLIPS = {
     "scale_d_model": "scaling by 1/sqrt(d_model) instead of 1/sqrt(d_head)",
     "softmax_axis": "a softmax over the queries (dim=-2) instead of the keys (dim=-1)",
     "mask_ignored": "ignoring the mask",
+    "mask_inverted": "nn.MultiheadAttention's mask convention (True = masked out) instead of the course's (True = may attend)",
+    "heads_reversed": "concatenating the heads in the wrong order (the last head first)",
+    "shared_head": "one head shared by every slot (the same module, so the same W^Q, W^K, W^V, H times)",
 }
 
 
-def slipped_forward(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
-    """Self-attention by `reference`'s weights, computed with one named slip
-    from SLIPS (or none, which gives the reviewed result)."""
+def slipped_heads(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
+    """The H heads' outputs (B, H, L, d_head) by `reference`'s weights, with
+    one named slip from SLIPS (or none, which gives the reviewed result)."""
     batch, length, d_model = x.shape
     heads, d_head = reference.num_heads, reference.head_dim
 
     def split(t):
         if slip == "transpose":  # fills head 0 with the first positions' features, not with every position
             return t.reshape(batch, heads, length, d_head)
-        return t.view(batch, length, heads, d_head).transpose(1, 2)
-
-    def merge(t):
-        if slip == "transpose":
-            return t.reshape(batch, length, d_model)
-        return t.transpose(1, 2).reshape(batch, length, d_model)
+        t = t.view(batch, length, heads, d_head).transpose(1, 2)
+        if slip == "shared_head":  # weights copied head by head into one module: the last copy wins
+            return t[:, -1:].expand_as(t)
+        return t
 
     q, k, v = (split(t) for t in reference.in_proj(x).chunk(3, dim=-1))
     scale = {"no_scale": 1.0, "scale_d_model": math.sqrt(d_model)}.get(slip, math.sqrt(d_head))
     scores = q @ k.transpose(-2, -1) / scale
     if mask is not None and slip != "mask_ignored":
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(mask if slip == "mask_inverted" else ~mask, float("-inf"))
     weights = scores.softmax(dim=-2 if slip == "softmax_axis" else -1)
-    merged = merge(weights @ v)
+    return weights @ v
+
+
+def slipped_forward(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
+    """Self-attention by `reference`'s weights, computed with one named slip
+    from SLIPS (or none, which gives the reviewed result)."""
+    batch, length, d_model = x.shape
+    heads = slipped_heads(reference, x, mask, slip)
+    if slip == "heads_reversed":
+        heads = heads.flip(1)
+    if slip == "transpose":
+        merged = heads.reshape(batch, length, d_model)
+    else:
+        merged = heads.transpose(1, 2).reshape(batch, length, d_model)
     return merged if slip == "no_out_proj" else reference.out_proj(merged)
+
+
+_FORWARD_HINT = ("the order is: project, split into heads, scores scaled by 1/√d_head, softmax over the keys, "
+                 "weights times values, merge, W^O")
+_MASK_HINT = ("in the course's masks True means 'may attend': the scores where the mask is False must become -inf "
+              "before the softmax")
 
 
 def _mistakes(reference, x, mask, slips):
@@ -109,23 +134,21 @@ def check_multi_head_attention(MultiHeadAttentionClass) -> None:
             heads = check.call(learner.split_heads, x)
             check.close("split_heads: (2, 6, 32) -> (2, 4, 6, 8), head h holds slice h of every position's width",
                         heads, reference.split_heads(x), mistakes={SLIPS["transpose"]: wrong_split},
-                        hint="view the width as (H, Dh): x.view(B, L, H, Dh), then swap L and H with .transpose(1, 2)")
+                        hint="cut each token's width into H slices first, then bring the head axis in front of the token axis")
 
             merged = check.call(learner.merge_heads, reference.split_heads(x))
             check.close("merge_heads undoes split_heads: (2, 4, 6, 8) -> (2, 6, 32)",
                         merged, x, mistakes={SLIPS["transpose"]: reference.split_heads(x).reshape(BATCH, LENGTH, D_MODEL)},
-                        hint="first .transpose(1, 2) back to (B, L, H, Dh), then .reshape(B, L, D)")
+                        hint="undo the split in reverse order: put the heads back behind the tokens, then make one width")
 
             cases = [
                 ("forward(x), no mask", None,
                  ["transpose", "no_out_proj", "no_scale", "scale_d_model", "softmax_axis"],
-                 "project with self.in_proj, split, softmax(q kᵀ / √d_head) v, merge, then self.out_proj"),
+                 _FORWARD_HINT),
                 ("forward(x, mask=padding), the last 2 tokens of sequence 2 are padding", padding_mask(TOKENIZER_MASK),
-                 ["mask_ignored"],
-                 "True in the mask means 'may attend': scores.masked_fill(~mask, float('-inf')) before the softmax"),
+                 ["mask_ignored", "mask_inverted"], _MASK_HINT),
                 ("forward(x, mask=causal), no position sees a later one", causal_mask(LENGTH),
-                 ["mask_ignored"],
-                 "True in the mask means 'may attend': scores.masked_fill(~mask, float('-inf')) before the softmax"),
+                 ["mask_ignored", "mask_inverted"], _MASK_HINT),
             ]
             for name, mask, slips, hint in cases:
                 out = check.call(learner, x) if mask is None else check.call(learner, x, mask=mask)
@@ -134,3 +157,78 @@ def check_multi_head_attention(MultiHeadAttentionClass) -> None:
                                hint="forward returns the output tensor alone, not a tuple (no attention weights)")
                     continue
                 check.close(name, out, reference(x, mask=mask)[0], mistakes=_mistakes(reference, x, mask, slips), hint=hint)
+
+
+# --- exercise 1: H separate heads in an nn.ModuleList ------------------------
+
+def _load_fused_weights(learner, reference: MultiHeadAttention) -> None:
+    """Give head h of the learner the rows of the fused in_proj that belong to
+    it (its slice of W^Q, of W^K and of W^V), and W^O as it is."""
+    d_model, d_head = reference.d_model, reference.head_dim
+    with torch.no_grad():
+        for h, head in enumerate(learner.heads):
+            for part, name in enumerate(["query", "key", "value"]):
+                rows = slice(part * d_model + h * d_head, part * d_model + (h + 1) * d_head)
+                getattr(head, name).weight.copy_(reference.in_proj.weight[rows])
+                getattr(head, name).bias.copy_(reference.in_proj.bias[rows])
+        learner.out_proj.load_state_dict(reference.out_proj.state_dict())
+
+
+def check_separate_heads(SeparateHeadsClass) -> None:
+    """Check a learner's multi-head attention built from H single-head modules
+    (self.heads, an nn.ModuleList; each head with query, key, value of
+    nn.Linear(D, D/H); self.out_proj, W^O) against the reviewed fused module."""
+    d_head = D_MODEL // HEADS
+    with Checker("04.separate_heads") as check:
+        check.require("your answer is a class derived from nn.Module",
+                      isinstance(SeparateHeadsClass, type) and issubclass(SeparateHeadsClass, nn.Module),
+                      expected="class SeparateHeadsAttention(nn.Module)", actual=repr(SeparateHeadsClass)[:60])
+        reference, x = _reference_and_input()
+        with torch.random.fork_rng(devices=[]):
+            learner = check.call(SeparateHeadsClass, D_MODEL, HEADS)
+        heads = getattr(learner, "heads", None)
+        check.require(f"self.heads is an nn.ModuleList of {HEADS} heads (d_model={D_MODEL}, num_heads={HEADS})",
+                      isinstance(heads, nn.ModuleList) and len(heads) == HEADS,
+                      expected=f"nn.ModuleList of {HEADS} SingleHead modules",
+                      actual=f"{type(heads).__name__}" + (f" of {len(heads)}" if hasattr(heads, "__len__") else ""),
+                      hint="a plain Python list hides the heads' parameters from the module (and from the optimizer); "
+                           "one head per slot")
+        check.require(f"each head keeps query, key and value as nn.Linear({D_MODEL}, {d_head})",
+                      all(_has_linear(head, name, D_MODEL, d_head) for head in heads for name in ["query", "key", "value"]),
+                      expected=f"nn.Linear({D_MODEL}, {d_head}) for each of query, key, value",
+                      actual=repr(heads[0])[:120], hint="each head is a SingleHead(d_model, d_model // num_heads), as given")
+        check.require(f"self.out_proj is W^O, nn.Linear({D_MODEL}, {D_MODEL})",
+                      _has_linear(learner, "out_proj", D_MODEL, D_MODEL),
+                      expected=f"nn.Linear({D_MODEL}, {D_MODEL}) as self.out_proj",
+                      actual=repr(getattr(learner, "out_proj", None)),
+                      hint=f"{SLIPS['no_out_proj']}: the concatenated heads still need W^O")
+        _load_fused_weights(learner, reference)
+        learner.eval()
+
+        with torch.no_grad():
+            first_head = check.call(heads[0], x)
+            check.close(f"one head: heads[0](x) is (2, 6, {d_head}), attention in head 0's subspace",
+                        first_head, slipped_heads(reference, x)[:, 0],
+                        mistakes={SLIPS[slip]: slipped_heads(reference, x, slip=slip)[:, 0]
+                                  for slip in ["no_scale", "scale_d_model", "softmax_axis", "shared_head"]},
+                        hint="a head projects x with its own query, key and value, scales the scores by 1/√(its own "
+                             "width), and takes the softmax over the keys")
+            cases = [
+                ("forward(x), no mask", None,
+                 ["heads_reversed", "no_out_proj", "no_scale", "scale_d_model", "softmax_axis", "shared_head"],
+                 "concatenate the heads' outputs in order, head 0 first, along the features; then W^O"),
+                # a head's scores are (B, L, L): its masks have no head axis, (B, 1, L) for padding
+                ("forward(x, mask=padding), the last 2 tokens of sequence 2 are padding", padding_mask(TOKENIZER_MASK),
+                 ["mask_ignored", "mask_inverted"], _MASK_HINT + "; pass the mask on to every head"),
+                ("forward(x, mask=causal), no position sees a later one", causal_mask(LENGTH),
+                 ["mask_ignored", "mask_inverted"], _MASK_HINT + "; pass the mask on to every head"),
+            ]
+            for name, mask, slips, hint in cases:
+                head_mask = mask[:, 0] if mask is not None and mask.dim() == 4 else mask
+                out = check.call(learner, x) if mask is None else check.call(learner, x, mask=head_mask)
+                if isinstance(out, tuple):
+                    check.fail(name, expected="one tensor, the output (2, 6, 32)", actual=f"a tuple of {len(out)}",
+                               hint="forward returns the output tensor alone, not a tuple")
+                    continue
+                check.close(name, out, reference(x, mask=mask)[0], mistakes=_mistakes(reference, x, mask, slips),
+                            hint=hint)
