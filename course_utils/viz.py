@@ -44,5 +44,60 @@ def plot_attention(weights, query_tokens, key_tokens=None, ax=None, title: str =
     return ax
 
 
+# The three uses of attention, one colour each, in the encoder-decoder diagram.
+ATTENTION_COLOURS = {"encoder self-attention": "#4C72B0", "masked self-attention": "#DD8452",
+                     "cross-attention": "#55A868"}
+
+
+def draw_encoder_decoder(ax=None):
+    """The post-LN encoder-decoder of the 2017 paper as boxes and arrows, with
+    its three uses of attention coloured: encoder self-attention, the
+    decoder's masked self-attention, and cross-attention, whose keys and
+    values come from the encoder's output. Returns the Axes; the box labels
+    are its texts."""
+    ax = ax or plt.subplots(figsize=(8, 5.2))[1]
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, 10.4)
+    ax.axis("off")
+    grey = "#DDDDDD"
+
+    def box(x, y, text, colour=grey, width=3.2):
+        ax.add_patch(plt.Rectangle((x - width / 2, y - 0.35), width, 0.7, facecolor=colour, edgecolor="black", lw=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8.5,
+                color="white" if text in ATTENTION_COLOURS else "black")
+
+    def arrow(start, end, **style):
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", lw=1, **style))
+
+    encoder = [(1.6, "embedding + positions"), (3.0, "encoder self-attention"), (3.9, "add & LayerNorm"),
+               (5.0, "feed-forward"), (5.9, "add & LayerNorm")]
+    decoder = [(1.6, "embedding + positions (shifted right)"), (3.0, "masked self-attention"),
+               (3.9, "add & LayerNorm"), (5.0, "cross-attention"), (5.9, "add & LayerNorm"),
+               (7.0, "feed-forward"), (7.9, "add & LayerNorm"), (9.1, "linear + softmax → next token")]
+    for column, x, layers in ((encoder, 2.3, (2.45, 6.45)), (decoder, 7.4, (2.45, 8.45))):
+        ax.add_patch(plt.Rectangle((x - 2.0, layers[0]), 4.0, layers[1] - layers[0], fill=False, ls="--", lw=0.8))
+        ax.text(x + 1.95, layers[1] - 0.3, "× N", fontsize=9, ha="right")
+        width = 3.4 if x > 5 else 3.0
+        for (y, text), (next_y, _) in zip(column, column[1:] + [(None, None)]):
+            box(x, y, text, ATTENTION_COLOURS.get(text, grey), width=width)
+            if next_y is not None:
+                arrow((x, y + 0.35), (x, next_y - 0.35))
+            if text == "add & LayerNorm":  # the residual: the sublayer's input goes around it to the sum
+                side, start = x - width / 2 - 0.2, y - 1.45
+                ax.plot([x, side, side], [start, start, y], color="#777777", lw=0.9)
+                arrow((side, y), (x - width / 2, y), color="#777777")
+    box(2.3, 0.5, "source tokens", "white", 2.4)
+    box(7.4, 0.5, "target tokens so far", "white", 2.4)
+    arrow((2.3, 0.85), (2.3, 1.25))
+    arrow((7.4, 0.85), (7.4, 1.25))
+    ax.annotate("keys and values\n(the memory)", xy=(5.7, 5.0), xytext=(2.3, 7.3), fontsize=8, ha="center",
+                arrowprops=dict(arrowstyle="->", lw=1.2, color=ATTENTION_COLOURS["cross-attention"],
+                                connectionstyle="arc3,rad=-0.25"))
+    arrow((2.3, 6.25), (2.3, 6.95))
+    ax.text(0.1, 10.0, "grey arrows: residual connections", fontsize=8, color="#777777")
+    ax.set_title("The encoder-decoder: three uses of attention", fontsize=10)
+    return ax
+
+
 def _as_numpy(values):
     return values.detach().cpu().numpy() if hasattr(values, "detach") else values

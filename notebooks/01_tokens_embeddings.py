@@ -740,7 +740,8 @@ for word in ["king", "sword", "night", "love", "thou"]:
 # *contrastively* on more than a billion pairs of related sentences (a question
 # and its answer, a title and its abstract), so that the vectors of the two
 # sentences of a pair come out close and those of unrelated sentences apart
-# (its model card, in the package folder, describes both steps).
+# (its model card, in the package folder, describes the contrastive fine-tuning;
+# MiniLM's own card describes the distillation).
 #
 # A picture of 384 dimensions has to flatten them. The plot projects thirty
 # words from five groups onto the two directions along which those vectors

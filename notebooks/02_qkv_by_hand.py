@@ -519,7 +519,7 @@ for n, d in enumerate(dimensions):
 # %% [markdown]
 # The measurement says more than "the gradient vanishes":
 #
-# - **With the scale**, the median and the mean stay between 0.6 and 0.9 at
+# - **With the scale**, the median and the mean stay between about 0.6 and 0.9 at
 #   every d_k, and no query is left without a gradient.
 # - **Without it, the typical query starves.** The median first grows with
 #   d_k (longer keys, a softmax not yet saturated), then collapses: at

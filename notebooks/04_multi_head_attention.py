@@ -342,8 +342,8 @@ assert changed > 0.05 and (twin_out - out).abs().max() < 1e-4
 #   (L, L) for causal, so that it broadcasts over a head's (B, L, L) scores.
 # - `SeparateHeadsAttention(d_model, num_heads)`: in `__init__`, H heads in
 #   an `nn.ModuleList` named `heads` (a plain Python list would hide their
-#   parameters from the module and from the optimizer) and W^O as `out_proj`,
-#   an `nn.Linear(D, D)`; in `forward(x, mask=None)`, run every head on x,
+#   parameters from the module and from the optimizer); W^O, `out_proj`, is
+#   given. In `forward(x, mask=None)`, run every head on x,
 #   concatenate their outputs along the features, head 0 first, and apply W^O.
 #
 # The checker gives your heads the weights of a reviewed module and names the
@@ -382,8 +382,8 @@ class SeparateHeadsAttention(nn.Module):
         super().__init__()
         # BEGIN SOLUTION
         self.heads = nn.ModuleList(SingleHead(d_model, d_model // num_heads) for _ in range(num_heads))
-        self.out_proj = nn.Linear(d_model, d_model)
         # END SOLUTION
+        self.out_proj = nn.Linear(d_model, d_model)  # W^O, given
 
     def forward(self, x, mask=None):
         """x (B, L, D) -> (B, L, D)."""
@@ -813,8 +813,8 @@ answer("04.scale", "B")
 #   product W^V_h W^O_h of a head is determined, not its two factors.
 # - Our module equals `torch.nn.MultiheadAttention` with copied weights, with
 #   padding and causal masks (differences below 10⁻⁵), once the opposite mask
-#   conventions are respected; with BERT's weights it reproduces MiniLM's
-#   layer exactly.
+#   conventions are respected; with BERT's weights it reproduces the
+#   self-attention of MiniLM's layer 1, W^O included (differences below 10⁻⁵).
 # - **Cost:** 4D² + 4D parameters and 8·L·D² + 4·L²·D matrix-multiply FLOPs,
 #   independent of H; only the number of attention weights, H·L², grows
 #   with H.

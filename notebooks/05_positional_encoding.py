@@ -155,7 +155,8 @@ for token in blind_a:
 # `pos · θᵢ` with θᵢ = 1 / 10000^(2i/d_model). As the position grows, every pair
 # turns around its circle at its own speed: pair 0 by one radian per position
 # (a full turn every 2π ≈ 6.3 positions), the last pair so slowly that it would
-# need about 60,000 positions for one turn. Like the hands of a clock, the fast
+# need about 54,000 positions for one turn at d_model = 128 (never more than
+# 2π·10,000 ≈ 63,000). Like the hands of a clock, the fast
 # pairs tell nearby positions apart and the slow ones tell far-apart positions
 # apart; together they give every position its own vector.
 #
@@ -502,7 +503,8 @@ plt.show()
 # Two more properties, checked on whole tensors. A rotation keeps lengths, so
 # RoPE never changes the size of a query or key, only its direction; and
 # shifting the whole sequence (the same tokens placed 20 positions later)
-# leaves the attention weights unchanged. Hugging Face implements RoPE too: its
+# leaves the attention weights unchanged (the keys also serve as values
+# there: only the weights are compared). Hugging Face implements RoPE too: its
 # RoFormer model (by RoPE's authors) rotates the same interleaved pairs, and
 # gives the same numbers. (LLaMA pairs feature i with feature i + head_dim/2
 # instead of i + 1; `tests/test_positional.py` checks that this is the same
@@ -653,8 +655,8 @@ plt.show()
 #   for the formula, not for the trained model.
 # - **Rotary**: above 90% at the positions it never saw too. Its attention
 #   depends only on the offset between query and key, and the offset this task
-#   needs (1) is the same at every position, so nothing new appears at
-#   position 40.
+#   needs (1) was seen at every position in training; the larger offsets that
+#   appear at length 64 only need to get little weight.
 #
 # This is one small task, chosen because it needs relative positions only;
 # it favours rotary by design. Longer contexts in real models bring offsets

@@ -85,7 +85,7 @@ def test_each_attention_mistake_is_named(wrong, mistake, capsys, progress_file):
 
 def test_softmax_over_the_queries_is_also_caught_by_the_row_sums(capsys):
     out = run(check_attention, attention_softmax_over_queries, capsys)
-    assert "✗ each row of weights sums to 1" in out and "softmax over dim=-1" in out
+    assert "✗ each row of weights sums to 1" in out and "which axis your softmax runs over" in out
 
 
 def test_attention_returning_only_the_output(capsys):

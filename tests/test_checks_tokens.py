@@ -30,7 +30,7 @@ def test_one_hot_via_eye_rows_passes(capsys):
 
 def test_integer_one_hot_is_named(capsys, progress_file):
     out = run(check_one_hot, lambda ids, n: F.one_hot(ids, n), capsys)
-    assert "✗ one_hot([3, 0, 2]" in out and "actual:   torch.int64" in out and "convert with .float()" in out
+    assert "✗ one_hot([3, 0, 2]" in out and "actual:   torch.int64" in out and "look at the dtype of your one-hot" in out
     assert json.loads(progress_file.read_text())["points"] == 0
 
 

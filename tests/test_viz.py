@@ -35,3 +35,12 @@ def test_attention_heatmap_shows_the_matrix_with_token_labels():
     assert (ax.images[0].get_array() == weights.numpy()).all()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"] and ax.get_title() == "demo"
     plt.close("all")
+
+
+def test_encoder_decoder_diagram_names_the_three_attentions_in_their_colours():
+    ax = viz.draw_encoder_decoder()
+    texts = {text.get_text() for text in ax.texts}
+    assert set(viz.ATTENTION_COLOURS) <= texts and "feed-forward" in texts
+    coloured = {patch.get_facecolor()[:3] for patch in ax.patches}
+    assert {matplotlib.colors.to_rgb(colour) for colour in viz.ATTENTION_COLOURS.values()} <= coloured
+    plt.close("all")

@@ -113,7 +113,7 @@ def check_attention(attention) -> None:
             sums = torch.as_tensor(weights).detach().cpu().double().sum(-1)
             check.that("each row of weights sums to 1", torch.allclose(sums, torch.ones_like(sums)),
                        expected="1.0000 in every row", actual="row sums " + ", ".join(f"{x:.4f}" for x in sums.flatten()[:4].tolist()) + ", ...",
-                       hint="a row holds one query's weights over all the keys: softmax over dim=-1")
+                       hint="a row holds one query's weights over all the keys: look at which axis your softmax runs over")
         check.close("output = weights @ v, shape (2, 5, 8)", output, want_output,
                     mistakes=wrong_outputs, hint=_OUTPUT_HINT)
 
@@ -149,7 +149,7 @@ def check_causal_mask(causal_mask) -> None:
             check.close(f"causal_mask({n}): True on and below the diagonal", check.call(causal_mask, n), want,
                         mistakes=mistakes if n > 1 else {}, hint="row i is the query, column j the key: True where j <= i")
         check.that("dtype is torch.bool (True = may attend)", first.dtype == torch.bool, expected="torch.bool",
-                   actual=f"{first.dtype}", hint="use dtype=torch.bool: F.scaled_dot_product_attention ADDS a float "
+                   actual=f"{first.dtype}", hint="the mask must be boolean: F.scaled_dot_product_attention ADDS a float "
                    "mask to the scores, so a 0/1 float mask would mask nothing")
 
 

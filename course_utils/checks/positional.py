@@ -69,6 +69,6 @@ def check_sinusoidal_encoding(sinusoidal_encoding_fn) -> None:
                           actual=tuple(actual.shape), hint="one row per position, one column per feature")
             check.require(f"dtype for ({num_positions}, {d_model}) is torch.float32", actual.dtype == torch.float32,
                           expected="torch.float32", actual=actual.dtype,
-                          hint="model weights are float32: use float tensors, or finish with .float()")
+                          hint="model weights are float32: look at the dtype your table ends with")
             check.close(f"values for {num_positions} positions, d_model={d_model}", actual, expected, atol=1e-4,
                         rtol=0, hint=_HINT, mistakes=classic_mistakes(num_positions, d_model))

@@ -26,7 +26,7 @@ SENTENCE_WEIGHT = torch.tensor([[0.9, 0.1],   # data
                                 [0.2, 0.9],   # love
                                 [0.8, 0.3]])  # science
 
-_INTEGER_HINT = "F.one_hot returns integers (torch.int64); a weight matrix holds floats, so convert with .float()"
+_INTEGER_HINT = "F.one_hot returns integers (torch.int64) and a weight matrix holds floats: look at the dtype of your one-hot"
 
 
 def _close(check: Checker, name: str, actual, expected: torch.Tensor, mistakes: dict, hint: str = "") -> bool:
@@ -74,7 +74,7 @@ def check_embed(embed) -> None:
         expected = F.embedding(SENTENCE_IDS, SENTENCE_WEIGHT)
         _close(check, "'I love data science' in 2-D: the rows of 'I', 'love', 'data', 'science'", out, expected,
                {"(one_hot(ids) @ weight).T, the transposed result": expected.T},
-               hint="multiply one_hot(ids, vocab_size) on the left: (4, 4) @ (4, 2) gives (4, 2)")
+               hint="the product's shapes must be (L, vocab) @ (vocab, d): look at which operand comes first")
 
         # A square weight: the transposed matrix has the right shape but the wrong rows.
         generator = torch.Generator().manual_seed(1)
@@ -87,7 +87,7 @@ def check_embed(embed) -> None:
         weight, batch = torch.randn(50, 8, generator=generator), torch.tensor([[7, 3, 49], [0, 7, 12]])
         out = check.call(embed, batch.clone(), weight.clone())
         _close(check, "a batch (2, 3) of ids, vocabulary 50, width 8 -> (2, 3, 8)", out, F.embedding(batch, weight), {},
-               hint="take the vocabulary size from weight.shape[0], and let ids have any shape")
+               hint="look at where the vocabulary size is stored in the weight's shape, and let ids have any shape")
 
         # Training updates the weight through this product: the gradient must
         # reach it, and only the rows that were looked up (as nn.Embedding's).
