@@ -53,10 +53,10 @@ def transformer_schedule(d_model: int, warmup_steps: int, factor: float = 1.0) -
 
 
 def smooth(values: list[float], window: int = 25) -> list[float]:
-    """Running mean over the last `window` values, for plotting noisy losses."""
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value - (values[i - window] if i >= window else 0.0)
-        out.append(total / min(i + 1, window))
-    return out
-
+    """The mean of every run of `window` consecutive values (len(values) -
+    window + 1 of them), for plotting a noisy loss: entry i covers steps
+    i + 1 to i + window, so plot it against step i + window."""
+    sums = [0.0]
+    for value in values:
+        sums.append(sums[-1] + value)
+    return [(sums[i + window] - sums[i]) / window for i in range(len(values) - window + 1)]

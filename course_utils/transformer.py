@@ -92,7 +92,8 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.dropout)
         self.feed_forward = FeedForward(config)
         self.norm1 = LayerNorm(config.d_model, config.layer_norm_eps)
-        self.norm2 = LayerNorm(config.d_model, config.layer_norm_eps)
+        # The parallel block has one norm for both sublayers.
+        self.norm2 = None if config.norm == "parallel" else LayerNorm(config.d_model, config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x, mask=None, need_weights: bool = False):

@@ -51,4 +51,5 @@ def test_transformer_schedule_climbs_to_its_peak_at_warmup_then_decays():
 def test_linear_warmup_and_smooth():
     lr = linear_warmup(1e-3, 10)
     assert [lr(1), lr(5), lr(10), lr(50)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
-    assert smooth([1, 2, 3, 4], window=2) == [1, 1.5, 2.5, 3.5]
+    assert smooth([1, 2, 3, 4], window=2) == [1.5, 2.5, 3.5]
+    assert smooth([1.0] * 10, window=25) == []

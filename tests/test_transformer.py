@@ -161,3 +161,10 @@ def test_loading_weights_from_a_mismatched_module_fails_loudly():
     torch.manual_seed(0)
     with pytest.raises((KeyError, ValueError, RuntimeError)):
         load_torch_weights(EncoderLayer(_config()), nn.TransformerDecoderLayer(**_torch_kwargs(_config())))
+
+
+def test_parallel_block_has_no_unused_parameters():
+    layer = EncoderLayer(_config("parallel"))
+    (x,) = _inputs((B, LS, D))
+    layer(x)[0].sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
