@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import quiz, widgets
+from course_utils import widgets
+from course_utils.classroom import quiz
 from course_utils.pretrained import load_encoder
 
 SENTENCES = ["To be, or not to be: that is the question:", "Brutus stabbed Caesar."]
