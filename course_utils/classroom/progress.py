@@ -13,15 +13,15 @@ import os
 import time
 from pathlib import Path
 
+from . import paths
+
 PROGRESS_VARIABLE = "COURSE_PROGRESS_FILE"
 
 
 def progress_file() -> Path:
     """One log per copy of the course: the worked notebooks and a practice
     (student) copy keep separate scores."""
-    from .paths import COURSE_ROOT
-
-    return Path(os.environ.get(PROGRESS_VARIABLE, COURSE_ROOT / ".progress.jsonl"))
+    return Path(os.environ.get(PROGRESS_VARIABLE, paths.COURSE_ROOT / ".progress.jsonl"))
 
 
 def record(item: str, kind: str, points: float, max_points: float) -> None:
