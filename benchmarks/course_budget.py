@@ -12,9 +12,9 @@ import json
 import sys
 import time
 
-from course_utils import paths
-from course_utils.lessons import BUDGET_SECONDS, find_lessons, measured_seconds
-from course_utils.runner import run_lessons
+from course_utils.classroom import paths
+from course_utils.classroom.lessons import BUDGET_SECONDS, find_lessons, measured_seconds
+from course_utils.classroom.runner import run_lessons
 
 COURSE_BUDGET_SECONDS = 15 * 60
 

@@ -3,7 +3,7 @@
 Each exploration has three parts, so that it can be tested and run headless:
 a plain function that computes the data behind the picture, a drawing
 function, and the widget that redraws on every change. In a headless run
-(tests, `course run`: the variable `quiz.HEADLESS_VARIABLE` is set, or no
+(tests, `course run`: the variable `env.HEADLESS_VARIABLE` is set, or no
 Jupyter kernel) only the default state is drawn, as a plain figure, so the
 stored output holds no widget state to compare.
 """

@@ -180,7 +180,7 @@ def coverage(counts, n):
 
 
 # %%
-from course_utils.checks.words import check_count_words
+from course_utils.classroom.checks.words import check_count_words
 
 check_count_words(count_words, coverage)
 
@@ -234,7 +234,7 @@ plt.show()
 # question; each prints its feedback and is saved to your progress.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("00")
 

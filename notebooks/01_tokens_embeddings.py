@@ -267,7 +267,7 @@ def learn_bpe(piece_counts, num_merges):
 
 
 # %%
-from course_utils.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
+from course_utils.classroom.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
 
 check_learn_bpe(learn_bpe)
 
@@ -790,7 +790,7 @@ plt.show()
 # `answer(...)` call per question.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("01")
 

@@ -575,7 +575,7 @@ def attention(q, k, v):
 
 
 # %%
-from course_utils.checks.attention import check_attention
+from course_utils.classroom.checks.attention import check_attention
 
 check_attention(attention)
 
@@ -586,7 +586,7 @@ check_attention(attention)
 # in the cell after them.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("02")
 

@@ -258,7 +258,7 @@ def causal_mask(n):
 
 
 # %%
-from course_utils.checks.attention import check_causal_mask
+from course_utils.classroom.checks.attention import check_causal_mask
 
 check_causal_mask(causal_mask)
 
@@ -355,7 +355,7 @@ def masked_attention(q, k, v, mask):
 
 
 # %%
-from course_utils.checks.attention import check_masked_attention
+from course_utils.classroom.checks.attention import check_masked_attention
 
 check_masked_attention(masked_attention)
 
@@ -631,7 +631,7 @@ print(f"mean weight on [CLS] + [SEP]: {special.mean():.2f}")
 # Eight questions on masks, padding and the maps you just drew.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("03")
 

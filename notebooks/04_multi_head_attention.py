@@ -393,7 +393,7 @@ class SeparateHeadsAttention(nn.Module):
 
 
 # %%
-from course_utils.checks.multihead import check_separate_heads
+from course_utils.classroom.checks.multihead import check_separate_heads
 
 check_separate_heads(SeparateHeadsAttention)
 
@@ -499,7 +499,7 @@ class MyMultiHeadAttention(nn.Module):
 
 
 # %%
-from course_utils.checks.multihead import check_multi_head_attention
+from course_utils.classroom.checks.multihead import check_multi_head_attention
 
 check_multi_head_attention(MyMultiHeadAttention)
 
@@ -781,7 +781,7 @@ attention_explorer(soliloquy[:5] + ["Romeo loves Juliet.", "Brutus stabbed Caesa
 # Interactive in JupyterLab; your graded answers go in the cell below it.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("04")
 

@@ -191,7 +191,7 @@ def sinusoidal_encoding(num_positions, d_model):
 
 
 # %%
-from course_utils.checks.positional import check_sinusoidal_encoding
+from course_utils.classroom.checks.positional import check_sinusoidal_encoding
 
 check_sinusoidal_encoding(sinusoidal_encoding)
 
@@ -681,7 +681,7 @@ plt.show()
 # the quiz.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("05")
 

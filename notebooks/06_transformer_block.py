@@ -540,7 +540,7 @@ class MyDecoderLayer(nn.Module):
 
 
 # %%
-from course_utils.checks.transformer import check_decoder_layer
+from course_utils.classroom.checks.transformer import check_decoder_layer
 
 check_decoder_layer(MyDecoderLayer)
 
@@ -550,7 +550,7 @@ check_decoder_layer(MyDecoderLayer)
 # Interactive in JupyterLab; your graded answers go in the cell below it.
 
 # %%
-from course_utils.quiz import answer, show_quiz
+from course_utils.classroom import answer, show_quiz
 
 show_quiz("06")
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import paths, quiz
-from course_utils.runner import KERNEL_NAME
+from course_utils.classroom import paths, quiz
+from course_utils.classroom.runner import KERNEL_NAME
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags that keep a root, headless Chromium from reaching for the network.

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checks import Checker
-from course_utils.checks.words import check_count_words
+from course_utils.classroom.checks import Checker
+from course_utils.classroom.checks.words import check_count_words
 
 
 def reference(text):

@@ -10,7 +10,7 @@ import torch
 
 from course_utils.attention import causal_mask as reference_causal_mask
 from course_utils.attention import scaled_dot_product_attention
-from course_utils.checks.attention import check_attention, check_causal_mask, check_masked_attention
+from course_utils.classroom.checks.attention import check_attention, check_causal_mask, check_masked_attention
 
 
 def run(checker, function, capsys):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from course_utils.attention import MultiHeadAttention as Reviewed
-from course_utils.checks import multihead
-from course_utils.checks.multihead import SLIPS, check_multi_head_attention, check_separate_heads, slipped_forward
+from course_utils.classroom.checks import multihead
+from course_utils.classroom.checks.multihead import SLIPS, check_multi_head_attention, check_separate_heads, slipped_forward
 
 
 class Solution(nn.Module):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from course_utils.checks.positional import check_sinusoidal_encoding
+from course_utils.classroom.checks.positional import check_sinusoidal_encoding
 
 
 def learner_version(num_positions, d_model, *, swap=False, pair_exponent=2, column_exponent=False,

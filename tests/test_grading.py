@@ -6,13 +6,13 @@ import jupytext
 import nbformat
 import pytest
 
-from course_utils import cli, paths
-from course_utils.grading import expected_items
-from course_utils.student import student_notebook
-from course_utils.lessons import find_lessons
+from course_utils.classroom import cli, paths
+from course_utils.classroom.lessons import find_lessons
+from course_utils.classroom.scores import lesson_items
+from course_utils.classroom.student import student_notebook
 
 LESSON = find_lessons(["00"])[0]
-ITEMS = expected_items("00")  # 6 quiz questions and 1 exercise
+ITEMS = lesson_items("00")  # 6 quiz questions and 1 exercise
 
 
 def _reference():
@@ -136,7 +136,7 @@ def test_each_learner_gets_feedback_that_says_why_points_were_lost(gradebook):
 
 
 def test_regrading_replaces_the_feedback_folder(tmp_path):
-    from course_utils.grading import grade_folder
+    from course_utils.classroom.grading import grade_folder
 
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "x.ipynb").write_text("not json")

@@ -9,8 +9,8 @@ import jupytext
 import nbformat
 import pytest
 
-from course_utils import lessons, paths
-from course_utils.runner import KERNEL_NAME
+from course_utils.classroom import lessons, paths
+from course_utils.classroom.runner import KERNEL_NAME
 
 LESSONS = lessons.all_lessons()
 ROOT = paths.COURSE_ROOT
@@ -102,7 +102,7 @@ def test_nbval_fails_a_changed_output_and_passes_a_number_within_tolerance(tmp_p
         output.text = edit(output.text)
         nbformat.write(notebook, tmp_path / f"{name}.ipynb")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.pytest_plugin",
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.classroom.pytest_plugin",
          "--nbval", "--nbval-current-env", f"--nbval-sanitize-with={ROOT / 'tests' / 'nbval_sanitize.cfg'}",
          "-rA", "--color=no", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
@@ -117,8 +117,8 @@ def test_kernels_under_test_run_on_the_test_thread_count(tmp_path):
     numbers do not hang on the thread count."""
     import os
 
-    from course_utils.pytest_plugin import THREADS_VARIABLE
-    from course_utils.runner import execute
+    from course_utils.classroom.pytest_plugin import THREADS_VARIABLE
+    from course_utils.classroom.runner import execute
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch; print(torch.get_num_threads())")])
     execute(notebook, tmp_path, "threads", quiet=True)

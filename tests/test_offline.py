@@ -7,7 +7,7 @@ import pytest
 from nbclient.exceptions import CellExecutionError
 
 from course_utils import env
-from course_utils.runner import execute
+from course_utils.classroom.runner import execute
 
 OUTSIDE = ("192.0.2.1", 80)  # TEST-NET-1: never routed, so never a real host
 

@@ -7,8 +7,8 @@ import sys
 import nbformat
 import pytest
 
-from course_utils import paths
-from course_utils.output_tolerance import numbers_agree, reconcile_outputs, reconcile_text
+from course_utils.classroom import paths
+from course_utils.classroom.output_tolerance import numbers_agree, reconcile_outputs, reconcile_text
 
 STORED = "weight of 'with' 0.4869\ntensor([[ 0.1000, -0.0000],\n        [ 0.2500,  1.0000]])\nshape (2, 5, 8)\n"
 
@@ -100,7 +100,7 @@ def test_nbval_passes_numbers_within_tolerance_and_fails_every_other_change(tmp_
     for name, (stored_text, _) in cases.items():
         nbformat.write(_notebook(stored_text), tmp_path / f"{name}.ipynb")
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.pytest_plugin",
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.classroom.pytest_plugin",
          "--nbval", "--nbval-current-env", f"--nbval-sanitize-with={paths.COURSE_ROOT / 'tests' / 'nbval_sanitize.cfg'}",
          "-rA", "--color=no", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=600)

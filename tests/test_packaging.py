@@ -6,7 +6,7 @@ import tomllib
 
 import yaml
 
-from course_utils import paths
+from course_utils.classroom import paths
 
 ROOT = paths.COURSE_ROOT
 
@@ -39,7 +39,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_readme_lesson_table_lists_every_lesson():
-    from course_utils.lessons import all_lessons
+    from course_utils.classroom.lessons import all_lessons
 
     readme = (ROOT / "README.md").read_text()
     for lesson in all_lessons():

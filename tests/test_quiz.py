@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from course_utils import paths, progress
-from course_utils.quiz import AnswerError, QuizFormatError, answer, grade, load_quiz, parse_quiz, quiz_as_text
+from course_utils.classroom import paths, progress
+from course_utils.classroom.quiz import AnswerError, QuizFormatError, answer, grade, load_quiz, parse_quiz, quiz_as_text
 
 QUIZ = textwrap.dedent("""\
     lesson: "42"
@@ -186,7 +186,7 @@ def test_numeric_tolerance_holds_at_its_edges(quiz):
 
 
 def test_show_quiz_prints_text_outside_jupyter(monkeypatch, capsys):
-    from course_utils.quiz import HEADLESS_VARIABLE, show_quiz
+    from course_utils.classroom.quiz import HEADLESS_VARIABLE, show_quiz
 
     monkeypatch.delenv(HEADLESS_VARIABLE, raising=False)  # not headless, but no kernel either
     show_quiz("00")

@@ -7,9 +7,9 @@ import nbformat
 import pytest
 import yaml
 
-from course_utils import lessons, paths, quiz
-from course_utils.runner import execute
-from course_utils.student import ReleaseError, build_release, strip_solutions
+from course_utils.classroom import lessons, paths, quiz
+from course_utils.classroom.runner import execute
+from course_utils.classroom.student import ReleaseError, build_release, strip_solutions
 
 LESSONS = lessons.all_lessons()
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils import quiz, widgets
+from course_utils import env, widgets
 from course_utils.pretrained import load_encoder
 
 SENTENCES = ["To be, or not to be: that is the question:", "Brutus stabbed Caesar."]
@@ -38,7 +38,7 @@ def test_attention_for_returns_a_copy_and_checks_its_arguments():
 
 
 def test_the_widget_builds_and_redraws_without_a_kernel(monkeypatch):
-    monkeypatch.setenv(quiz.HEADLESS_VARIABLE, "1")
+    monkeypatch.setenv(env.HEADLESS_VARIABLE, "1")
     box = widgets.attention_explorer_widget(SENTENCES, layer=1, head=0)
     (layer_slider, head_slider), sentence_box = box.children[0].children, box.children[1]
     assert (layer_slider.max, head_slider.max) == (5, 11)
@@ -49,7 +49,7 @@ def test_the_widget_builds_and_redraws_without_a_kernel(monkeypatch):
 
 
 def test_headless_shows_the_default_map_only(monkeypatch):
-    monkeypatch.setenv(quiz.HEADLESS_VARIABLE, "1")
+    monkeypatch.setenv(env.HEADLESS_VARIABLE, "1")
     plt.close("all")
     widgets.attention_explorer(SENTENCES, layer=1, head=8)
     figures = [plt.figure(number) for number in plt.get_fignums()]
@@ -96,7 +96,7 @@ def test_the_bar_plot_draws_those_weights():
 
 
 def test_headless_the_explorer_draws_the_default_state_only(monkeypatch, capsys):
-    monkeypatch.setenv(quiz.HEADLESS_VARIABLE, "1")
+    monkeypatch.setenv(env.HEADLESS_VARIABLE, "1")
     shown = []
     monkeypatch.setattr(plt, "show", lambda: shown.append(plt.gcf()))
     assert widgets.softmax_scale_explorer(SCORES, default=3.0) is None

@@ -6,7 +6,7 @@ import platform
 import sys
 from importlib import metadata
 
-from . import data
+from course_utils import data
 
 # (package, why the course needs it); versions come from the installed metadata.
 PACKAGES = [
@@ -68,7 +68,7 @@ def _check_kernel(problems: list[str]) -> list[str]:
 
 
 def _check_offline(problems: list[str]) -> list[str]:
-    from . import env
+    from course_utils import env
 
     env.set_offline()  # what every lesson does in its first cell
     states = {name: os.environ.get(name) for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
@@ -87,7 +87,7 @@ def run_doctor() -> int:
     try:
         import torch
 
-        from . import env
+        from course_utils import env
 
         print(f"Device: {env.pick_device()} ({torch.get_num_threads()} CPU threads)")
     except ImportError:

@@ -3,6 +3,9 @@
 Appending one line at a time means a crash, a full disk or a second notebook
 writing at the same moment can lose at most the line being written, never what
 was saved before; unreadable lines are skipped when reading.
+
+This module knows only the log's format; what a lesson's items are worth and
+the per-lesson totals are in `scores`.
 """
 
 import json
@@ -10,15 +13,15 @@ import os
 import time
 from pathlib import Path
 
+from . import paths
+
 PROGRESS_VARIABLE = "COURSE_PROGRESS_FILE"
 
 
 def progress_file() -> Path:
     """One log per copy of the course: the worked notebooks and a practice
     (student) copy keep separate scores."""
-    from .paths import COURSE_ROOT
-
-    return Path(os.environ.get(PROGRESS_VARIABLE, COURSE_ROOT / ".progress.jsonl"))
+    return Path(os.environ.get(PROGRESS_VARIABLE, paths.COURSE_ROOT / ".progress.jsonl"))
 
 
 def record(item: str, kind: str, points: float, max_points: float) -> None:
@@ -46,27 +49,3 @@ def latest_results(path: Path | None = None) -> dict[str, dict]:
         except (ValueError, KeyError, TypeError):
             continue  # a torn line from an interrupted write
     return results
-
-
-
-def progress_table(path: Path | None = None) -> str:
-    """Per lesson: quiz questions answered right, exercises passed, and score."""
-    from .checks import exercise_points
-    from .lessons import all_lessons
-    from .quiz import load_quiz
-
-    results = latest_results(path)
-    rows = [f"{'lesson':<28} {'quiz right':>10} {'exercises':>10} {'score':>9}"]
-    for lesson in all_lessons():
-        questions = {qid: q.points for qid, q in load_quiz(lesson.number).questions.items()}
-        exercises = exercise_points(lesson.number)
-
-        def done(items):
-            return sum(1 for item, full in items.items() if item in results and results[item]["points"] >= full)
-
-        score = sum(min(float(results[item]["points"]), full)
-                    for item, full in {**questions, **exercises}.items() if item in results)
-        rows.append(f"{lesson.name:<28} {f'{done(questions)}/{len(questions)}':>10} "
-                    f"{f'{done(exercises)}/{len(exercises)}':>10} {f'{score:g}/{sum(questions.values()) + sum(exercises.values()):g}':>9}")
-    rows.append(f"\n(from {path or progress_file()}; each item counts its latest attempt)")
-    return "\n".join(rows)

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import nn
 
-from ..attention import MultiHeadAttention, causal_mask, padding_mask
+from course_utils.attention import MultiHeadAttention, causal_mask, padding_mask
 from . import Checker
 
 # Small but not square, so that a swapped axis changes a shape or a value:

@@ -13,8 +13,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..attention import causal_mask as reference_causal_mask
-from ..attention import padding_mask, scaled_dot_product_attention
+from course_utils.attention import causal_mask as reference_causal_mask
+from course_utils.attention import padding_mask, scaled_dot_product_attention
 from . import Checker
 
 NEG_INF = float("-inf")

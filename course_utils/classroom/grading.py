@@ -19,8 +19,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks, progress, quiz
+from . import progress
 from .lessons import all_lessons
+from .scores import lesson_items
 
 DEFAULT_TIME_LIMIT = 600  # seconds for one whole submission
 
@@ -39,13 +40,6 @@ class Grade:
         return sum(self.points.values())
 
 
-def expected_items(lesson: str) -> dict[str, float]:
-    """Every gradable item of a lesson: its quiz questions and its exercises."""
-    items = {qid: q.points for qid, q in quiz.load_quiz(lesson).questions.items()}
-    items.update(checks.exercise_points(lesson))
-    return items
-
-
 def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
     """The lesson a notebook belongs to: the release's metadata, else the file name."""
     number = str(notebook.metadata.get("course", {}).get("lesson", ""))
@@ -57,7 +51,7 @@ def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
 _CHILD = """
 import sys, nbformat
 from pathlib import Path
-from course_utils.runner import execute
+from course_utils.classroom.runner import execute
 notebook = nbformat.read(sys.argv[1], as_version=4)
 try:
     execute(notebook, Path(sys.argv[1]).parent, "grading", allow_errors=True, quiet=True)
@@ -90,7 +84,7 @@ def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: f
     except Exception as error:  # invalid JSON, not a notebook, unreadable file
         grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
         if grade.lesson in {lesson.number for lesson in all_lessons()}:
-            grade.maximum = expected_items(grade.lesson)
+            grade.maximum = lesson_items(grade.lesson)
             grade.points = dict.fromkeys(grade.maximum, 0.0)
         grade.status = f"unreadable notebook ({type(error).__name__}): not a valid .ipynb file; nothing could be run"
         return grade
@@ -101,7 +95,7 @@ def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: f
     if grade.lesson not in {lesson.number for lesson in all_lessons()}:
         grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
         return grade
-    grade.maximum = expected_items(grade.lesson)
+    grade.maximum = lesson_items(grade.lesson)
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / path.name  # run a copy: the submission itself is never modified
         nbformat.write(notebook, copy)

@@ -40,7 +40,9 @@ from pathlib import Path
 
 import yaml
 
-from . import env, paths, progress
+from course_utils import env
+
+from . import paths, progress
 
 QUESTION_TYPES = ("single", "multiple", "numeric", "text")
 HEADLESS_VARIABLE = env.HEADLESS_VARIABLE

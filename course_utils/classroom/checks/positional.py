@@ -2,7 +2,7 @@
 
 import torch
 
-from ..positional import BASE, sinusoidal_encoding
+from course_utils.positional import BASE, sinusoidal_encoding
 from . import Checker
 
 # Two sizes: 50 positions of width 16 (more positions than features, so that

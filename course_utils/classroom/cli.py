@@ -31,7 +31,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_progress(args) -> int:
-    from .progress import progress_table
+    from .scores import progress_table
 
     print(progress_table())
     return 0

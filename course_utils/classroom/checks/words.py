@@ -3,7 +3,7 @@ the text that the commonest words cover."""
 
 import collections
 
-from ..data import coverage, word_counts
+from course_utils.data import coverage, word_counts
 from . import Checker
 
 # Each sample catches one classic slip in counting words. The hint names the

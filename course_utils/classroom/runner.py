@@ -17,7 +17,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from tqdm.auto import tqdm
 
-from . import env, paths, progress, quiz
+from course_utils import env
+
+from . import paths, progress, quiz
 from .lessons import BUDGET_SECONDS, TIMINGS, Lesson, measured_seconds
 
 KERNEL_NAME = "transformers-course"

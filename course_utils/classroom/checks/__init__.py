@@ -152,7 +152,7 @@ def _detail(expected, actual, hint: str) -> str:
 def exercise_points(lesson: str | None = None) -> dict[str, float]:
     """Every exercise id in the checkers beside this file, with its points:
     read from the `Checker("NN.name", points=...)` calls, so the id written in
-    a checker is the only list there is. Grading and progress use it."""
+    a checker is the only list there is. `scores` totals lessons with it."""
     found = {}
     for module in sorted(Path(__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):

@@ -11,8 +11,8 @@ names the classic slip that a wrong output matches.
 import torch
 from torch import nn
 
-from ..attention import causal_mask, padding_mask
-from ..transformer import DecoderLayer, TransformerConfig
+from course_utils.attention import causal_mask, padding_mask
+from course_utils.transformer import DecoderLayer, TransformerConfig
 from . import Checker
 
 # Target and source of different lengths, so that attention read the wrong way

@@ -15,7 +15,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .. import data, tokenization
+from course_utils import data, tokenization
 from . import Checker
 
 # The lesson's example: "I love data science" with the vocabulary in

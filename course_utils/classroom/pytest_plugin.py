@@ -1,6 +1,6 @@
-"""The course's pytest plugin (loaded by `-p course_utils.pytest_plugin` in
-pyproject.toml, so it applies to `pytest notebooks/NN.ipynb` too): every test
-and every notebook kernel runs offline.
+"""The course's pytest plugin (loaded by `-p course_utils.classroom.pytest_plugin`
+in pyproject.toml, so it applies to `pytest notebooks/NN.ipynb` too): every
+test and every notebook kernel runs offline.
 
 The kernels that nbval starts inherit this process's environment, so setting it
 here gives them the same variables as `course run`: headless quizzes, offline
@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from nbval.plugin import IPyNbCell
 
-from course_utils import env, output_tolerance, runner
+from course_utils import env
+from course_utils.classroom import output_tolerance, runner
 
 THREADS_VARIABLE = "COURSE_TEST_THREADS"
 
