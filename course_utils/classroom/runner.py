@@ -76,6 +76,8 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, al
         client.execute(stderr=subprocess.DEVNULL)
     finally:
         bar.close()
+        if client.km.has_kernel:  # nbclient stops only kernels it made itself; this one is ours
+            client.km.shutdown_kernel(now=True)
 
 
 def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | None = None) -> bool:
