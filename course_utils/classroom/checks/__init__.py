@@ -71,6 +71,12 @@ class Checker:
                                  f"it raised {type(error).__name__}: {error}\n      (at line {frame.lineno}: {frame.line})"))
             raise _StopChecking from None
 
+    def require_module_class(self, answer, expected: str) -> None:
+        """Stop unless the learner's answer is a class derived from nn.Module."""
+        self.require("your answer is a class derived from nn.Module",
+                     isinstance(answer, type) and issubclass(answer, torch.nn.Module),
+                     expected=f"class {expected}(nn.Module)", actual=repr(answer)[:60])
+
     # --- recording checks ---
 
     def that(self, name: str, passed: bool, expected=None, actual=None, hint: str = "") -> bool:

@@ -110,9 +110,7 @@ def _has_linear(module, name, in_features, out_features) -> bool:
 def check_multi_head_attention(MultiHeadAttentionClass) -> None:
     """Check a learner's MultiHeadAttention class against course_utils.attention.MultiHeadAttention."""
     with Checker("04.multi_head_attention") as check:
-        check.require("your answer is a class derived from nn.Module",
-                      isinstance(MultiHeadAttentionClass, type) and issubclass(MultiHeadAttentionClass, nn.Module),
-                      expected="class MultiHeadAttention(nn.Module)", actual=repr(MultiHeadAttentionClass)[:60])
+        check.require_module_class(MultiHeadAttentionClass, "MultiHeadAttention")
         reference, x = _reference_and_input()
         with torch.random.fork_rng(devices=[]):
             learner = check.call(MultiHeadAttentionClass, D_MODEL, HEADS, given=True)
@@ -180,9 +178,7 @@ def check_separate_heads(SeparateHeadsClass) -> None:
     nn.Linear(D, D/H); self.out_proj, W^O) against the reviewed fused module."""
     d_head = D_MODEL // HEADS
     with Checker("04.separate_heads") as check:
-        check.require("your answer is a class derived from nn.Module",
-                      isinstance(SeparateHeadsClass, type) and issubclass(SeparateHeadsClass, nn.Module),
-                      expected="class SeparateHeadsAttention(nn.Module)", actual=repr(SeparateHeadsClass)[:60])
+        check.require_module_class(SeparateHeadsClass, "SeparateHeadsAttention")
         reference, x = _reference_and_input()
         with torch.random.fork_rng(devices=[]):
             learner = check.call(SeparateHeadsClass, D_MODEL, HEADS)

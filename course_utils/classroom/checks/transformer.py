@@ -9,7 +9,6 @@ names the classic slip that a wrong output matches.
 """
 
 import torch
-from torch import nn
 
 from course_utils.attention import causal_mask, padding_mask
 from course_utils.transformer import DecoderLayer, TransformerConfig
@@ -88,9 +87,7 @@ def _queries_from_encoder(learner, x, memory, self_mask) -> bool:
 def check_decoder_layer(DecoderLayerClass) -> None:
     """Check a learner's post-LN decoder layer class against course_utils.transformer.DecoderLayer."""
     with Checker("06.decoder_layer") as check:
-        check.require("your answer is a class derived from nn.Module",
-                      isinstance(DecoderLayerClass, type) and issubclass(DecoderLayerClass, nn.Module),
-                      expected="class MyDecoderLayer(nn.Module)", actual=repr(DecoderLayerClass)[:60])
+        check.require_module_class(DecoderLayerClass, "MyDecoderLayer")
         reference, x, memory = _reference_and_inputs()
         with torch.random.fork_rng(devices=[]):
             learner = check.call(DecoderLayerClass, CONFIG, given=True)
