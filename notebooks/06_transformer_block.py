@@ -185,11 +185,13 @@ ffn_parameters = sum(p.numel() for p in ffn.parameters())
 print(f"feed-forward parameters: {ffn_parameters:,} = 2·D·d_ff + d_ff + D")
 
 # %% [markdown]
-# **Dropout** (with probability 0.1 in the paper) is applied in three places
-# during training: to the output of each sublayer before it is added to the
-# residual, inside the feed-forward network after the non-linearity, and to
-# the attention weights. In evaluation mode (`model.eval()`) it is switched
-# off, and the same input gives the same output every time:
+# **Dropout** (probability 0.1 in the paper) is applied during training to
+# the output of each sublayer before it is added to the residual, and to the
+# sum of the embeddings and the positional encodings. Implementations such as
+# PyTorch's (and ours) also drop inside the feed-forward network, after the
+# non-linearity, and on the attention weights. In evaluation mode
+# (`model.eval()`) dropout is switched off, and the same input gives the same
+# output every time:
 
 # %%
 ffn.train()
@@ -250,10 +252,10 @@ for norm in ["post", "pre", "parallel"]:
 #
 # Xiong et al. (2020, *On Layer Normalization in the Transformer
 # Architecture*) traced the need for warm-up to the gradients at
-# initialisation: in a post-LN transformer the gradients of the layers near
-# the output are large, and Adam's first steps, which move every parameter by
-# about the learning rate, are then too big for them; in pre-LN the gradient
-# is spread evenly over the layers. Let us measure it on a stack of 12 encoder
+# initialisation: in a post-LN transformer the gradients of the parameters
+# near the output are large, so a large learning rate makes the first steps
+# unstable, and warm-up keeps those steps small until training has settled;
+# in pre-LN the gradient is spread evenly over the layers. Let us measure it on a stack of 12 encoder
 # layers with a causal mask, used as a character-level language model on a
 # batch of Shakespeare: the gradient norm of each layer's parameters, at
 # initialisation, for the three blocks.
