@@ -52,6 +52,14 @@ def transformer_schedule(d_model: int, warmup_steps: int, factor: float = 1.0) -
     return lambda step: factor * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
+def with_cooldown(schedule: Callable[[int], float], total_steps: int, fraction: float = 0.3) -> Callable[[int], float]:
+    """`schedule`, multiplied over the last `fraction` of `total_steps` by a
+    ramp that falls linearly to almost zero at the final step: a short run
+    ends on small steps instead of where a slowly decaying schedule leaves it."""
+    cooldown = max(1, round(total_steps * fraction))
+    return lambda step: schedule(step) * min(1.0, (total_steps - step + 1) / cooldown)
+
+
 def smooth(values: list[float], window: int = 25) -> list[float]:
     """The mean of every run of `window` consecutive values (len(values) -
     window + 1 of them), for plotting a noisy loss: entry i covers steps
