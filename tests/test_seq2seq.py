@@ -9,7 +9,7 @@ import torch
 
 from course_utils import seq2seq
 from course_utils.generation import beam_search, greedy, sequence_log_prob
-from course_utils.training import train
+from course_utils.training import linear_warmup, train, with_cooldown
 from course_utils.transformer import TransformerConfig
 
 VOCAB = 30
@@ -161,12 +161,13 @@ def test_next_log_probs_for_agrees_with_the_forward_pass_for_a_batch_and_for_bea
 @pytest.mark.parametrize("name", list(all_models()))
 def test_lstm_and_transformer_learn_a_short_reversal(name):
     """Every model can learn the task at a tiny size (and greedy decoding and
-    beam search read it back), so no model's failure in the lesson is a bug."""
+    beam search read it back), so no model's failure in the lesson is a bug.
+    (Without the cool-down, a constant 1e-2 left some of them at 80-95%.)"""
     torch.manual_seed(0)
     model = all_models()[name]
     pairs = random_pairs(400, min_len=2, max_len=4)
-    train(model, seq2seq.random_batches(pairs, 32), seq2seq.loss_of, torch.optim.Adam(model.parameters(), lr=1e-2),
-          300, progress=False, clip_grad_norm=1.0)
+    train(model, seq2seq.random_batches(pairs, 32), seq2seq.loss_of, torch.optim.Adam(model.parameters()), 300,
+          lr_at=with_cooldown(linear_warmup(1e-2, 50), 300), progress=False, clip_grad_norm=1.0)
     accuracy, _ = seq2seq.exact_match(model, pairs[:100])
     assert accuracy > 0.9
     source, _ = seq2seq.make_batch(pairs[:1])

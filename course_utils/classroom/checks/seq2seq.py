@@ -1,6 +1,7 @@
 """Checkers for the exercises of the trained encoder-decoder (lesson 07)."""
 
 import math
+import numbers
 
 import torch
 
@@ -26,6 +27,7 @@ def _slips(d_model: int, warmup: int) -> dict[str, callable]:
         "d_model^0.5 instead of d_model^-0.5": lambda s: paper(s, scale=d_model ** 0.5),
         "leaving out the d_model^-0.5 factor": lambda s: paper(s, scale=1.0),
         "step^0.5 instead of step^-0.5 in the decay": lambda s: paper(s, decay=0.5),
+        "counting steps from 0 (computing the rate of step + 1)": lambda s: paper(s + 1),
     }
 
 
@@ -33,13 +35,13 @@ def check_transformer_lr(transformer_lr) -> None:
     """Check a learner's `transformer_lr(step, d_model, warmup_steps)` against
     course_utils.training.transformer_schedule."""
     with Checker("07.transformer_lr") as check:
-        for d_model, warmup in _SETTINGS:
+        rates = {setting: [check.call(transformer_lr, step, *setting) for step in _STEPS] for setting in _SETTINGS}
+        kind = next((type(rate).__name__ for row in rates.values() for rate in row if not _is_number(rate)), None)
+        check.require("returns one number per step", kind is None, expected="a float", actual=kind,
+                      hint="return a plain number (a float, or a tensor with one element)")
+        for (d_model, warmup), row in rates.items():
             reference = transformer_schedule(d_model, warmup)
-            rates = [check.call(transformer_lr, step, d_model, warmup) for step in _STEPS]
-            kind = next((type(rate).__name__ for rate in rates if not _is_number(rate)), None)
-            check.require("returns one number per step", kind is None, expected="a float", actual=kind,
-                          hint="return a plain number (a float, or a tensor with one element)")
-            actual = torch.tensor([float(rate) for rate in rates], dtype=torch.float64)
+            actual = torch.tensor([float(rate) for rate in row], dtype=torch.float64)
             expected = torch.tensor([reference(step) for step in _STEPS], dtype=torch.float64)
             slips = {name: torch.tensor([slip(step) for step in _STEPS], dtype=torch.float64)
                      for name, slip in _slips(d_model, warmup).items()}
@@ -54,4 +56,4 @@ def check_transformer_lr(transformer_lr) -> None:
 def _is_number(value) -> bool:
     if isinstance(value, torch.Tensor):
         return value.numel() == 1
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
