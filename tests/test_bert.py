@@ -1,0 +1,172 @@
+"""Our BERT (course_utils.bert) equals Hugging Face's BertForPreTraining with
+the same weights, both heads, with padding and two segments, both ways; its
+masking follows BERT's rates and never touches special tokens."""
+
+import pytest
+import torch
+
+from course_utils.bert import IGNORE_INDEX, Bert, bert_config, from_huggingface, mask_tokens, to_huggingface
+
+VOCAB, MAX_LEN = 60, 24
+
+
+def inputs():
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, VOCAB, (3, 10), generator=generator)
+    segments = torch.zeros_like(ids)
+    segments[:, 5:] = 1  # a second segment after position 5
+    attention_mask = torch.ones_like(ids)
+    attention_mask[1, 7:] = 0  # padding at the end of the second row
+    attention_mask[2, 4:] = 0
+    return ids, segments, attention_mask
+
+
+def trained_looking_bert() -> Bert:
+    """Random weights well away from their initial values, so that no part
+    (a bias at zero, a norm at one) could be left out unnoticed."""
+    torch.manual_seed(0)
+    model = Bert(bert_config(d_model=32, num_heads=4, d_ff=64, num_layers=2, dropout=0.0), VOCAB, MAX_LEN).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model
+
+
+def test_to_huggingface_gives_the_same_logits_of_both_heads():
+    ours = trained_looking_bert()
+    theirs = to_huggingface(ours)
+    ids, segments, attention_mask = inputs()
+    with torch.no_grad():
+        mlm, nsp = ours(ids, segments, attention_mask)
+        reference = theirs(input_ids=ids, token_type_ids=segments, attention_mask=attention_mask)
+    real = attention_mask.bool()  # padded positions' outputs are not compared: they are not used
+    assert torch.allclose(mlm[real], reference.prediction_logits[real], atol=1e-5)
+    assert torch.allclose(nsp, reference.seq_relationship_logits, atol=1e-5)
+
+
+def test_from_huggingface_round_trip_keeps_every_weight():
+    ours = trained_looking_bert()
+    back = from_huggingface(to_huggingface(ours))
+    for name, tensor in ours.state_dict().items():
+        assert torch.equal(tensor, back.state_dict()[name]), name
+
+
+def test_from_a_fresh_huggingface_model_the_logits_agree():
+    from transformers import BertConfig, BertForPreTraining
+
+    torch.manual_seed(1)
+    theirs = BertForPreTraining(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                           intermediate_size=64, max_position_embeddings=MAX_LEN)).eval()
+    ours = from_huggingface(theirs)
+    ids, segments, attention_mask = inputs()
+    with torch.no_grad():
+        mlm, nsp = ours(ids, segments, attention_mask)
+        reference = theirs(input_ids=ids, token_type_ids=segments, attention_mask=attention_mask)
+    real = attention_mask.bool()
+    assert torch.allclose(mlm[real], reference.prediction_logits[real], atol=1e-5)
+    assert torch.allclose(nsp, reference.seq_relationship_logits, atol=1e-5)
+
+
+def test_the_output_layer_is_the_token_embedding_table_on_both_sides():
+    ours = trained_looking_bert()
+    tables = [name for name, p in ours.named_parameters() if p.shape == (VOCAB, 32)]
+    assert tables == ["embeddings.token.weight"]  # no separate output matrix
+    theirs = to_huggingface(ours)
+    assert theirs.cls.predictions.decoder.weight.data_ptr() == theirs.bert.embeddings.word_embeddings.weight.data_ptr()
+
+
+def test_padding_does_not_change_real_positions():
+    ours = trained_looking_bert()
+    ids, segments, attention_mask = inputs()
+    with torch.no_grad():
+        full = ours.encode(ids[2:], segments[2:], attention_mask[2:])[0, :4]
+        alone = ours.encode(ids[2:, :4], segments[2:, :4])[0]
+    assert torch.allclose(full, alone, atol=1e-5)
+
+
+def test_a_pre_ln_config_is_refused_with_a_reason():
+    config = bert_config()
+    config.norm = "pre"
+    with pytest.raises(ValueError, match="post-LN"):
+        Bert(config, VOCAB)
+
+
+# --- masking --------------------------------------------------------------------------
+
+MASK_ID, FIRST_WORD = 4, 5
+
+
+def masking_sample(seed: int, rows: int = 64, length: int = 50):
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(FIRST_WORD, VOCAB, (rows, length), generator=generator)
+    ids[:, 0], ids[:, 25] = 1, 2  # [CLS] and [SEP]
+    ids[: rows // 4, 40:] = 0  # padding
+    special = ids < FIRST_WORD
+    inputs, labels = mask_tokens(ids, special, MASK_ID, FIRST_WORD, VOCAB, generator=generator)
+    return ids, special, inputs, labels
+
+
+def test_masking_rates_are_bert_s_over_many_seeds():
+    chosen = allowed = masked = replaced = kept = 0
+    for seed in range(20):
+        ids, special, inputs, labels = masking_sample(seed)
+        picked = labels != IGNORE_INDEX
+        chosen += picked.sum().item()
+        allowed += (~special).sum().item()
+        masked += (inputs[picked] == MASK_ID).sum().item()
+        kept += (inputs[picked] == ids[picked]).sum().item()
+        replaced += ((inputs[picked] != ids[picked]) & (inputs[picked] != MASK_ID)).sum().item()
+    assert abs(chosen / allowed - 0.15) < 0.01
+    assert abs(masked / chosen - 0.8) < 0.02
+    # A random word is the original one 1 time in 55: "kept" gains that share of the 10%.
+    assert abs(replaced / chosen - 0.1 * 54 / 55) < 0.015
+    assert abs(kept / chosen - (0.1 + 0.1 / 55)) < 0.015
+
+
+def test_masking_never_touches_special_tokens_and_labels_only_chosen_positions():
+    for seed in range(5):
+        ids, special, inputs, labels = masking_sample(seed)
+        assert torch.equal(inputs[special], ids[special])  # [CLS], [SEP], padding as they were
+        assert (labels[special] == IGNORE_INDEX).all()
+        picked = labels != IGNORE_INDEX
+        assert torch.equal(labels[picked], ids[picked])  # the label is the original word
+        assert torch.equal(inputs[~picked], ids[~picked])  # nothing else changes
+        assert (inputs[picked & (inputs != MASK_ID)] >= FIRST_WORD).all()  # random words are words
+
+
+# --- the WordPiece tokenizer and the Hugging Face bridge --------------------------------
+
+def test_wordpiece_has_bert_s_special_tokens_and_pair_layout():
+    from course_utils.tokenization import WORDPIECE_SPECIALS, shakespeare_wordpiece
+
+    tokenizer = shakespeare_wordpiece()
+    assert tokenizer.convert_tokens_to_ids(list(WORDPIECE_SPECIALS)) == [0, 1, 2, 3, 4]
+    encoded = tokenizer("To be, or not to be", "that is the question")
+    tokens = tokenizer.convert_ids_to_tokens(encoded["input_ids"])
+    first_sep = tokens.index("[SEP]")
+    assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and tokens[1:3] == ["to", "be"]
+    assert encoded["token_type_ids"] == [0] * (first_sep + 1) + [1] * (len(tokens) - first_sep - 1)
+    assert "##" in "".join(tokenizer.convert_ids_to_tokens(tokenizer("whether tis nobler")["input_ids"]))
+
+
+def test_a_saved_model_and_tokenizer_serve_pipeline_fill_mask_with_our_probabilities(tmp_path):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+    from course_utils.tokenization import shakespeare_wordpiece
+
+    tokenizer = shakespeare_wordpiece()
+    torch.manual_seed(0)
+    ours = Bert(bert_config(d_model=32, num_heads=4, d_ff=64, num_layers=2, dropout=0.0), len(tokenizer), 64).eval()
+    to_huggingface(ours).save_pretrained(tmp_path)  # the MLM head and encoder load as BertForMaskedLM
+    tokenizer.save_pretrained(tmp_path)
+    fill = pipeline("fill-mask", model=AutoModelForMaskedLM.from_pretrained(tmp_path),
+                    tokenizer=AutoTokenizer.from_pretrained(tmp_path), top_k=3)
+    predictions = fill("to be or not to [MASK]")
+
+    encoded = tokenizer("to be or not to [MASK]", return_tensors="pt")
+    with torch.no_grad():
+        mlm, _ = ours(encoded["input_ids"], encoded["token_type_ids"], encoded["attention_mask"])
+    where = (encoded["input_ids"][0] == tokenizer.mask_token_id).nonzero().item()
+    top = mlm[0, where].softmax(dim=-1).topk(3)
+    assert [p["token"] for p in predictions] == top.indices.tolist()
+    assert all(abs(p["score"] - score) < 1e-5 for p, score in zip(predictions, top.values.tolist()))
