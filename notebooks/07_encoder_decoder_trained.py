@@ -153,7 +153,7 @@ for read, predict in zip(vocab.decode(decoder_input.tolist()), vocab.decode(labe
 # little to overfit.
 #
 # One detail matters more than it looks. `nn.Embedding` starts its weights
-# at N(0, 1); times √64 = 8, a word vector would be about ten times the size
+# at N(0, 1); times √64 = 8, a word vector would be about eleven times the size
 # of the position vector added to it, and the model would barely see word
 # order. The √d_model scale assumes embeddings that start small (the paper
 # does not say how it initialised them; its tensor2tensor code draws them
