@@ -15,11 +15,17 @@ already end with one. The weights map one to one onto Hugging Face's
 trained here can be saved with `save_pretrained` and used by `pipeline`.
 """
 
+import dataclasses
+import math
+import random
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import data
 from .attention import padding_mask
+from .training import linear_warmup, train, with_cooldown
 from .transformer import EncoderLayer, LayerNorm, TransformerConfig
 
 
@@ -110,6 +116,213 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, mask_id: int, first_wo
     inputs = torch.where(chosen & (roll < 0.8), mask_id, ids)
     inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_words, inputs)
     return inputs, labels
+
+
+# --- next-sentence prediction data ------------------------------------------------
+
+IS_NEXT, NOT_NEXT = 0, 1  # Hugging Face's next_sentence_label: 0 means "B follows A"
+SEGMENT_WORDS = 24  # words per segment: a pair fits in 96 WordPiece tokens
+
+
+def speeches(play_text: str, names: bool = True) -> list[str]:
+    """One string per speech of a cleaned play (`data.plays()`), its lines
+    joined by spaces and led by the speaker's name ("Hamlet: To be, or not
+    to be, ..."), or without the name when names=False."""
+    out = []
+    for block in play_text.strip().split("\n\n"):
+        speaker, *lines = block.split("\n")
+        out.append(" ".join([speaker, *lines] if names else lines))
+    return out
+
+
+def segment_at(play_speeches: list[str], start: int, words: int = SEGMENT_WORDS) -> tuple[str, int]:
+    """BERT's segment: whole speeches from speech `start` on until `words`
+    words are reached, the last speech cut there. Returns (text, the speech
+    the next segment begins with): a segment always begins a speech."""
+    taken, end = [], start
+    while len(taken) < words and end < len(play_speeches):
+        taken += play_speeches[end].split()
+        end += 1
+    return " ".join(taken[:words]), end
+
+
+def random_start(play_speeches: list[str], rng: random.Random, words: int = SEGMENT_WORDS) -> int:
+    """A speech to start a segment at, early enough that two full segments follow."""
+    return rng.randrange(len(play_speeches) - 2 * words)  # a speech holds at least one word
+
+
+def nsp_pair(speeches_by_play: dict[str, list[str]], play: str, start: int, rng: random.Random,
+             negatives: str = "other", words: int = SEGMENT_WORDS) -> tuple[str, str, int]:
+    """One next-sentence-prediction example (a, b, label). A is the segment
+    at `start` of `play`. Half the time (a coin from `rng`) B is the segment
+    right after A, labelled IS_NEXT; otherwise B is a segment from a random
+    other play (negatives="other", as BERT draws from another document) or
+    from the same play at least `words` speeches away from where A's
+    continuation begins (negatives="same"), labelled NOT_NEXT."""
+    own = speeches_by_play[play]
+    a, after = segment_at(own, start, words)
+    if rng.random() < 0.5:
+        return a, segment_at(own, after, words)[0], IS_NEXT
+    if negatives == "other":
+        source = speeches_by_play[rng.choice(sorted(name for name in speeches_by_play if name != play))]
+        return a, segment_at(source, random_start(source, rng, words), words)[0], NOT_NEXT
+    if negatives == "same":
+        while abs((far := random_start(own, rng, words)) - after) <= words:
+            pass  # too close: it could overlap A or its true continuation
+        return a, segment_at(own, far, words)[0], NOT_NEXT
+    raise ValueError(f"negatives must be 'other' or 'same', not {negatives!r}")
+
+
+def nsp_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random, negatives: str = "other",
+              words: int = SEGMENT_WORDS) -> list[tuple[str, str, int]]:
+    """`count` examples of `nsp_pair`, A drawn uniformly over the speeches of all the plays."""
+    plays = sorted(speeches_by_play)
+    weights = [len(speeches_by_play[play]) for play in plays]
+    out = []
+    for _ in range(count):
+        play = rng.choices(plays, weights)[0]
+        out.append(nsp_pair(speeches_by_play, play, random_start(speeches_by_play[play], rng, words), rng,
+                            negatives, words))
+    return out
+
+
+# --- pre-training batches, loss and accuracy --------------------------------------
+
+def pretraining_batch(tokenizer, pairs: list[tuple[str, str, int]], generator: torch.Generator,
+                      max_length: int = 96) -> dict[str, torch.Tensor]:
+    """Encode (a, b, label) pairs as [CLS] A [SEP] B [SEP] and mask them for
+    MLM. The keys are the argument names of Hugging Face's
+    `BertForPreTraining`, so the same batch also feeds `to_huggingface(model)(**batch)`."""
+    encoded = tokenizer([a for a, _, _ in pairs], [b for _, b, _ in pairs], truncation="longest_first",
+                        max_length=max_length, padding="longest", return_special_tokens_mask=True,
+                        return_tensors="pt")
+    never = encoded["special_tokens_mask"].bool() | (encoded["attention_mask"] == 0)  # [CLS], [SEP], padding
+    inputs, labels = mask_tokens(encoded["input_ids"], never, tokenizer.mask_token_id,
+                                 max(tokenizer.all_special_ids) + 1, len(tokenizer), generator=generator)
+    return {"input_ids": inputs, "token_type_ids": encoded["token_type_ids"],
+            "attention_mask": encoded["attention_mask"], "labels": labels,
+            "next_sentence_label": torch.tensor([label for _, _, label in pairs])}
+
+
+def pretraining_losses(model: Bert, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(MLM loss, NSP loss); BERT is trained on their sum. The MLM head runs
+    only at the chosen positions: the same loss as scoring every position
+    and ignoring the rest, at a seventh of the cost of the output layer."""
+    hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    chosen = batch["labels"] != IGNORE_INDEX
+    mlm = F.cross_entropy(model.mlm_logits(hidden[chosen]), batch["labels"][chosen])
+    nsp = F.cross_entropy(model.nsp_logits(hidden), batch["next_sentence_label"])
+    return mlm, nsp
+
+
+@torch.no_grad()
+def pretraining_accuracy(model: Bert, batches) -> dict[str, float | int]:
+    """MLM accuracy (the top prediction at chosen positions) and NSP accuracy
+    over `batches`, with the counts they are shares of."""
+    model.eval()
+    mlm_right = mlm_count = nsp_right = nsp_count = 0
+    for batch in batches:
+        hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+        chosen = batch["labels"] != IGNORE_INDEX
+        mlm_right += (model.mlm_logits(hidden[chosen]).argmax(-1) == batch["labels"][chosen]).sum().item()
+        mlm_count += chosen.sum().item()
+        nsp_right += (model.nsp_logits(hidden).argmax(-1) == batch["next_sentence_label"]).sum().item()
+        nsp_count += len(batch["next_sentence_label"])
+    return {"mlm": mlm_right / mlm_count, "mlm_count": mlm_count, "nsp": nsp_right / nsp_count, "nsp_count": nsp_count}
+
+
+def interval95(share: float, count: int) -> tuple[float, float]:
+    """The 95% interval of a measured share (the normal approximation,
+    share ± 1.96 · √(share · (1 - share) / count)): with 2,000 pairs, a
+    share of 0.50 spans about 0.48 to 0.52."""
+    half = 1.96 * math.sqrt(share * (1 - share) / count)
+    return share - half, share + half
+
+
+# --- a pre-training run -------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingRecipe:
+    """Everything that decides a pre-training run: the same recipe gives the
+    same model, step for step, on any machine (each step's batch is drawn
+    from seeds made of `seed` and the step number)."""
+    d_model: int = 128
+    num_heads: int = 4
+    d_ff: int = 512
+    num_layers: int = 2
+    words: int = 12  # per segment
+    names: bool = True  # speakers' names kept in the text
+    negatives: str = "other"  # where NotNext segments come from
+    batch_size: int = 64
+    peak_lr: float = 1e-3
+    warmup_steps: int = 100
+    steps: int = 600
+    seed: int = 0
+
+    @property
+    def max_length(self) -> int:
+        return 3 * self.words + 24  # [CLS] A [SEP] B [SEP]: room for about 1.5 pieces a word
+
+    def build_model(self, vocab_size: int) -> Bert:
+        torch.manual_seed(self.seed)
+        config = bert_config(self.d_model, self.num_heads, self.d_ff, self.num_layers, dropout=0.0)
+        return Bert(config, vocab_size, max_len=self.max_length)
+
+    def lr_at(self, step: int) -> float:
+        return with_cooldown(linear_warmup(self.peak_lr, self.warmup_steps), self.steps)(step)
+
+    def batch_at(self, step: int, tokenizer, speeches_by_play: dict[str, list[str]]) -> dict[str, torch.Tensor]:
+        """The batch of training step `step`: a function of the recipe and
+        the step alone, so that a resumed run sees the batches it would have seen."""
+        pairs = nsp_pairs(speeches_by_play, self.batch_size, random.Random(f"{self.seed}/{step}"), self.negatives,
+                          self.words)
+        return pretraining_batch(tokenizer, pairs, torch.Generator().manual_seed(self.seed * 1_000_003 + step),
+                                 self.max_length)
+
+    def held_out_pairs(self, speeches_by_play: dict[str, list[str]], negatives: str,
+                       count: int = 2000) -> list[tuple[str, str, int]]:
+        """`count` fixed pairs from `speeches_by_play` (the held-out plays): the same on every call."""
+        return nsp_pairs(speeches_by_play, count, random.Random(f"held-out/{negatives}"), negatives, self.words)
+
+    def held_out_batches(self, tokenizer, speeches_by_play: dict[str, list[str]], negatives: str, count: int = 2000,
+                         batch_size: int = 500) -> list[dict[str, torch.Tensor]]:
+        """The held-out pairs, encoded and masked once with a fixed seed, in batches."""
+        pairs = self.held_out_pairs(speeches_by_play, negatives, count)
+        generator = torch.Generator().manual_seed(12345)
+        return [pretraining_batch(tokenizer, pairs[i:i + batch_size], generator, self.max_length)
+                for i in range(0, count, batch_size)]
+
+
+def pretraining_speeches(names: bool = True) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training plays, held-out plays), each a dict play -> its speeches."""
+    split = {True: {}, False: {}}
+    for play, text in data.plays().items():
+        split[play in data.VALIDATION_PLAYS][play] = speeches(text, names)
+    return split[False], split[True]
+
+
+def pretrain(model: Bert, optimizer: torch.optim.Optimizer, recipe: PretrainingRecipe, tokenizer,
+             speeches_by_play: dict[str, list[str]], first_step: int = 1, last_step: int | None = None,
+             progress: bool = True) -> tuple[list[float], list[float]]:
+    """Train on MLM + NSP (their sum, as BERT) from `first_step` to
+    `last_step` (default: the recipe's last). Returns the MLM and the NSP
+    loss of every step."""
+    mlm_losses, nsp_losses = [], []
+
+    def loss_of(model, batch):
+        mlm, nsp = pretraining_losses(model, batch)
+        mlm_losses.append(mlm.item())
+        nsp_losses.append(nsp.item())
+        return mlm + nsp
+
+    train(model, lambda step: recipe.batch_at(step, tokenizer, speeches_by_play), loss_of, optimizer,
+          last_step or recipe.steps, recipe.lr_at, desc="pre-training", progress=progress, first_step=first_step)
+    return mlm_losses, nsp_losses
+
+
+def pretraining_optimizer(model: Bert, recipe: PretrainingRecipe) -> torch.optim.Optimizer:
+    """AdamW as BERT's (β = 0.9, 0.999; weight decay 0.01), the rate set by the recipe's schedule."""
+    return torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, weight_decay=0.01)
 
 
 # --- Hugging Face's BertForPreTraining, weight for weight ----------------------------

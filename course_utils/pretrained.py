@@ -29,3 +29,20 @@ def attention_maps(text: str) -> tuple[list[str], torch.Tensor]:
     attentions = model(**inputs, output_attentions=True).attentions  # one (1, H, L, L) per layer
     tokens = tokenizer.convert_ids_to_tokens(inputs["input_ids"][0])
     return tokens, torch.cat(attentions).detach()
+
+
+@torch.no_grad()
+def sentence_embeddings(texts: list[str], batch_size: int = 250, max_length: int = 128) -> torch.Tensor:
+    """One unit-length vector per text, as sentence-transformers makes them
+    with this model: the mean of the last layer's token vectors over the
+    real tokens (the attention mask leaves padding out), then normalised,
+    so that a dot product of two rows is their cosine similarity."""
+    tokenizer, model = load_encoder()
+    vectors = []
+    for start in range(0, len(texts), batch_size):
+        inputs = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+                           return_tensors="pt")
+        hidden = model(**inputs).last_hidden_state
+        real = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        vectors.append(torch.nn.functional.normalize((hidden * real).sum(1) / real.sum(1), dim=-1))
+    return torch.cat(vectors)

@@ -13,15 +13,17 @@ from tqdm.auto import tqdm
 
 def train(model: torch.nn.Module, next_batch: Callable[[int], object], loss_of: Callable, optimizer: torch.optim.Optimizer,
           steps: int, lr_at: Callable[[int], float] | None = None, clip_grad_norm: float | None = None,
-          desc: str = "training", progress: bool = True) -> list[float]:
-    """Take `steps` optimizer steps and return the loss of each.
+          desc: str = "training", progress: bool = True, first_step: int = 1) -> list[float]:
+    """Take optimizer steps `first_step` to `steps` and return the loss of each.
 
     next_batch(step) gives the batch of a step; loss_of(model, batch) its
     scalar loss; lr_at(step), if given, the learning rate of that step (steps
-    count from 1, as the schedules below expect)."""
+    count from 1, as the schedules below expect). A run resumed from a
+    checkpoint passes the step it stopped after + 1 as first_step."""
     model.train()
     losses = []
-    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, mininterval=0.5)
+    bar = tqdm(range(first_step, steps + 1), desc=desc, disable=not progress, mininterval=0.5,
+               initial=first_step - 1, total=steps)
     for step in bar:
         if lr_at is not None:
             for group in optimizer.param_groups:

@@ -170,3 +170,80 @@ def test_a_saved_model_and_tokenizer_serve_pipeline_fill_mask_with_our_probabili
     top = mlm[0, where].softmax(dim=-1).topk(3)
     assert [p["token"] for p in predictions] == top.indices.tolist()
     assert all(abs(p["score"] - score) < 1e-5 for p, score in zip(predictions, top.values.tolist()))
+
+
+# --- next-sentence prediction data and the pre-training loss ---------------------------
+
+def toy_plays() -> dict[str, list[str]]:
+    """Three 'plays' whose speeches say where they come from: 'p1s7: w w w'."""
+    return {f"p{p}": [f"p{p}s{i}: " + " ".join(["w"] * (i % 3)) for i in range(80)] for p in range(3)}
+
+
+def test_a_segment_is_whole_speeches_cut_at_the_word_budget():
+    from course_utils.bert import segment_at
+
+    play = ["Hamlet: to be", "Horatio: my lord", "Hamlet: or not to be"]
+    assert segment_at(play, 0, words=5) == ("Hamlet: to be Horatio: my", 2)
+    assert segment_at(play, 2, words=3) == ("Hamlet: or not", 3)
+
+
+def test_nsp_pairs_are_half_true_continuations_and_negatives_come_from_where_asked():
+    import random
+
+    from course_utils.bert import IS_NEXT, NOT_NEXT, nsp_pairs, segment_at
+
+    plays = toy_plays()
+    for negatives in ("other", "same"):
+        pairs = nsp_pairs(plays, 2000, random.Random(0), negatives, words=4)
+        assert abs(sum(label == IS_NEXT for *_, label in pairs) / len(pairs) - 0.5) < 0.04
+        for a, b, label in pairs:
+            play, start = a.split("s")[0], int(a.split("s")[1].split(":")[0])
+            b_play, b_start = b.split("s")[0], int(b.split("s")[1].split(":")[0])
+            if label == IS_NEXT:
+                assert (b_play, b_start) == (play, segment_at(plays[play], start, 4)[1])
+            else:
+                assert label == NOT_NEXT and (b_play != play) == (negatives == "other")
+                if negatives == "same":
+                    assert abs(b_start - segment_at(plays[play], start, 4)[1]) > 4
+
+
+def test_nsp_pair_refuses_an_unknown_kind_of_negative():
+    import random
+
+    from course_utils.bert import nsp_pair
+
+    with pytest.raises(ValueError, match="'other' or 'same'"):
+        while True:  # the coin must come up "negative" for the kind to matter
+            nsp_pair(toy_plays(), "p0", 0, random.Random(), negatives="another")
+
+
+def test_our_pretraining_loss_is_hugging_face_s_on_the_same_batch():
+    import random
+
+    from course_utils.bert import nsp_pairs, pretraining_batch, pretraining_losses, speeches
+    from course_utils.data import plays
+    from course_utils.tokenization import shakespeare_wordpiece
+
+    tokenizer = shakespeare_wordpiece()
+    hamlet = {name: speeches(plays()[name]) for name in ("hamlet", "othello")}
+    batch = pretraining_batch(tokenizer, nsp_pairs(hamlet, 8, random.Random(0)), torch.Generator().manual_seed(0))
+    assert batch["input_ids"].shape[1] <= 96
+    assert (batch["labels"][batch["attention_mask"] == 0] == IGNORE_INDEX).all()
+    torch.manual_seed(0)
+    ours = Bert(bert_config(d_model=32, num_heads=4, d_ff=64, num_layers=2, dropout=0.0), len(tokenizer), 96).eval()
+    with torch.no_grad():
+        mlm, nsp = pretraining_losses(ours, batch)
+        theirs = to_huggingface(ours)(**batch).loss
+    assert abs((mlm + nsp).item() - theirs.item()) < 1e-5
+
+
+def test_sentence_embeddings_ignore_padding_and_are_unit_length():
+    from course_utils.pretrained import sentence_embeddings
+
+    short, long = "Out, damned spot!", "Is this a dagger which I see before me, the handle toward my hand?"
+    together = sentence_embeddings([short, long])  # the short line is padded to the long one's length
+    alone = sentence_embeddings([short])
+    assert torch.allclose(together[0], alone[0], atol=1e-5)
+    assert torch.allclose(together.norm(dim=-1), torch.ones(2), atol=1e-5)
+    similar = sentence_embeddings(["The king is dead.", "The monarch has died.", "I like green apples."])
+    assert similar[0] @ similar[1] > similar[0] @ similar[2] + 0.2

@@ -60,6 +60,15 @@ def cmd_grade(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from course_utils.bert import PretrainingRecipe
+
+    from .train import train_bert
+
+    train_bert(PretrainingRecipe(steps=args.steps), fresh=args.fresh, results=args.results)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="The transformers course: run, check and grade lessons.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -80,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--lesson", help="the lesson being graded: a submission of another lesson is reported, not graded")
     grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
     grade.set_defaults(func=cmd_grade)
+    from .train import BERT_RESULTS, LONG_RUN_STEPS
+
+    train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")
+    train.add_argument("model", choices=["bert"], help="bert: lesson 08's pre-training, about 15 minutes on 2 cores")
+    train.add_argument("--steps", type=int, default=LONG_RUN_STEPS, help=f"training steps (default {LONG_RUN_STEPS})")
+    train.add_argument("--fresh", action="store_true", help="start again instead of resuming from the checkpoint")
+    train.add_argument("--results", type=Path, default=BERT_RESULTS,
+                       help="where to write the curve (default: the file lesson 08 reads)")
+    train.set_defaults(func=cmd_train)
     args = parser.parse_args(argv)
     return args.func(args)
 
