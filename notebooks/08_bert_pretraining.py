@@ -285,7 +285,7 @@ assert mlm_gap < 1e-5 and nsp_gap < 1e-5 and abs(ours_loss.item() - theirs.loss.
 #
 # ## Pre-training in the lesson
 #
-# A minute and a half of training: 600 steps of 64 pairs, MLM and NSP
+# About a minute of training: 600 steps of 64 pairs, MLM and NSP
 # together, their losses added as in BERT. Each step's pairs are drawn from
 # the 34 training plays with a seed made of the step number, so the run is
 # the same on every machine.
@@ -341,7 +341,7 @@ print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}"
 assert short_run["mlm"] > 2 * baseline
 
 # %% [markdown]
-# MLM works even in a minute and a half: the model fills in several times
+# MLM works even in a minute: the model fills in several times
 # more masked pieces than the unigram baseline, on plays it has never seen.
 # The pipeline at the end of the lesson shows what it guesses.
 #
@@ -371,9 +371,9 @@ for negatives, batches in held_out.items():
     report(f"our BERT, {recipe.steps} steps, negatives from {where[negatives]}", result["nsp"], result["nsp_count"])
 
 # %% [markdown]
-# Chance, in both settings. Perhaps a minute and a half is simply too
-# short. `course train bert` trains the same recipe for 4,000 steps (about
-# 10 minutes on the 2-core CPU; it shows a progress bar, and stopped, it
+# Chance, in both settings. Perhaps a minute is simply too short.
+# `course train bert` trains the same recipe for 4,000 steps (about 12
+# minutes on the 2-core CPU; it shows a progress bar, and stopped, it
 # resumes where it left off). The curve it stored, with the command that
 # made it, is part of the course:
 
@@ -409,15 +409,16 @@ print(f"after {last['step']} steps: held-out MLM accuracy {last['held_out_mlm_ac
 # 0.90, then, much less, on the held-out plays, where it ends outside the
 # band of a coin toss with negatives from another play and, by less, with
 # negatives from the same play. So NSP *is* learnable at this scale, given
-# time; our one-and-a-half-minute run stopped far inside the flat part.
+# time; our one-minute run stopped far inside the flat part.
 #
 # Two things stand out. The long flat start: a plateau followed by a sudden
-# rise is what a model shows when it must first build some inner skill (here,
-# recognising which of 4,000 pieces go with which) before the loss can move
-# at all. And the gap between 0.90 on the plays it trained on and about 0.60 on plays it
-# never saw: much of what it learned is *which play a piece of text belongs
-# to* (who speaks, what they speak of), and that knowledge does not carry
-# over to a new play.
+# rise is what a model shows when it must first build some inner skill
+# before the loss can move at all (we did not isolate which one here; a
+# likely one is telling which of 4,000 pieces belong together). And the gap
+# between 0.90 on the plays it trained on and about 0.60 on plays it never
+# saw: much of what it learned is *which play a piece of text belongs to*
+# (who speaks, what they speak of), and that knowledge does not carry over
+# to a new play.
 #
 # ### What is there to learn in a held-out pair?
 #
@@ -550,7 +551,7 @@ for line, truth in lines.items():
           f"the true word {truth!r} ({true['score']:.3f})")
 
 # %% [markdown]
-# After a minute and a half, the model's guesses are mostly punctuation
+# After a minute of training, the model's guesses are mostly punctuation
 # and the commonest pieces, which are the safest bets for a model that gets
 # 17% of masked pieces right; the model of `course train bert` gets 31%.
 # The pipeline does not care how good the model is: a folder with a config,
@@ -589,7 +590,7 @@ answer("08.tied-head", "C")
 #   Hugging Face's `BertForPreTraining` with the same weights, and runs in
 #   `pipeline("fill-mask")`.
 # - **MLM works** at this scale: several times the unigram baseline in a
-#   minute and a half, and still climbing after 4,000 steps.
+#   minute, and still climbing after 4,000 steps.
 # - **NSP** stayed at chance for 2,000 steps, then rose to about 0.90 on
 #   the training plays and about 0.60 on held-out plays (negatives from
 #   another play; less from the same play): mostly topic, learned per play. A

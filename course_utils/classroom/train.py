@@ -101,6 +101,6 @@ def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results:
 def load_results(path: Path = BERT_RESULTS) -> dict:
     """The stored results of `course train bert`, with the command that makes them if they are missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `course train bert` (about 15 minutes on a 2-core CPU) "
+        raise FileNotFoundError(f"{path} is missing: run `course train bert` (about 12 minutes on a 2-core CPU) "
                                 "to make it")
     return json.loads(path.read_text(encoding="utf-8"))
