@@ -87,6 +87,13 @@ def play_names() -> list[str]:
     return sorted(path.stem for path in _plays_folder().glob("*/*.md"))
 
 
+def play_kinds() -> dict[str, str]:
+    """Each play's kind, as the corpus files them: 'comedies', 'histories',
+    'tragedies', 'roman' (the Roman tragedies), 'romances' and 'problems'
+    (the "problem plays", whose kind is disputed)."""
+    return {path.stem: path.parent.name for path in sorted(_plays_folder().glob("*/*.md"))}
+
+
 @functools.cache
 def plays() -> dict[str, str]:
     """Every play's cleaned text, keyed by name ('hamlet', 'king-lear', ...).

@@ -127,3 +127,13 @@ def test_encoder_attention_maps_have_one_row_per_token_summing_to_one():
     assert tokens[0] == "[CLS]" and tokens[-1] == "[SEP]" and "cat" in tokens
     assert maps.shape == (6, 12, len(tokens), len(tokens))
     torch.testing.assert_close(maps.sum(-1), torch.ones(6, 12, len(tokens)))
+
+
+def test_every_play_has_one_kind_from_the_corpus_folders():
+    from course_utils.data import play_kinds, play_names
+
+    kinds = play_kinds()
+    assert sorted(kinds) == play_names()
+    assert set(kinds.values()) == {"comedies", "histories", "tragedies", "roman", "romances", "problems"}
+    assert (kinds["hamlet"], kinds["henry-v"], kinds["twelfth-night"], kinds["the-tempest"]) == (
+        "tragedies", "histories", "comedies", "romances")
