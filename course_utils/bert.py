@@ -121,7 +121,7 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, mask_id: int, first_wo
 # --- next-sentence prediction data ------------------------------------------------
 
 IS_NEXT, NOT_NEXT = 0, 1  # Hugging Face's next_sentence_label: 0 means "B follows A"
-SEGMENT_WORDS = 24  # words per segment: a pair fits in 96 WordPiece tokens
+SEGMENT_WORDS = 12  # words per segment: a pair fits in 60 WordPiece tokens
 
 
 def speeches(play_text: str, names: bool = True) -> list[str]:
@@ -189,7 +189,7 @@ def nsp_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Ra
 # --- pre-training batches, loss and accuracy --------------------------------------
 
 def pretraining_batch(tokenizer, pairs: list[tuple[str, str, int]], generator: torch.Generator,
-                      max_length: int = 96) -> dict[str, torch.Tensor]:
+                      max_length: int = 60) -> dict[str, torch.Tensor]:
     """Encode (a, b, label) pairs as [CLS] A [SEP] B [SEP] and mask them for
     MLM. The keys are the argument names of Hugging Face's
     `BertForPreTraining`, so the same batch also feeds `to_huggingface(model)(**batch)`."""
@@ -216,16 +216,18 @@ def pretraining_losses(model: Bert, batch: dict[str, torch.Tensor]) -> tuple[tor
 
 
 @torch.no_grad()
-def pretraining_accuracy(model: Bert, batches) -> dict[str, float | int]:
-    """MLM accuracy (the top prediction at chosen positions) and NSP accuracy
-    over `batches`, with the counts they are shares of."""
+def pretraining_accuracy(model: Bert, batches, mask_id: int) -> dict[str, float | int]:
+    """MLM accuracy (the top prediction is the original piece) at the
+    positions that show [MASK], and NSP accuracy, over `batches`, with the
+    counts they are shares of. The chosen positions that show their own
+    word (10% of them) are left out: there the answer is in the input."""
     model.eval()
     mlm_right = mlm_count = nsp_right = nsp_count = 0
     for batch in batches:
         hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
-        chosen = batch["labels"] != IGNORE_INDEX
-        mlm_right += (model.mlm_logits(hidden[chosen]).argmax(-1) == batch["labels"][chosen]).sum().item()
-        mlm_count += chosen.sum().item()
+        masked = (batch["labels"] != IGNORE_INDEX) & (batch["input_ids"] == mask_id)
+        mlm_right += (model.mlm_logits(hidden[masked]).argmax(-1) == batch["labels"][masked]).sum().item()
+        mlm_count += masked.sum().item()
         nsp_right += (model.nsp_logits(hidden).argmax(-1) == batch["next_sentence_label"]).sum().item()
         nsp_count += len(batch["next_sentence_label"])
     return {"mlm": mlm_right / mlm_count, "mlm_count": mlm_count, "nsp": nsp_right / nsp_count, "nsp_count": nsp_count}
@@ -243,14 +245,15 @@ def interval95(share: float, count: int) -> tuple[float, float]:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainingRecipe:
-    """Everything that decides a pre-training run: the same recipe gives the
-    same model, step for step, on any machine (each step's batch is drawn
-    from seeds made of `seed` and the step number)."""
+    """Everything that decides a pre-training run. Each step's batch is
+    drawn from seeds made of `seed` and the step number, so every machine
+    trains on the same batches (the weights then agree up to floating-point
+    rounding)."""
     d_model: int = 128
     num_heads: int = 4
     d_ff: int = 512
     num_layers: int = 2
-    words: int = 12  # per segment
+    words: int = SEGMENT_WORDS
     names: bool = True  # speakers' names kept in the text
     negatives: str = "other"  # where NotNext segments come from
     batch_size: int = 64
@@ -273,7 +276,8 @@ class PretrainingRecipe:
 
     def batch_at(self, step: int, tokenizer, speeches_by_play: dict[str, list[str]]) -> dict[str, torch.Tensor]:
         """The batch of training step `step`: a function of the recipe and
-        the step alone, so that a resumed run sees the batches it would have seen."""
+        the step alone, the same on every machine, so that a resumed run sees
+        the batches it would have seen."""
         pairs = nsp_pairs(speeches_by_play, self.batch_size, random.Random(f"{self.seed}/{step}"), self.negatives,
                           self.words)
         return pretraining_batch(tokenizer, pairs, torch.Generator().manual_seed(self.seed * 1_000_003 + step),

@@ -57,8 +57,8 @@ device = setup_notebook(seed=0)
 # Google's original chose the merges that most raise the likelihood of the
 # text). What differs is how a word is cut: WordPiece takes the longest
 # vocabulary piece that starts the word, then the longest that continues
-# it, and so on. BERT's tokenizer also lower-cases and splits off
-# punctuation before it cuts words.
+# it, and so on. Like the *uncased* BERT, ours also lower-cases, and it
+# splits off punctuation before it cuts words.
 #
 # `tokenization.shakespeare_wordpiece()` trains a 4,000-piece WordPiece on
 # the 34 training plays with the `tokenizers` library, saves it with
@@ -109,7 +109,12 @@ for token, segment in zip(tokenizer.convert_ids_to_tokens(pair["input_ids"]), pa
 # The labels hold the original token where a position was chosen and -100
 # everywhere else: -100 is the label `F.cross_entropy` skips
 # (`ignore_index`), so only chosen positions are scored, whatever they now
-# show. `[CLS]`, `[SEP]` and padding are never chosen.
+# show. `[CLS]`, `[SEP]` and padding are never chosen. (BERT's own code
+# draws the random words from the whole vocabulary, special tokens
+# included; we leave the special tokens out, so that a random word is
+# always a word.) We mask each batch afresh as it is drawn, so the same
+# line is masked differently every time it comes back: RoBERTa's *dynamic*
+# masking, where BERT masked its data once, ahead of training.
 #
 # ### Exercise: BERT's masking
 #
@@ -178,8 +183,11 @@ for shown, label, original in zip(inputs[0], labels[0], encoded["input_ids"][0])
 # start)` returns the segment that starts at speech `start` and the speech
 # where the next segment begins. A segment always begins a speech, whether
 # it is a true continuation or a negative, so where a segment begins gives
-# nothing away. (A segment may end on a speaker's name, as A does below:
-# the cut falls at 12 words, wherever that is.)
+# nothing away. The cut falls at 12 words, wherever that is, and the rest
+# of that speech is dropped: B begins with the *next* speech, so "B follows
+# A" means "B's speech comes right after A's last one", not that the text
+# runs on without a gap. (Below, A ends on the name Bernardo, and his line
+# "Long live the king!" is not in either segment.)
 
 # %%
 training_speeches, held_out_speeches = bert.pretraining_speeches()
@@ -270,7 +278,8 @@ real = batch["attention_mask"].bool()  # padding positions are never used
 mlm_gap = (ours_mlm[real] - theirs.prediction_logits[real]).abs().max().item()
 nsp_gap = (ours_nsp - theirs.seq_relationship_logits).abs().max().item()
 print(f"batch: {tuple(batch['input_ids'].shape)}; largest gap, MLM logits: {mlm_gap:.0e}, NSP logits: {nsp_gap:.0e}")
-print(f"loss (MLM + NSP): ours {ours_loss.item():.4f}, Hugging Face's {theirs.loss.item():.4f}")
+print(f"loss (MLM + NSP): ours {ours_loss.item():.3f}; Hugging Face's differs by "
+      f"{abs(ours_loss.item() - theirs.loss.item()):.0e}")
 assert mlm_gap < 1e-5 and nsp_gap < 1e-5 and abs(ours_loss.item() - theirs.loss.item()) < 1e-5
 
 # %% [markdown]
@@ -287,8 +296,9 @@ assert mlm_gap < 1e-5 and nsp_gap < 1e-5 and abs(ours_loss.item() - theirs.loss.
 #
 # About a minute of training: 600 steps of 64 pairs, MLM and NSP
 # together, their losses added as in BERT. Each step's pairs are drawn from
-# the 34 training plays with a seed made of the step number, so the run is
-# the same on every machine.
+# the 34 training plays with a seed made of the step number, so every
+# machine trains on the same batches (the weights then agree up to
+# floating-point rounding).
 
 # %%
 optimizer = bert.pretraining_optimizer(model, recipe)
@@ -319,9 +329,11 @@ print(f"mean of the last 100 steps: MLM loss {sum(mlm_losses[-100:]) / 100:.2f},
 # ## What MLM learned, on plays it never saw
 #
 # We score the model on 2,000 pairs from the four held-out plays, masked
-# once with a fixed seed: MLM accuracy is the share of chosen positions
-# where the model's top prediction is the original piece. Against what? The
-# simplest rule that uses no context at all, the **unigram baseline**:
+# once with a fixed seed. MLM accuracy is the share of `[MASK]` positions
+# where the model's top prediction is the original piece, as `fill-mask`
+# would use it. (The chosen positions that show a word are left out: at the
+# 10% that show their own word, the answer is in the input.) Against what?
+# The simplest rule that uses no context at all, the **unigram baseline**:
 # always guess the piece that is most frequent in the training plays.
 
 # %%
@@ -332,24 +344,26 @@ held_out = {negatives: recipe.held_out_batches(tokenizer, held_out_speeches, neg
 counts = collections.Counter(piece for speeches in training_speeches.values()
                              for ids in tokenizer(speeches, add_special_tokens=False)["input_ids"] for piece in ids)
 commonest, _ = counts.most_common(1)[0]
-labels = torch.cat([batch["labels"][batch["labels"] != IGNORE_INDEX] for batch in held_out["other"]])
+labels = torch.cat([batch["labels"][(batch["labels"] != IGNORE_INDEX) & (batch["input_ids"] == tokenizer.mask_token_id)]
+                    for batch in held_out["other"]])
 baseline = (labels == commonest).float().mean().item()
-short_run = bert.pretraining_accuracy(model, held_out["other"])
-print(f"held-out masked positions: {short_run['mlm_count']:,}")
+short_run = bert.pretraining_accuracy(model, held_out["other"], tokenizer.mask_token_id)
+print(f"held-out [MASK] positions: {short_run['mlm_count']:,}")
 print(f"unigram baseline (always {tokenizer.convert_ids_to_tokens(commonest)!r}): {baseline:.3f}")
 print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}")
 assert short_run["mlm"] > 2 * baseline
 
 # %% [markdown]
-# MLM works even in a minute: the model fills in several times
-# more masked pieces than the unigram baseline, on plays it has never seen.
+# MLM works even in a minute: the model fills in about two and a half
+# times as many `[MASK]` pieces as the unigram baseline, on plays it has
+# never seen.
 # The pipeline at the end of the lesson shows what it guesses.
 #
 # ## Next-sentence prediction, measured
 #
 # Now NSP, on the same held-out pairs, in both settings: negatives from
 # another play (as BERT draws them, from another document) and from the
-# same play, far from A (where only coherence can tell). Each accuracy
+# same play, far from A (where the topic gives less away). Each accuracy
 # comes with its 95% interval: over 2,000 pairs a model that guesses scores
 # between about 0.48 and 0.52, so only a score outside that band shows
 # anything learned.
@@ -367,24 +381,28 @@ def report(name, accuracy, count):
 
 
 for negatives, batches in held_out.items():
-    result = bert.pretraining_accuracy(model, batches)
+    result = bert.pretraining_accuracy(model, batches, tokenizer.mask_token_id)
     report(f"our BERT, {recipe.steps} steps, negatives from {where[negatives]}", result["nsp"], result["nsp_count"])
 
 # %% [markdown]
 # Chance, in both settings. Perhaps a minute is simply too short.
-# `course train bert` trains the same recipe for 4,000 steps (about 12
-# minutes on the 2-core CPU; it shows a progress bar, and stopped, it
-# resumes where it left off). The curve it stored, with the command that
-# made it, is part of the course:
+# `course train bert` trains the same model on the same data for 4,000
+# steps (about 10 minutes on the 2-core CPU, evaluations included; it shows
+# a progress bar and, stopped, resumes from its last checkpoint, at most 250
+# steps back). Its learning rate cools down over its own last 30%, so our
+# lesson's run, which cooled down from step 420, is not a point on its path,
+# only a comparison at the same step. The curve it stored, with the command
+# that made it, ships with the course:
 
 # %%
 from course_utils.classroom.train import load_results
 
 long_run = load_results()
 curve = long_run["curve"]
-print(f"{long_run['command']}: {long_run['training_seconds'] / 60:.0f} minutes of training on {long_run['machine']}")
+print(f"{long_run['command']}: {long_run['wall_seconds'] / 60:.0f} minutes, {long_run['training_seconds'] / 60:.0f} "
+      f"of them training, on {long_run['machine']}")
 steps_done = [point["step"] for point in curve]
-figure, (left, right) = plt.subplots(1, 2, figsize=(11, 3.2))
+figure, (left, right) = plt.subplots(1, 2, figsize=(13, 3.2))
 left.plot(steps_done, [point["held_out_mlm_accuracy"] for point in curve], marker=".", label="course train bert")
 left.plot([recipe.steps], [short_run["mlm"]], "o", label="this lesson's run")
 left.axhline(baseline, color="grey", linestyle=":", label="unigram baseline")
@@ -392,33 +410,40 @@ left.set(title="MLM accuracy, held-out plays", xlabel="step")
 left.legend()
 chance_low, chance_high = interval95(0.5, long_run["held_out_pairs"])
 right.axhspan(chance_low, chance_high, color="grey", alpha=0.25, label="95% band of a coin toss")
-for key, label in [("nsp_accuracy_other", "held out, other play"), ("nsp_accuracy_same", "held out, same play"),
-                   ("nsp_accuracy_train_other", "training plays, other play")]:
-    right.plot(steps_done, [point[key] for point in curve], marker=".", label=label)
+for key, label, style in [("nsp_accuracy_other", "held out, other play", "-"),
+                          ("nsp_accuracy_same", "held out, same play", "-"),
+                          ("nsp_accuracy_train_other", "training plays, other play", "--"),
+                          ("nsp_accuracy_train_same", "training plays, same play", "--")]:
+    right.plot(steps_done, [point[key] for point in curve], style, marker=".", label=label)
 right.set(title="NSP accuracy", xlabel="step", ylim=(0.4, 1.0))
-right.legend(loc="upper left")
+right.legend(loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the plot: the curves fill it
 plt.show()
 last = curve[-1]
-print(f"after {last['step']} steps: held-out MLM accuracy {last['held_out_mlm_accuracy']:.3f}; NSP accuracy "
-      f"{last['nsp_accuracy_other']:.3f} (other play), {last['nsp_accuracy_same']:.3f} (same play), "
-      f"{last['nsp_accuracy_train_other']:.3f} (training plays)")
+print(f"after {last['step']} steps: held-out MLM accuracy {last['held_out_mlm_accuracy']:.3f}")
+print(f"NSP accuracy, negatives from another play / the same play: held out {last['nsp_accuracy_other']:.3f} / "
+      f"{last['nsp_accuracy_same']:.3f}; training plays {last['nsp_accuracy_train_other']:.3f} / "
+      f"{last['nsp_accuracy_train_same']:.3f}")
 
 # %% [markdown]
 # MLM keeps improving, more and more slowly. NSP sits at chance for 2,000
-# steps, then takes off: first on the training plays, where it ends near
-# 0.90, then, much less, on the held-out plays, where it ends outside the
-# band of a coin toss with negatives from another play and, by less, with
-# negatives from the same play. So NSP *is* learnable at this scale, given
-# time; our one-minute run stopped far inside the flat part.
+# steps, then takes off: first on the training plays with negatives from
+# another play, where it ends near 0.90, then, much less, on the held-out
+# plays, where it ends outside the band of a coin toss with negatives from
+# another play and, by less, with negatives from the same play. So NSP *is*
+# learnable at this scale, given time; our one-minute run stopped far inside
+# the flat part.
 #
 # Two things stand out. The long flat start: a plateau followed by a sudden
-# rise is what a model shows when it must first build some inner skill
-# before the loss can move at all (we did not isolate which one here; a
-# likely one is telling which of 4,000 pieces belong together). And the gap
-# between 0.90 on the plays it trained on and about 0.60 on plays it never
-# saw: much of what it learned is *which play a piece of text belongs to*
-# (who speaks, what they speak of), and that knowledge does not carry over
-# to a new play.
+# rise is often what a model shows when it must first build some inner skill
+# before the loss can move at all (we did not isolate which one here). And
+# the gap between 0.90 and about 0.60. The true pairs of the training plays
+# were mostly seen in training (256,000 pairs drawn from about 28,000
+# starting speeches), so 0.90 could be memory of the pairs themselves. The
+# dashed red line rules that out: on the same training plays, with
+# negatives from the same play, the model stays near 0.53, so it does not
+# know which pairs are true. What it learned is *which play a text belongs
+# to* (who speaks, what they speak of): that tells a segment of another play
+# on plays it has read, and does not carry over to a new play.
 #
 # ### What is there to learn in a held-out pair?
 #
@@ -470,7 +495,9 @@ for names in (True, False):
 # A model that has already learned which words go together finds this cue
 # at once. MiniLM's sentence vectors (mean-pooled, lesson 01) of A and B,
 # compared by cosine, with one threshold fitted on training plays and no
-# other training on our data:
+# other training on our data. (MiniLM was itself fine-tuned on about a
+# billion pairs of related texts, such as questions and answers, which is
+# close to NSP.)
 
 # %%
 from course_utils.pretrained import sentence_embeddings
@@ -494,29 +521,35 @@ for negatives in ("other", "same"):
 #   minutes of training here); the lesson's own run ends long before it.
 # - **Topic cues**: with negatives from another play, the names of the
 #   speakers and the words of the play give the answer away, on the training
-#   plays especially; with negatives from the same play, where only
-#   coherence can tell, every method we tried scored lower.
+#   plays especially. With negatives from the same play, where the topic
+#   gives less away, the rule, MiniLM and our BERT all scored lower; once
+#   the names are out, the rule scores the same in both settings.
 # - **A pretrained encoder**: MiniLM's vectors carry the cue with no
-#   training on NSP at all.
+#   training on our data.
 #
 # BERT itself, trained on 3.3 billion words with pairs of up to 512 tokens,
 # reached 97-98% on NSP, and the same argument applies: a segment of another
 # Wikipedia article is given away by its topic. Later models drew the
 # conclusion:
 #
-# - **RoBERTa** (Liu et al., 2019) trained BERT without NSP, packing each
-#   input with full sentences up to 512 tokens, and matched or beat BERT on
-#   downstream tasks: NSP was not earning its place.
+# - **RoBERTa** (Liu et al., 2019) compared, in a controlled ablation,
+#   training with and without NSP. BERT's own ablation had found that
+#   removing NSP hurt some tasks (QNLI, MNLI, SQuAD); RoBERTa traced that to
+#   the input format, and without NSP, packing each input with full
+#   sentences up to 512 tokens, it matched or slightly beat the NSP models
+#   on downstream tasks. It dropped NSP.
 # - **ALBERT** (Lan et al., 2019) argued that NSP mixes topic prediction,
 #   which is easy and overlaps with MLM, with coherence prediction, which is
 #   what it was meant to teach. Its **sentence-order prediction** (SOP)
 #   takes two consecutive segments and, for a negative, swaps them: both
 #   classes then contain the same words and the same topic, and only the
 #   order tells them apart. ALBERT reported that a model trained on NSP
-#   could hardly do SOP, while a model trained on SOP did well on NSP too.
+#   could hardly do SOP, while a model trained on SOP did fairly well on
+#   NSP too.
 #
-# MLM, on the other hand, is in every one of BERT's successors: it is the
-# task that teaches.
+# MLM, on the other hand, stayed: RoBERTa, ALBERT and most encoders since
+# keep it (ELECTRA and XLNet replaced it with tasks of their own). It is
+# the task that carries pre-training.
 
 # %% [markdown]
 # ## Our BERT, served by Hugging Face's `pipeline`
@@ -524,8 +557,9 @@ for negatives in ("other", "same"):
 # Converted to `BertForPreTraining` and saved with `save_pretrained`, our
 # model is a Hugging Face model folder like any other: `config.json`, the
 # weights in `model.safetensors`, and the tokenizer's files beside them.
-# `AutoModelForMaskedLM` loads its encoder and MLM head (the NSP head is not
-# part of a masked-LM model, and is left out), and `pipeline("fill-mask")`
+# `AutoModelForMaskedLM` loads its encoder and MLM head (the pooler and
+# the NSP head are not part of a masked-LM model, and are left out), and
+# `pipeline("fill-mask")`
 # fills the `[MASK]` of lines from the held-out plays. We print its best
 # guess and, with the pipeline's `targets` argument, the probability it
 # gives the true word:
@@ -553,7 +587,7 @@ for line, truth in lines.items():
 # %% [markdown]
 # After a minute of training, the model's guesses are mostly punctuation
 # and the commonest pieces, which are the safest bets for a model that gets
-# 17% of masked pieces right; the model of `course train bert` gets 31%.
+# 13% of `[MASK]` pieces right; the model of `course train bert` gets 26%.
 # The pipeline does not care how good the model is: a folder with a config,
 # weights and a tokenizer is all it needs.
 #
@@ -589,11 +623,12 @@ answer("08.tied-head", "C")
 #   MLM head tied to the token table and an NSP head on `[CLS]`; ours equals
 #   Hugging Face's `BertForPreTraining` with the same weights, and runs in
 #   `pipeline("fill-mask")`.
-# - **MLM works** at this scale: several times the unigram baseline in a
-#   minute, and still climbing after 4,000 steps.
+# - **MLM works** at this scale: two and a half times the unigram
+#   baseline in a minute, twice that after 4,000 steps, and still climbing.
 # - **NSP** stayed at chance for 2,000 steps, then rose to about 0.90 on
 #   the training plays and about 0.60 on held-out plays (negatives from
-#   another play; less from the same play): mostly topic, learned per play. A
+#   another play; less from the same play): mostly which play a text belongs
+#   to, not which pairs are true. A
 #   rule counting shared pieces and MiniLM's sentence vectors show how much
 #   the names and words give away.
 # - **Later models** dropped NSP (RoBERTa) or replaced it with sentence-order

@@ -158,7 +158,7 @@ def check_nsp_pair(nsp_pair) -> None:
         draws = [(play, start, *result) for play, start, result in draws]
         wrong_a = [a for play, start, a, _, _ in draws if a != segment_at(plays[play], start, _WORDS)[0]]
         check.require("A is the segment that starts at `start`", not wrong_a,
-                      expected="segment_at(speeches_by_play[play], start, words)[0]",
+                      expected="the segment that begins at speech `start` of A's play",
                       actual=repr(wrong_a[0]) if wrong_a else None)
         true_next = {(play, start): segment_at(plays[play], segment_at(plays[play], start, _WORDS)[1], _WORDS)[0]
                      for play, start, *_ in draws}
@@ -175,7 +175,7 @@ def check_nsp_pair(nsp_pair) -> None:
         wrong_next = [(play, start, b) for (play, start, _, b, label), f in zip(draws, follows) if label == IS_NEXT and not f]
         overlap = [b for play, start, b in wrong_next if b == segment_at(plays[play], start + 1, _WORDS)[0]]
         check.that("an IsNext B is the segment that begins where A ends", not wrong_next,
-                   expected="segment_at(..., the speech after A's last one)",
+                   expected="the segment that begins with the speech after A's last one",
                    actual=f"{len(wrong_next)} of {labels.count(IS_NEXT)} IsNext pairs start elsewhere",
                    hint=("B started one speech after A's start, but A may hold several speeches: use the second value "
                          "segment_at returns" if overlap else "B must continue the play right where A stops"))
