@@ -17,7 +17,7 @@ def test_labels_follow_the_corpus_and_disputed_kinds_are_left_out():
 
 def test_passages_are_consecutive_spoken_words_without_names():
     text = "Hamlet:\nTo be, or not to be\n\nHoratio:\nMy lord\n"
-    assert passages(text, 3) == ["To be, or", "not to be", ]
+    assert passages(text, 3) == ["To be, or", "not to be"]
     assert passages(text, 4) == ["To be, or not", "to be My lord"]
 
 
