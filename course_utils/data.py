@@ -115,6 +115,13 @@ def plays() -> dict[str, str]:
     return {name: (cached / f"{name}.txt").read_text(encoding="utf-8") for name in play_names()}
 
 
+def spoken_lines(play_text: str) -> list[tuple[str, str]]:
+    """(speaker, line) for every spoken line of a cleaned play, in order."""
+    return [(speaker.removesuffix(":"), line)
+            for block in play_text.strip().split("\n\n")
+            for speaker, *lines in [block.split("\n")] for line in lines]
+
+
 def shakespeare() -> str:
     """All the plays as one text, in a fixed order."""
     return "\n".join(plays().values())

@@ -31,18 +31,27 @@ def attention_maps(text: str) -> tuple[list[str], torch.Tensor]:
     return tokens, torch.cat(attentions).detach()
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of each text's token vectors over its real tokens:
+    (batch, tokens, width) and a (batch, tokens) mask of 1s and 0s in,
+    (batch, width) out. Padding is left out of both the sum and the count."""
+    real = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+
+
 @torch.no_grad()
 def sentence_embeddings(texts: list[str], batch_size: int = 250, max_length: int = 128) -> torch.Tensor:
     """One unit-length vector per text, as sentence-transformers makes them
-    with this model: the mean of the last layer's token vectors over the
-    real tokens (the attention mask leaves padding out), then normalised,
-    so that a dot product of two rows is their cosine similarity."""
+    with this model: the last layer's token vectors, mean-pooled over the
+    real tokens, then normalised, so that a dot product of two rows is
+    their cosine similarity."""
     tokenizer, model = load_encoder()
-    vectors = []
+    by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths pad little
+    vectors = torch.empty(len(texts), model.config.hidden_size)
     for start in range(0, len(texts), batch_size):
-        inputs = tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=max_length,
+        chosen = by_length[start:start + batch_size]
+        inputs = tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=max_length,
                            return_tensors="pt")
         hidden = model(**inputs).last_hidden_state
-        real = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        vectors.append(torch.nn.functional.normalize((hidden * real).sum(1) / real.sum(1), dim=-1))
-    return torch.cat(vectors)
+        vectors[chosen] = torch.nn.functional.normalize(mean_pool(hidden, inputs["attention_mask"]), dim=-1)
+    return vectors

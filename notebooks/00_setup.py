@@ -58,7 +58,7 @@ device = setup_notebook(seed=0)
 # | 06 the transformer block | residuals, LayerNorm, feed-forward; pre-LN and post-LN |
 # | 07 the encoder-decoder | a full transformer trained on a translation-like task, decoded greedily and with beams |
 # | 08 BERT pre-training | masked language modelling and next-sentence prediction on Shakespeare |
-# | 09 BERT in practice | the pretrained MiniLM encoder: embeddings, attention, fine-tuning |
+# | 09 BERT in practice | the pretrained MiniLM encoder: contextual embeddings, semantic search, fine-tuning with `Trainer` |
 # | 10 GPT | a decoder-only model that writes Shakespeare; sampling and the KV cache |
 # | 11 Hugging Face in practice | pipelines, Auto classes, `datasets`, and the quadratic cost of attention |
 #

@@ -137,3 +137,11 @@ def test_every_play_has_one_kind_from_the_corpus_folders():
     assert set(kinds.values()) == {"comedies", "histories", "tragedies", "roman", "romances", "problems"}
     assert (kinds["hamlet"], kinds["henry-v"], kinds["twelfth-night"], kinds["the-tempest"]) == (
         "tragedies", "histories", "comedies", "romances")
+
+
+def test_spoken_lines_pair_each_line_with_its_speaker():
+    from course_utils.data import spoken_lines
+
+    text = "Bernardo:\nWho's there?\n\nFrancisco:\nNay, answer me: stand,\nand unfold yourself.\n"
+    assert spoken_lines(text) == [("Bernardo", "Who's there?"), ("Francisco", "Nay, answer me: stand,"),
+                                  ("Francisco", "and unfold yourself.")]

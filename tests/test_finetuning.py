@@ -4,8 +4,8 @@ baseline that learns something real."""
 
 import torch
 
-from course_utils.finetuning import KINDS, TEST_PLAYS, BagOfWords, kind_dataset, logistic_regression, passages, \
-    play_kind, predict_kinds
+from course_utils.finetuning import KINDS, TEST_PLAYS, BagOfWords, balanced_sample, kind_dataset, logistic_regression, \
+    passages, play_kind, predict_kinds
 
 
 def test_labels_follow_the_corpus_and_disputed_kinds_are_left_out():
@@ -39,3 +39,12 @@ def test_the_bag_of_words_baseline_beats_the_majority_class_on_held_out_plays():
     accuracy = (predict_kinds(model, bag([row["text"] for row in split["test"]])) == test_labels).float().mean()
     majority = (test_labels == train_labels.mode().values).float().mean()
     assert accuracy > majority + 0.1, (accuracy, majority)
+
+
+def test_a_balanced_sample_has_as_many_rows_of_each_kind_in_a_mixed_order():
+    rows = [{"text": f"{label}/{i}", "label": label} for label in range(len(KINDS)) for i in range(50 * (label + 1))]
+    sample = balanced_sample(rows, per_kind=20, seed=3)
+    assert [sum(row["label"] == label for row in sample) for label in range(len(KINDS))] == [20, 20, 20]
+    assert len({row["text"] for row in sample}) == 60
+    assert len({row["label"] for row in sample[:20]}) > 1  # mixed, not in blocks of one kind
+    assert balanced_sample(rows, 20, seed=3) == sample and balanced_sample(rows, 20, seed=4) != sample
