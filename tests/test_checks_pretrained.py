@@ -46,10 +46,11 @@ def test_each_classic_slip_is_named(capsys, progress_file):
         "the sum over every position divided": lambda hidden, mask: hidden.sum(dim=1) / real(mask).sum(dim=1),
         "the [CLS] vector": lambda hidden, mask: hidden[:, 0],
         "then normalised to unit length": lambda hidden, mask: F.normalize(pretrained.mean_pool(hidden, mask), dim=-1),
+        "the real tokens of the whole batch": lambda hidden, mask: (hidden * real(mask)).sum(dim=1) / mask.sum(),
     }
     for name, slip in slips.items():
         out = run(slip, capsys)
-        assert "✗ three texts" in out and f"exactly what" in out and name in out, (name, out)
+        assert "✗ four texts" in out and f"exactly what" in out and name in out, (name, out)
         assert json.loads(progress_file.read_text().splitlines()[-1])["points"] == 0
 
 
@@ -57,6 +58,14 @@ def test_padding_that_still_counts_on_a_real_batch_is_reported(capsys):
     out = run(lambda hidden, mask: hidden.mean(dim=1), capsys)
     assert "✗ MiniLM: 'Brevity is the soul of wit.' alone and padded" in out
     assert "padding still counts somewhere in your mean" in out
+
+
+def test_assuming_padding_on_the_right_fails_on_the_left_padded_text(capsys):
+    def first_tokens(hidden, attention_mask):
+        return torch.stack([row[:count].mean(dim=0) for row, count in zip(hidden, attention_mask.sum(dim=1))])
+
+    out = run(first_tokens, capsys)
+    assert "✗ four texts" in out and "at position (3," in out
 
 
 def test_writing_into_the_inputs_is_reported(capsys):
@@ -73,6 +82,6 @@ def test_a_stub_a_crash_and_a_non_function_are_reported_not_raised(capsys):
         raise NotImplementedError
 
     assert "not attempted yet" in run(stub, capsys)
-    out = run(lambda hidden, mask: hidden.sum(dim=1) / mask.sum(dim=1), capsys)  # (3, 4) / (3,): no broadcast
+    out = run(lambda hidden, mask: hidden.sum(dim=1) / mask.sum(dim=1), capsys)  # (4, 6) / (4,): no broadcast
     assert "it raised RuntimeError" in out
     assert "your answer is a function" in run(None, capsys)

@@ -1,8 +1,9 @@
 """Checkers for the exercises of lesson 09: a pretrained encoder in practice.
 
-The expected values come from `course_utils.pretrained.mean_pool`, which
-tests/test_bert.py shows equal to how sentence-transformers pools this
-model (the same text alone and in a padded batch gives the same vector).
+The expected values come from `course_utils.pretrained.mean_pool`: the mean
+over the real tokens, which is how sentence-transformers pools this model
+(its folder's 1_Pooling/config.json asks for mean pooling). tests/test_bert.py
+checks that the same text gives the same vector alone and in a padded batch.
 """
 
 import torch
@@ -12,12 +13,12 @@ from . import Checker
 
 
 def _padded_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Made-up token vectors for three texts of 5, 2 and 3 real tokens,
-    padded to 5, and their attention mask as a tokenizer returns it
-    (integers). The padding's vectors are large, so that counting them in
-    shows."""
-    hidden = torch.randn(3, 5, 4, generator=generator)
-    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0]])
+    """Made-up token vectors for four texts of 5, 2, 3 and 3 real tokens,
+    padded to 5 (the last one on the left, as some tokenizers pad), and
+    their attention mask as a tokenizer returns it (integers). The
+    padding's vectors are large, so that counting them in shows."""
+    hidden = torch.randn(4, 5, 6, generator=generator)  # width 6, not 4: no accidental broadcast
+    attention_mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 1, 1, 1]])
     hidden[attention_mask == 0] += 10
     return hidden, attention_mask
 
@@ -33,6 +34,7 @@ def check_mean_pool(mean_pool) -> None:
         "the sum over the real tokens, not divided by their number": (hidden * real).sum(dim=1),
         "the sum over the real tokens divided by the padded length": (hidden * real).sum(dim=1) / hidden.size(1),
         "the sum over every position divided by the number of real tokens": hidden.sum(dim=1) / real.sum(dim=1),
+        "the sum over the real tokens divided by the real tokens of the whole batch": (hidden * real).sum(dim=1) / real.sum(),
         "the [CLS] vector (position 0) instead of a mean": hidden[:, 0],
         "the right mean, then normalised to unit length (that is a later step)":
             torch.nn.functional.normalize(pretrained.mean_pool(hidden, attention_mask), dim=-1),
@@ -40,7 +42,8 @@ def check_mean_pool(mean_pool) -> None:
     with Checker("09.mean_pool") as check:
         given = (hidden.clone(), attention_mask.clone())
         pooled = check.call(mean_pool, *given)
-        check.close("three texts of 5, 2 and 3 real tokens, padded to 5: one mean vector per text, shape (3, 4)",
+        check.close("four texts of 5, 2, 3 and 3 real tokens, padded to 5 (the last on the left): "
+                    "one mean vector per text, shape (4, 6)",
                     pooled, pretrained.mean_pool(hidden, attention_mask), mistakes=mistakes,
                     hint="multiply by the mask to zero the padding, and divide by the number of real tokens of each text")
         check.that("hidden and attention_mask are left as they were",
