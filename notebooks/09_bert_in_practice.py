@@ -188,10 +188,13 @@ from course_utils.classroom.checks.pretrained import check_mean_pool
 check_mean_pool(mean_pool)
 
 # %% [markdown]
-# What the mask saves us from, measured: one line alone, then padded
-# beside a longer one, pooled both ways.
+# The course's version is `pretrained.mean_pool`; the rest of the lesson
+# uses it. What the mask saves us from, measured: one line alone, then
+# padded beside a longer one, pooled both ways.
 
 # %%
+from course_utils import pretrained
+
 short = "Brevity is the soul of wit."
 long = "This above all: to thine own self be true, and it must follow, as the night the day, thou canst not then be false to any man."
 with torch.no_grad():
@@ -201,7 +204,7 @@ with torch.no_grad():
     padded_hidden = encoder(**padded).last_hidden_state[:1]
     print(f"{short!r}: {alone['input_ids'].shape[1]} tokens alone, padded to {padded['input_ids'].shape[1]}")
     for name, pool in [("mean over every position", lambda hidden, mask: hidden.mean(dim=1)),
-                       ("mean over the real tokens", mean_pool)]:
+                       ("mean over the real tokens", pretrained.mean_pool)]:
         cosine = torch.nn.functional.cosine_similarity(pool(alone_hidden, alone["attention_mask"]),
                                                        pool(padded_hidden, padded["attention_mask"][:1]))
         print(f"{name:<26} alone vs padded: cosine {cosine.item():.3f}")
@@ -638,7 +641,7 @@ answer("09.contextual", "B")
 answer("09.padding", "C")
 answer("09.feature-extraction", "A")
 answer("09.frozen-layers", "D")
-answer("09.labels", "labels")
+answer("09.loss-argument", "labels")
 answer("09.baseline", "B")
 # END SOLUTION
 
