@@ -321,6 +321,7 @@ def report(name, correct, digits=3):
 
 
 def bag_of_words(rows):
+    # on all passages, words seen fewer than 3 times are dropped, to keep the count matrix small
     bag = BagOfWords([row["text"] for row in rows], min_count=1 if len(rows) < 5000 else 3)
     model = logistic_regression(bag([row["text"] for row in rows]), torch.tensor([row["label"] for row in rows]), len(KINDS))
     return predict_kinds(model, bag([row["text"] for row in test_rows])) == test_labels
