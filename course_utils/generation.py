@@ -86,3 +86,44 @@ def beam_search(next_log_probs: NextLogProbs, start: torch.Tensor, end_token: in
         finished = [(score(lp, max_new_tokens), seq, lp) for seq, lp in zip(beams, beam_log_probs.tolist())]
     best = max(finished, key=lambda item: item[0])
     return best[1], best[2]
+
+
+# --- sampling (lesson 10) -----------------------------------------------------------
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """The logits with every token outside the k most likely set to -inf
+    (ties at the k-th value are kept)."""
+    if k <= 0:
+        raise ValueError(f"k must be at least 1, got {k}")
+    kth = logits.topk(min(k, logits.size(-1)), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus filtering: keep the smallest set of most likely tokens whose
+    probabilities add up to at least p (so the token that crosses p is kept),
+    set the others to -inf. The softmax of the result renormalises them."""
+    if not 0 < p <= 1:
+        raise ValueError(f"p must be in (0, 1], got {p}")
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    mass_before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
+    drop_sorted = mass_before >= p  # the mass before this token already reached p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token id per row of logits (N, vocab): divided by the temperature,
+    filtered by top-k then top-p, sampled from the softmax with `generator`.
+    Temperature 0 is greedy (the argmax)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
