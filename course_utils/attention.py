@@ -38,15 +38,44 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     return weights @ v, weights
 
 
-def causal_mask(length: int, device=None) -> torch.Tensor:
-    """(length, length) bool: position i may attend to positions 0..i."""
-    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
+def causal_mask(length: int, device=None, past: int = 0) -> torch.Tensor:
+    """(length, past + length) bool: query i, which sits at position past + i,
+    may attend to positions 0..past + i. With past = 0 it is square: position i
+    sees positions 0..i. (past > 0 is the case of a KV cache holding the keys
+    of `past` earlier positions.)"""
+    return torch.ones(length, past + length, dtype=torch.bool, device=device).tril(diagonal=past)
 
 
 def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """From a tokenizer's (B, Lk) 0/1 `attention_mask` to a (B, 1, 1, Lk) bool
     mask that broadcasts over heads and queries: padded keys get no attention."""
     return attention_mask.bool()[:, None, None, :]
+
+
+class KVCache:
+    """The keys and values one attention layer has computed so far, each
+    (B, H, positions, Dh). When a decoder generates token t + 1, the keys and
+    values of tokens 1..t are the ones it computed at the steps before (a
+    causal model never revises them), so it keeps them here and computes the
+    newest token's only: memory that grows with the length, traded for time."""
+
+    def __init__(self):
+        self.keys: torch.Tensor | None = None
+        self.values: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        """How many positions the cache holds."""
+        return 0 if self.keys is None else self.keys.size(2)
+
+    def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Add the new positions' keys and values; return all of them."""
+        self.keys = keys if self.keys is None else torch.cat([self.keys, keys], dim=2)
+        self.values = values if self.values is None else torch.cat([self.values, values], dim=2)
+        return self.keys, self.values
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
 
 
 class MultiHeadAttention(nn.Module):
@@ -84,20 +113,36 @@ class MultiHeadAttention(nn.Module):
         b_q, b_k, b_v = self.in_proj.bias.chunk(3) if self.in_proj.bias is not None else (None,) * 3
         return F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
 
-    def forward(self, query, key=None, value=None, mask=None, need_weights: bool = False):
+    def forward(self, query, key=None, value=None, mask=None, need_weights: bool = False, is_causal: bool = False,
+                cache: KVCache | None = None):
         """query: (B, Lq, D); key, value: (B, Lk, D), default: the query
         (self-attention). mask: bool, broadcastable to (B, H, Lq, Lk), True =
-        may attend. Returns (output (B, Lq, D), weights (B, H, Lq, Lk) or None)."""
+        may attend. Returns (output (B, Lq, D), weights (B, H, Lq, Lk) or None).
+
+        is_causal=True is the causal mask without building it: the fused
+        kernel skips the masked half itself. With a `cache`, the new keys and
+        values are appended to it and the queries attend to all it holds."""
         key = query if key is None else key
         value = key if value is None else value
         q, k, v = (self.split_heads(x) for x in self.project(query, key, value))
+        if cache is not None:
+            k, v = cache.append(k, v)
+        if is_causal and mask is not None:
+            raise ValueError("give a mask or is_causal=True, not both")
+        queries, keys = q.size(-2), k.size(-2)
+        # The kernel's own causal mask is square (query i sees keys 0..i); a
+        # cache puts the queries after `keys - queries` earlier positions.
+        fused_causal = is_causal and queries == keys and not need_weights
+        if is_causal and not fused_causal and queries > 1:  # one query sees every key: no mask
+            mask = causal_mask(queries, device=q.device, past=keys - queries)
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask)
             if self.training and self.dropout:
                 out = F.dropout(weights, self.dropout) @ v
         else:
             # The fast path: PyTorch's fused kernel never builds the weights.
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                                                 is_causal=fused_causal)
             weights = None
         return self.out_proj(self.merge_heads(out)), weights
 

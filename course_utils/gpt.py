@@ -7,8 +7,9 @@ tied to the token table. The weights map one to one onto Hugging Face's
 `GPT2LMHeadModel` (`to_huggingface`, `from_huggingface`), whose linear
 layers are `Conv1D`s that store their weight transposed.
 
-Work in progress (issue 11): generation with a KV cache and the training
-recipe come next.
+Generation (`generate`) samples one token at a time with the rules of
+`course_utils.generation`, and keeps each layer's keys and values in a
+`KVCache` so that every step computes the newest token only.
 """
 
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import causal_mask
+from .attention import KVCache
+from .generation import sample_next
 from .transformer import EncoderLayer, LayerNorm, TransformerConfig
 
 
@@ -48,20 +50,31 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(EncoderLayer(config.block()) for _ in range(config.layers))
         self.final_norm = LayerNorm(config.width)
         self.apply(_init_weights)
+        for block in self.blocks:  # GPT-2: each residual branch's last layer starts smaller, 1/√(2·layers)
+            for projection in (block.self_attn.out_proj, block.feed_forward.linear2):
+                nn.init.normal_(projection.weight, std=0.02 / (2 * config.layers) ** 0.5)
 
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """ids: (B, L) with L <= context. Returns logits (B, L, vocab): row t
-        scores the token that follows ids[:, :t + 1]."""
+    def forward(self, ids: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
+        """ids: (B, L). Returns logits (B, L, vocab): row t scores the token
+        that follows ids[:, :t + 1].
+
+        With a cache (from `new_cache`), ids are the tokens after the ones the
+        cache already holds: their positions continue from there."""
+        past = len(cache[0]) if cache else 0
         length = ids.size(1)
-        if length > self.config.context:
-            raise ValueError(f"{length} tokens do not fit a context of {self.config.context}: keep the last "
-                             f"{self.config.context} (ids[:, -{self.config.context}:])")
-        positions = torch.arange(length, device=ids.device)
+        if past + length > self.config.context:
+            held = f"the cache holds {past} positions and " if past else ""
+            raise ValueError(f"{held}{length} tokens do not fit a context of {self.config.context}: keep the last "
+                             f"{self.config.context} (ids[:, -{self.config.context}:]) and start a new cache")
+        positions = torch.arange(past, past + length, device=ids.device)
         x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
-        mask = causal_mask(length, device=ids.device)
-        for block in self.blocks:
-            x, _ = block(x, mask=mask)
+        for block, layer_cache in zip(self.blocks, cache or [None] * len(self.blocks)):
+            x, _ = block(x, is_causal=True, cache=layer_cache)
         return F.linear(self.final_norm(x), self.token_embedding.weight)  # the head is the token table
+
+    def new_cache(self) -> list[KVCache]:
+        """An empty key-value cache, one per block."""
+        return [KVCache() for _ in self.blocks]
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -70,6 +83,43 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+# --- generation --------------------------------------------------------------------
+
+@torch.no_grad()
+def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+    """Extend every row of ids (B, t) by max_new_tokens sampled tokens (see
+    `generation.sample_next`; temperature 0 is greedy). Returns (B, t + new).
+
+    With use_cache, the prompt goes through the model once, then each step
+    feeds the newest token only. Once the text is longer than the context,
+    the model sees a sliding window of the last `context` tokens; every
+    position in the window then shifts by one at each step, and learned
+    absolute positions make every cached key stale, so from there each step
+    runs the whole window again, as without a cache."""
+    model.eval()
+    context = model.config.context
+    cache = None
+    for _ in range(max_new_tokens):
+        if not use_cache or ids.size(1) > context:
+            logits = model(ids[:, -context:])
+        elif cache is None:
+            cache = model.new_cache()
+            logits = model(ids, cache)
+        else:
+            logits = model(ids[:, -1:], cache)
+        next_token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
+        ids = torch.cat([ids, next_token[:, None]], dim=1)
+    return ids
+
+
+def next_token_log_probs(model: GPT):
+    """The model as the callable `generation.greedy` and `generation.beam_search`
+    take: prefixes (N, t) -> log-probabilities of the next token (N, vocab)."""
+    context = model.config.context
+    return lambda prefixes: model(prefixes[:, -context:])[:, -1].log_softmax(dim=-1)
 
 
 # --- Hugging Face ------------------------------------------------------------------

@@ -144,3 +144,26 @@ def test_both_multi_head_paths_agree_with_left_padding_and_no_nan_reaches_the_we
     torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=0)
     for name in gradients[0]:
         torch.testing.assert_close(gradients[0][name], gradients[1][name], atol=1e-5, rtol=0, msg=name)
+
+
+def test_a_causal_mask_after_cached_positions_lets_each_query_see_its_past():
+    mask = causal_mask(2, past=3)
+    assert mask.tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+def test_a_mask_and_is_causal_together_are_refused():
+    attention = MultiHeadAttention(8, 2)
+    x = torch.randn(1, 3, 8)
+    with pytest.raises(ValueError, match="not both"):
+        attention(x, mask=causal_mask(3), is_causal=True)
+
+
+def test_is_causal_equals_the_causal_mask_on_both_paths():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(8, 2).eval()
+    x = torch.randn(2, 5, 8)
+    masked, weights = attention(x, mask=causal_mask(5), need_weights=True)
+    for need_weights in (False, True):
+        out, _ = attention(x, is_causal=True, need_weights=need_weights)
+        torch.testing.assert_close(out, masked, atol=1e-6, rtol=1e-5)
+    assert torch.equal(attention(x, is_causal=True, need_weights=True)[1] > 0, causal_mask(5).expand(2, 2, 5, 5))

@@ -4,7 +4,8 @@ ways, and is causal: no position sees the tokens after it."""
 import pytest
 import torch
 
-from course_utils.gpt import GPT, GPTConfig, from_huggingface, to_huggingface
+from course_utils.generation import beam_search, greedy, sequence_log_prob
+from course_utils.gpt import GPT, GPTConfig, from_huggingface, generate, next_token_log_probs, to_huggingface
 
 SMALL = GPTConfig(vocab_size=50, context=16, width=32, layers=2, heads=4)
 
@@ -56,3 +57,75 @@ def test_no_position_sees_the_future():
 def test_too_long_an_input_says_how_to_fix_it():
     with pytest.raises(ValueError, match="keep the last 16"):
         GPT(SMALL)(torch.zeros(1, 17, dtype=torch.long))
+
+
+# --- the KV cache ---------------------------------------------------------------------
+
+def test_cached_steps_give_the_logits_of_the_whole_sequence():
+    """Prompt, then a chunk of three, then one token at a time: with the cache,
+    each position's logits equal those of one pass over the whole sequence."""
+    model = _model(3)
+    ids = torch.randint(0, SMALL.vocab_size, (2, SMALL.context))
+    with torch.no_grad():
+        whole = model(ids)
+        cache = model.new_cache()
+        pieces = [model(ids[:, :5], cache), model(ids[:, 5:8], cache)]
+        pieces += [model(ids[:, t:t + 1], cache) for t in range(8, SMALL.context)]
+    assert len(cache[0]) == SMALL.context
+    assert (torch.cat(pieces, dim=1) - whole).abs().max() < 1e-5
+
+
+def test_the_cache_grows_by_one_position_per_token_in_every_layer():
+    model = _model(4)
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, dtype=torch.long), cache)
+        sizes = [cache[0].nbytes]
+        for _ in range(2):
+            model(torch.zeros(1, 1, dtype=torch.long), cache)
+            sizes.append(cache[0].nbytes)
+    per_position = 2 * SMALL.width * 4  # a key and a value per layer, float32
+    assert sizes == [3 * per_position, 4 * per_position, 5 * per_position]
+    assert len(cache) == SMALL.layers and all(len(layer) == 5 for layer in cache)
+
+
+def test_a_full_cache_says_how_to_go_on():
+    model = _model(5)
+    cache = model.new_cache()
+    with torch.no_grad():
+        model(torch.zeros(1, SMALL.context, dtype=torch.long), cache)
+        with pytest.raises(ValueError, match="the cache holds 16 positions .* start a new cache"):
+            model(torch.zeros(1, 1, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("new_tokens", [8, 30])  # inside the context, and sliding past it
+def test_generation_with_and_without_the_cache_gives_the_same_tokens(new_tokens):
+    model = _model(6)
+    prompt = torch.randint(0, SMALL.vocab_size, (2, 5))
+    runs = [generate(model, prompt, new_tokens, temperature=1.0, top_k=10, use_cache=use_cache,
+                     generator=torch.Generator().manual_seed(0)) for use_cache in (True, False)]
+    assert runs[0].shape == (2, 5 + new_tokens)
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_greedy_generation_is_temperature_zero_and_equals_huggingface():
+    model = _model(7)
+    prompt = torch.randint(0, SMALL.vocab_size, (1, 4))
+    ours = generate(model, prompt, 10, temperature=0)
+    with torch.no_grad():
+        theirs = to_huggingface(model).generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours, theirs)
+
+
+def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy():
+    model = _model(8)
+    score = next_token_log_probs(model)
+    no_end = -1  # never produced: every hypothesis runs the full length
+    for seed in range(3):
+        start = torch.randint(0, SMALL.vocab_size, (4,), generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            greedy_ids = greedy(score, start[None], no_end, max_new_tokens=10)
+            greedy_log_prob = sequence_log_prob(score, greedy_ids, 4, no_end).item()
+            best, best_log_prob = beam_search(score, start, no_end, max_new_tokens=10, beam_size=4)
+            assert abs(sequence_log_prob(score, best[None], 4, no_end).item() - best_log_prob) < 1e-4
+        assert best_log_prob >= greedy_log_prob - 1e-5

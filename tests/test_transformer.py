@@ -59,6 +59,18 @@ def test_layer_norm_equals_torch_forward_and_backward():
     _assert_same_outputs_and_gradients(ours, reference, ours, reference, [x * 3 + 1])
 
 
+def test_layer_norm_computes_its_formula():
+    """The fused kernel computes lesson 06's formula, with the biased variance."""
+    torch.manual_seed(0)
+    ours = LayerNorm(D)
+    nn.init.normal_(ours.weight)
+    nn.init.normal_(ours.bias)
+    (x,) = _inputs((B, LS, D))
+    mean, variance = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    formula = (x - mean) / torch.sqrt(variance + ours.eps) * ours.weight + ours.bias
+    torch.testing.assert_close(ours(x), formula, atol=1e-5, rtol=1e-5)
+
+
 def test_layer_norm_output_has_zero_mean_and_unit_variance_before_gamma_and_beta():
     (x,) = _inputs((B, LS, D))
     y = LayerNorm(D)(x * 5 + 2)
