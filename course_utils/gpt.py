@@ -12,14 +12,17 @@ Generation (`generate`) samples one token at a time with the rules of
 `KVCache` so that every step computes the newest token only.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .attention import KVCache
 from .generation import sample_next
+from .training import train, warmup_cosine
 from .transformer import EncoderLayer, LayerNorm, TransformerConfig
 
 
@@ -34,10 +37,13 @@ class GPTConfig:
     layers: int = 4
     heads: int = 4
     dropout: float = 0.0
+    # GPT-2 used GELU's tanh approximation ("gelu_tanh"); nanoGPT the exact
+    # one, which PyTorch computes about 3x faster on this CPU (lesson 10).
+    activation: str = "gelu"
 
     def block(self) -> TransformerConfig:
         return TransformerConfig(d_model=self.width, num_heads=self.heads, d_ff=4 * self.width, dropout=self.dropout,
-                                 activation="gelu_tanh", norm="pre")
+                                 activation=self.activation, norm="pre")
 
 
 class GPT(nn.Module):
@@ -122,6 +128,122 @@ def next_token_log_probs(model: GPT):
     return lambda prefixes: model(prefixes[:, -context:])[:, -1].log_softmax(dim=-1)
 
 
+# --- data and training -------------------------------------------------------------
+
+# As many characters as nanoGPT's tiny-shakespeare file, so that its recipe
+# sees as much text with us as with it.
+RECIPE_CHARACTERS = 1_115_394
+
+
+def character_data(characters: int = RECIPE_CHARACTERS):
+    """(tokenizer, train ids, validation ids): the first `characters`
+    characters of the course's training text, one id per character, split
+    90/10 with the first 90% to train (the split nanoGPT makes of its text)."""
+    from .data import shakespeare_splits
+    from .tokenization import char_tokenizer, encode_chars
+
+    text = shakespeare_splits()[0][:characters]
+    tokenizer = char_tokenizer(text)
+    ids = encode_chars(tokenizer, text)
+    split = int(0.9 * len(ids))
+    return tokenizer, ids[:split], ids[split:]
+
+
+def random_windows(ids: torch.Tensor, count: int, context: int,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` windows of context + 1 tokens of ids (1-D) at random starts, as
+    (inputs, targets), each (count, context): the targets are the inputs
+    shifted by one, so target t is the token that follows inputs[:t + 1]."""
+    starts = torch.randint(len(ids) - context, (count,), generator=generator)
+    windows = ids[starts[:, None] + torch.arange(context + 1)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+def next_token_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """The cross-entropy of every target token, averaged over all positions."""
+    inputs, targets = batch
+    return F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten())
+
+
+@dataclass(frozen=True)
+class TrainingRecipe:
+    """The CPU recipe of the best-known small GPT trainer, nanoGPT (its README:
+    batch 12, 2,000 steps, AdamW with learning rate 1e-3 after 100 warm-up
+    steps, cosine decay to 1e-4, β2 = 0.99, weight decay 0.1 on the weight
+    matrices, gradients clipped at 1, 20 batches per split to evaluate)."""
+
+    batch_size: int = 12
+    steps: int = 2000
+    peak_lr: float = 1e-3
+    warmup_steps: int = 100
+    final_lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.1
+    clip_grad_norm: float = 1.0
+    eval_every: int = 250
+    eval_batches: int = 20
+    seed: int = 0
+    fused_optimizer: bool = True  # one kernel updates every tensor (benchmarks/gpt_train.py measures it)
+
+    def lr_at(self) -> Callable[[int], float]:
+        return warmup_cosine(self.peak_lr, self.warmup_steps, self.steps, self.final_lr)
+
+    def optimizer(self, model: GPT) -> torch.optim.Optimizer:
+        """AdamW that decays the weight matrices and embeddings only (not the
+        biases and norms), with the fused kernel: one update for all tensors."""
+        matrices = [p for p in model.parameters() if p.dim() >= 2]
+        vectors = [p for p in model.parameters() if p.dim() < 2]
+        return torch.optim.AdamW([{"params": matrices, "weight_decay": self.weight_decay},
+                                  {"params": vectors, "weight_decay": 0.0}],
+                                 lr=self.peak_lr, betas=self.betas, fused=self.fused_optimizer)
+
+    def batch_at(self, step: int, ids: torch.Tensor, context: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch of a step, the same on every run (seeded by the step)."""
+        return random_windows(ids, self.batch_size, context, torch.Generator().manual_seed(self.seed * 1_000_003 + step))
+
+
+@dataclass
+class TrainingRun:
+    losses: list[float] = field(default_factory=list)  # every step's training loss
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)  # (step, train, validation)
+    samples: list[tuple[int, str]] = field(default_factory=list)  # (step, text the model wrote)
+
+
+@torch.no_grad()
+def mean_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+    model.eval()
+    return next_token_loss(model, batch).item()
+
+
+def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor, recipe: TrainingRecipe = TrainingRecipe(),
+              sample: Callable[[GPT], str] | None = None, progress: bool = True) -> TrainingRun:
+    """Train with `recipe`; every `eval_every` steps, measure the loss on the
+    same eval_batches · batch_size windows of each split (one forward pass
+    each) and, if `sample(model)` is given, print what the model writes."""
+    context = model.config.context
+    held = [random_windows(ids, recipe.eval_batches * recipe.batch_size, context,
+                           torch.Generator().manual_seed(recipe.seed + 1)) for ids in (train_ids, validation_ids)]
+    run = TrainingRun()
+
+    def evaluate(step: int) -> None:
+        if step % recipe.eval_every and step != recipe.steps:
+            return
+        train_loss, validation_loss = (mean_loss(model, batch) for batch in held)
+        run.evaluations.append((step, train_loss, validation_loss))
+        line = f"step {step:>5}  train loss {train_loss:.3f}  validation loss {validation_loss:.3f}"
+        if sample is not None:
+            run.samples.append((step, sample(model)))
+            line += "\n" + run.samples[-1][1]
+        if progress:
+            tqdm.write(line)
+
+    evaluate(0)
+    run.losses = train(model, lambda step: recipe.batch_at(step, train_ids, context), next_token_loss,
+                       recipe.optimizer(model), recipe.steps, recipe.lr_at(), recipe.clip_grad_norm, desc="training GPT",
+                       progress=progress, after_step=evaluate)
+    return run
+
+
 # --- Hugging Face ------------------------------------------------------------------
 
 def _weight_pairs(model: GPT):
@@ -141,12 +263,15 @@ def _weight_pairs(model: GPT):
     yield "transformer.ln_f.bias", model.final_norm.bias, False
 
 
+HUGGINGFACE_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new"}  # ours -> GPT2Config.activation_function
+
+
 def huggingface_config(config: GPTConfig):
     from transformers import GPT2Config
 
     return GPT2Config(vocab_size=config.vocab_size, n_positions=config.context, n_embd=config.width,
                       n_layer=config.layers, n_head=config.heads, n_inner=4 * config.width,
-                      activation_function="gelu_new", resid_pdrop=config.dropout, embd_pdrop=config.dropout,
+                      activation_function=HUGGINGFACE_ACTIVATIONS[config.activation], resid_pdrop=config.dropout, embd_pdrop=config.dropout,
                       attn_pdrop=config.dropout, layer_norm_epsilon=1e-5, tie_word_embeddings=True,
                       bos_token_id=None, eos_token_id=None)
 
@@ -166,10 +291,14 @@ def to_huggingface(model: GPT):
 
 @torch.no_grad()
 def from_huggingface(theirs) -> GPT:
-    """Our GPT with the weights of a `GPT2LMHeadModel` (tied head, GELU-tanh)."""
+    """Our GPT with the weights of a `GPT2LMHeadModel` (with a tied head)."""
     hf = theirs.config
+    activation = {theirs: ours for ours, theirs in HUGGINGFACE_ACTIVATIONS.items()}.get(hf.activation_function)
+    if activation is None:
+        raise ValueError(f"activation {hf.activation_function!r} has no counterpart here; "
+                         f"use one of {sorted(HUGGINGFACE_ACTIVATIONS.values())}")
     model = GPT(GPTConfig(vocab_size=hf.vocab_size, context=hf.n_positions, width=hf.n_embd, layers=hf.n_layer,
-                          heads=hf.n_head)).eval()
+                          heads=hf.n_head, activation=activation)).eval()
     state = theirs.state_dict()
     for name, tensor, transposed in _weight_pairs(model):
         tensor.copy_(state[name].T if transposed else state[name])

@@ -15,6 +15,10 @@ Text to ids. The course uses three subword tokenizers:
   learns the same merges in the same order; `apply_bpe` cuts a new piece with
   learned merges, as the library does (tests/test_tokenization.py).
 
+Lesson 10's GPT reads characters (`char_tokenizer`): one id per distinct
+character, the simplest tokenizer there is, built with the same library so
+that our GPT can be saved and served like any Hugging Face model.
+
 Ids to vectors. A model cannot do arithmetic on an id (id 2 is not "twice" id 1),
 so each id becomes a one-hot vector and then a learned row: `one_hot(ids) @ W`
 equals `W[ids]`, which is what `nn.Embedding` computes, without the multiplications.
@@ -101,6 +105,29 @@ def as_transformers(tokenizer: Tokenizer):
 
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
                                    mask_token="[MASK]", bos_token="<|endoftext|>", eos_token="<|endoftext|>")
+
+
+# --- characters, for lesson 10 ----------------------------------------------------
+
+def char_tokenizer(text: str) -> Tokenizer:
+    """One token per character: the distinct characters of `text`, sorted, get
+    ids 0, 1, 2, ... There is no unknown token, so a character that `text`
+    does not hold cannot be encoded."""
+    vocab = {char: i for i, char in enumerate(sorted(set(text)))}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(tokenizers.Regex(r"[\s\S]"), behavior="isolated")  # every character
+    tokenizer.decoder = decoders.Fuse()  # join the characters back with nothing between them
+    return tokenizer
+
+
+def encode_chars(tokenizer: Tokenizer, text: str) -> torch.Tensor:
+    """The ids of text (1-D), or a ValueError naming the characters the
+    tokenizer has no id for."""
+    unknown = sorted(set(text) - set(tokenizer.get_vocab()))
+    if unknown:
+        raise ValueError(f"no id for the characters {unknown}: the tokenizer knows only the "
+                         f"{tokenizer.get_vocab_size()} characters of its training text")
+    return torch.tensor(tokenizer.encode(text).ids)
 
 
 # --- WordPiece, as BERT's ------------------------------------------------------

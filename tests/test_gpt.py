@@ -1,6 +1,8 @@
 """Our GPT equals Hugging Face's GPT2LMHeadModel with the same weights, both
 ways, and is causal: no position sees the tokens after it."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,9 +12,9 @@ from course_utils.gpt import GPT, GPTConfig, from_huggingface, generate, next_to
 SMALL = GPTConfig(vocab_size=50, context=16, width=32, layers=2, heads=4)
 
 
-def _model(seed=0):
+def _model(seed=0, config=SMALL):
     torch.manual_seed(seed)
-    model = GPT(SMALL).eval()
+    model = GPT(config).eval()
     with torch.no_grad():  # non-zero biases and norms, so that a mis-mapped one shows
         for name, parameter in model.named_parameters():
             if "bias" in name or "norm" in name:
@@ -20,8 +22,9 @@ def _model(seed=0):
     return model
 
 
-def test_logits_equal_gpt2_both_ways():
-    model = _model()
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])  # nanoGPT's, GPT-2's
+def test_logits_equal_gpt2_both_ways(activation):
+    model = _model(config=dataclasses.replace(SMALL, activation=activation))
     ids = torch.randint(0, SMALL.vocab_size, (3, SMALL.context))
     theirs = to_huggingface(model)
     with torch.no_grad():

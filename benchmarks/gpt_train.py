@@ -1,0 +1,163 @@
+"""How fast does the course's GPT train, and how close to the machine's limit?
+
+    .venv/bin/python benchmarks/gpt_train.py              # the recipe, start to end
+    .venv/bin/python benchmarks/gpt_train.py --ablation   # and what each speed-up is worth
+    .venv/bin/python benchmarks/gpt_train.py --steps 200  # a shorter run
+
+The recipe is nanoGPT's CPU recipe (`gpt.TrainingRecipe`: 4 layers, 4 heads,
+width 128, context 64, batch 12, 2,000 steps, learning rate 1e-3 after 100
+warm-up steps, cosine decay to 1e-4, dropout 0, 20 batches per split
+evaluated every 250 steps), on the first 1,115,394 characters of the course's
+training text, split 90/10 (`gpt.character_data`). It prints the wall time
+from start to end, ms per step, tokens per second, the final validation loss,
+and the share of this machine's matrix-multiply throughput that training
+reaches: the FLOPs of one step (counted by `torch.utils.flop_counter`) per
+second, against float32 and bf16 matrix multiplies timed here.
+
+--ablation times short runs of the model as a plain loop would write it
+(lesson 06's layer norm formula, an explicit causal mask, the for-each AdamW),
+then with each speed-up of `course_utils` added in turn.
+
+Measured on the 2-core CPU (AVX2; no AVX-512 or AMX, so bf16 multiplies run
+about 70x slower than float32 here): see the closing note of issue 11 and
+lesson 10.
+"""
+
+import argparse
+import time
+
+import torch
+
+from course_utils.attention import causal_mask
+from course_utils.gpt import GPT, GPTConfig, TrainingRecipe, character_data, next_token_loss, train_gpt
+from course_utils.training import train
+from course_utils.transformer import LayerNorm
+
+VALIDATION_LOSS_TARGET = 1.90
+
+
+def matmul_throughput(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:
+    """FLOP/s of a (size x size) @ (size x size) multiply in `dtype`."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return count * 2 * size ** 3 / (time.perf_counter() - start)
+
+
+def flops_per_step(config: GPTConfig, recipe: TrainingRecipe) -> int:
+    """The FLOPs of one training step, forward and backward, as PyTorch counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = GPT(config)
+    inputs = torch.zeros(recipe.batch_size, config.context, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        next_token_loss(model, (inputs, inputs)).backward()
+    return counter.get_total_flops()
+
+
+# --- the plain versions, for --ablation ----------------------------------------------
+
+class FormulaLayerNorm(LayerNorm):
+    """Lesson 06's layer norm written out: five passes over the data."""
+
+    def forward(self, x):
+        mean, variance = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(variance + self.eps) * self.weight + self.bias
+
+
+def with_formula_layer_norms(model: GPT) -> GPT:
+    for block in model.blocks:
+        for name in ("norm1", "norm2"):
+            formula = FormulaLayerNorm(model.config.width)
+            formula.load_state_dict(getattr(block, name).state_dict())
+            setattr(block, name, formula)
+    return model
+
+
+class MaskedGPT(GPT):
+    """The GPT with the causal mask built and passed to every block, as a plain
+    loop would write it, instead of is_causal=True."""
+
+    def forward(self, ids, cache=None):
+        positions = torch.arange(ids.size(1))
+        x = self.token_embedding(ids) + self.position_embedding(positions)
+        mask = causal_mask(ids.size(1))
+        for block in self.blocks:
+            x, _ = block(x, mask=mask)
+        return torch.nn.functional.linear(self.final_norm(x), self.token_embedding.weight)
+
+
+def ms_per_step(model: GPT, train_ids: torch.Tensor, recipe: TrainingRecipe, steps: int) -> float:
+    """Median-free and simple: the mean of `steps` steps after 10 warm-up steps."""
+    optimizer = recipe.optimizer(model)
+    run = lambda last: train(model, lambda step: recipe.batch_at(step, train_ids, model.config.context),
+                             next_token_loss, optimizer, last, recipe.lr_at(), recipe.clip_grad_norm, progress=False)
+    run(10)
+    start = time.perf_counter()
+    run(steps)
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def ablation(train_ids: torch.Tensor, recipe: TrainingRecipe, steps: int = 150) -> None:
+    config = GPTConfig()
+    plain = TrainingRecipe(fused_optimizer=False)
+    variants = [
+        ("plain: formula layer norm, mask, for-each AdamW", lambda: with_formula_layer_norms(MaskedGPT(config)), plain),
+        ("+ fused layer norm", lambda: MaskedGPT(config), plain),
+        ("+ is_causal=True instead of a mask", lambda: GPT(config), plain),
+        ("+ fused AdamW (the course's GPT)", lambda: GPT(config), recipe),
+    ]
+    print(f"\nablation: ms per training step, mean of {steps} steps after 10 warm-up steps")
+    first = None
+    for name, make, variant_recipe in variants:
+        torch.manual_seed(0)
+        ms = ms_per_step(make(), train_ids, variant_recipe, steps)
+        first = first or ms
+        print(f"  {name:<50} {ms:6.1f} ms  ({ms / first:.2f}x the plain loop)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=TrainingRecipe.steps)
+    parser.add_argument("--ablation", action="store_true", help="also time each speed-up on short runs")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    start = time.perf_counter()
+    recipe = TrainingRecipe(steps=args.steps)
+    _, train_ids, validation_ids = character_data()
+    torch.manual_seed(recipe.seed)
+    model = GPT(GPTConfig())
+    training_start = time.perf_counter()
+    run = train_gpt(model, train_ids, validation_ids, recipe)
+    training_seconds = time.perf_counter() - training_start
+    wall = time.perf_counter() - start
+
+    step_seconds = training_seconds / recipe.steps  # evaluations included, as a trainer's wall time has them
+    tokens = recipe.batch_size * model.config.context
+    flops = flops_per_step(model.config, recipe)
+    fp32, bf16 = matmul_throughput(torch.float32), matmul_throughput(torch.bfloat16)
+    achieved = flops / step_seconds
+    validation_loss = run.evaluations[-1][2]
+    print(f"\nGPT {sum(p.numel() for p in model.parameters()):,} weights, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(f"wall time, start to end:   {wall:.1f} s (training and evaluation {training_seconds:.1f} s)")
+    print(f"per step:                  {step_seconds * 1e3:.1f} ms, {tokens / step_seconds:,.0f} tokens/s")
+    print(f"final validation loss:     {validation_loss:.3f} (target at most {VALIDATION_LOSS_TARGET} after "
+          f"{TrainingRecipe.steps} steps)")
+    print(f"FLOPs per step:            {flops / 1e9:.2f} G -> {achieved / 1e9:.1f} GFLOP/s")
+    print(f"matrix multiply, 1024^3:   float32 {fp32 / 1e9:.1f} GFLOP/s, bf16 {bf16 / 1e9:.1f} GFLOP/s")
+    print(f"training reaches:          {achieved / fp32:.0%} of float32, {achieved / bf16:.0%} of bf16 throughput")
+    if args.ablation:
+        ablation(train_ids, recipe)
+    full_recipe = args.steps == TrainingRecipe.steps
+    return 0 if not full_recipe or validation_loss <= VALIDATION_LOSS_TARGET else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
