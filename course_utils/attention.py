@@ -57,25 +57,42 @@ class KVCache:
     (B, H, positions, Dh). When a decoder generates token t + 1, the keys and
     values of tokens 1..t are the ones it computed at the steps before (a
     causal model never revises them), so it keeps them here and computes the
-    newest token's only: memory that grows with the length, traded for time."""
+    newest token's only: memory that grows with the length, traded for time.
 
-    def __init__(self):
-        self.keys: torch.Tensor | None = None
-        self.values: torch.Tensor | None = None
+    The first `append` reserves room for `capacity` positions, so that later
+    ones write in place instead of copying everything held into a new tensor."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.length = 0
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
 
     def __len__(self) -> int:
         """How many positions the cache holds."""
-        return 0 if self.keys is None else self.keys.size(2)
+        return self.length
 
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Add the new positions' keys and values; return all of them."""
-        self.keys = keys if self.keys is None else torch.cat([self.keys, keys], dim=2)
-        self.values = values if self.values is None else torch.cat([self.values, values], dim=2)
-        return self.keys, self.values
+        new = keys.size(2)
+        if self.length + new > self.capacity:
+            raise ValueError(f"the cache holds {self.length} positions and has room for {self.capacity}: "
+                             f"{new} more do not fit")
+        if self._keys is None:
+            batch, heads, _, head_dim = keys.shape
+            self._keys = keys.new_empty(batch, heads, self.capacity, head_dim)
+            self._values = values.new_empty(batch, heads, self.capacity, head_dim)
+        self._keys[:, :, self.length:self.length + new] = keys
+        self._values[:, :, self.length:self.length + new] = values
+        self.length += new
+        return self._keys[:, :, :self.length], self._values[:, :, :self.length]
 
     @property
     def nbytes(self) -> int:
-        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
+        """The bytes of the keys and values held (the reserved room is not counted)."""
+        if self._keys is None:
+            return 0
+        return 2 * self._keys[:, :, :self.length].numel() * self._keys.element_size()
 
 
 class MultiHeadAttention(nn.Module):

@@ -80,7 +80,7 @@ class GPT(nn.Module):
 
     def new_cache(self) -> list[KVCache]:
         """An empty key-value cache, one per block."""
-        return [KVCache() for _ in self.blocks]
+        return [KVCache(self.config.context) for _ in self.blocks]
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -43,7 +43,8 @@ def test_greedy_tokens_equal_huggingface_generate():
     with torch.no_grad():
         for _ in range(8):
             ids = torch.cat([ids, model(ids)[:, -1].argmax(-1, keepdim=True)], dim=1)
-        generated = theirs.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0)
+        generated = theirs.generate(prompt, max_new_tokens=8, do_sample=False, pad_token_id=0,
+                                                   attention_mask=torch.ones_like(prompt))
     assert torch.equal(ids, generated)
 
 
@@ -116,7 +117,8 @@ def test_greedy_generation_is_temperature_zero_and_equals_huggingface():
     prompt = torch.randint(0, SMALL.vocab_size, (1, 4))
     ours = generate(model, prompt, 10, temperature=0)
     with torch.no_grad():
-        theirs = to_huggingface(model).generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0)
+        theirs = to_huggingface(model).generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0,
+                                                   attention_mask=torch.ones_like(prompt))
     assert torch.equal(ours, theirs)
 
 
