@@ -135,3 +135,42 @@ def attention_explorer(sentences: list[str], layer: int = 1, head: int = 0) -> N
     from IPython.display import display
 
     display(attention_explorer_widget(sentences, layer, head))
+
+
+# --- lesson 10: sampling settings, and what the GPT writes with them ----------------
+
+def continuation(model, tokenizer, prompt: str, new_tokens: int, temperature: float, top_k: int, top_p: float,
+                 seed: int = 0) -> str:
+    """What `model` writes after `prompt` with these settings (top_k = 0 and
+    top_p = 1 switch those filters off), from a fixed seed: the same
+    settings always give the same text."""
+    from .gpt import generate
+    from .tokenization import encode_chars
+
+    ids = encode_chars(tokenizer, prompt)[None]
+    written = generate(model, ids, new_tokens, temperature, top_k or None, top_p if top_p < 1 else None,
+                       torch.Generator().manual_seed(seed))
+    return tokenizer.decode(written[0, ids.size(1):].tolist())
+
+
+def sampling_explorer(model, tokenizer, prompt: str, new_tokens: int = 200, temperature: float = 0.8,
+                      top_k: int = 0, top_p: float = 0.9) -> None:
+    """Sliders for temperature, top-k and top-p; the continuation of `prompt`
+    is rewritten on every change. Headless: the default settings' text only."""
+    def show(temperature, top_k, top_p):
+        print(f"temperature {temperature:.2f}, top-k {top_k or 'off'}, top-p {top_p if top_p < 1 else 'off'}:\n")
+        print(prompt + continuation(model, tokenizer, prompt, new_tokens, temperature, top_k, top_p))
+
+    if not widgets_can_show():
+        show(temperature, top_k, top_p)
+        return
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    sliders = {"temperature": widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
+                                                  description="temperature", continuous_update=False),
+               "top_k": widgets.IntSlider(value=top_k, min=0, max=tokenizer.get_vocab_size(),
+                                          description="top-k (0: off)", continuous_update=False),
+               "top_p": widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05,
+                                            description="top-p (1: off)", continuous_update=False)}
+    display(widgets.VBox([*sliders.values(), widgets.interactive_output(show, sliders)]))

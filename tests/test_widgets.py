@@ -123,3 +123,19 @@ def test_in_jupyterlab_the_explorer_is_a_slider_that_redraws(monkeypatch):
     slider.value = 0.5  # what a drag does: the plot is drawn again for the new divisor
     assert any("scores / 0.5)" in title for title in drawn), drawn
     plt.close("all")
+
+
+def test_sampling_explorer_writes_the_same_text_for_the_same_settings(capsys):
+    from course_utils.gpt import GPT, GPTConfig
+    from course_utils.tokenization import char_tokenizer
+
+    tokenizer = char_tokenizer("abcdefgh \n")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.get_vocab_size(), context=32, width=16, layers=1, heads=2)).eval()
+    first = widgets.continuation(model, tokenizer, "abc", 12, 0.8, 0, 0.9)
+    assert len(first) == 12 and first == widgets.continuation(model, tokenizer, "abc", 12, 0.8, 0, 0.9)
+    greedy = widgets.continuation(model, tokenizer, "abc", 12, 0.0, 0, 1.0)
+    assert greedy == widgets.continuation(model, tokenizer, "abc", 12, 0.0, 5, 0.5), "temperature 0 ignores the filters"
+    widgets.sampling_explorer(model, tokenizer, "abc", new_tokens=12, temperature=0.0, top_p=1.0)
+    out = capsys.readouterr().out
+    assert "temperature 0.00, top-k off, top-p off" in out and "abc" + greedy in out
