@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from course_utils.generation import beam_search, greedy, sequence_log_prob
-from course_utils.gpt import GPT, GPTConfig, from_huggingface, generate, next_token_log_probs, to_huggingface
+from course_utils.gpt import (GPT, GPTConfig, TrainingRecipe, from_huggingface, generate, next_token_log_probs,
+                              random_windows, to_huggingface, train_gpt)
+from course_utils.tokenization import char_tokenizer, encode_chars
 
 SMALL = GPTConfig(vocab_size=50, context=16, width=32, layers=2, heads=4)
 
@@ -134,3 +136,32 @@ def test_beam_search_finds_a_sequence_at_least_as_likely_as_greedy():
             best, best_log_prob = beam_search(score, start, no_end, max_new_tokens=10, beam_size=4)
             assert abs(sequence_log_prob(score, best[None], 4, no_end).item() - best_log_prob) < 1e-4
         assert best_log_prob >= greedy_log_prob - 1e-5
+
+
+# --- data and training ----------------------------------------------------------------
+
+def test_windows_pair_each_input_with_the_token_after_it():
+    ids = torch.arange(100)
+    inputs, targets = random_windows(ids, 5, 8, torch.Generator().manual_seed(0))
+    assert inputs.shape == targets.shape == (5, 8)
+    assert torch.equal(targets, inputs + 1), "target t is the token after input t"
+    assert int(inputs.max()) + 1 <= 99
+
+
+def test_the_character_tokenizer_round_trips_and_names_unknown_characters():
+    tokenizer = char_tokenizer("To be,\nor not")
+    ids = encode_chars(tokenizer, "not to be")
+    assert tokenizer.decode(ids.tolist()) == "not to be"
+    with pytest.raises(ValueError, match=r"no id for the characters \['!', 'x'\]"):
+        encode_chars(tokenizer, "x!")
+
+
+def test_train_gpt_learns_a_repeating_text_and_evaluates_on_schedule():
+    ids = torch.tensor([0, 1, 2, 3, 4, 5] * 200)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=6, context=8, width=16, layers=1, heads=2))
+    recipe = TrainingRecipe(batch_size=8, steps=60, peak_lr=1e-2, warmup_steps=5, eval_every=20, eval_batches=2)
+    run = train_gpt(model, ids, ids, recipe, sample=lambda model: "text", progress=False)
+    assert [step for step, _, _ in run.evaluations] == [0, 20, 40, 60]
+    assert run.evaluations[0][2] > 1.5 and run.evaluations[-1][2] < 0.2, run.evaluations
+    assert len(run.losses) == 60 and [step for step, _ in run.samples] == [0, 20, 40, 60]

@@ -4,7 +4,7 @@ have the shapes their formulas promise."""
 import pytest
 import torch
 
-from course_utils.training import linear_warmup, smooth, train, transformer_schedule
+from course_utils.training import linear_warmup, smooth, train, transformer_schedule, warmup_cosine
 
 
 def _regression():
@@ -53,3 +53,24 @@ def test_linear_warmup_and_smooth():
     assert [lr(1), lr(5), lr(10), lr(50)] == pytest.approx([1e-4, 5e-4, 1e-3, 1e-3])
     assert smooth([1, 2, 3, 4], window=2) == [1.5, 2.5, 3.5]
     assert smooth([1.0] * 10, window=25) == []
+
+
+def test_warmup_cosine_climbs_then_falls_to_its_final_rate():
+    lr = warmup_cosine(1e-3, warmup_steps=100, total_steps=2000, final_lr=1e-4)
+    assert [lr(1), lr(50), lr(100)] == pytest.approx([1e-5, 5e-4, 1e-3])
+    assert lr(1050) == pytest.approx((1e-3 + 1e-4) / 2), "half way down the cosine, half way between the rates"
+    assert lr(2000) == pytest.approx(1e-4) and lr(2500) == pytest.approx(1e-4)
+    assert all(lr(step) >= lr(step + 1) for step in range(100, 2000))
+
+
+def test_after_step_runs_after_every_step_and_training_goes_on_in_train_mode():
+    model, next_batch, loss_of = _regression()
+    seen = []
+
+    def evaluate(step):
+        model.eval()
+        seen.append(step)
+
+    train(model, lambda step: seen.append(("batch", model.training)) or next_batch(step), loss_of,
+          torch.optim.SGD(model.parameters(), lr=0.1), steps=3, progress=False, after_step=evaluate)
+    assert seen == [("batch", True), 1, ("batch", True), 2, ("batch", True), 3]
