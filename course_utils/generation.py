@@ -1,6 +1,6 @@
 """Decoding: turning a model's next-token distribution into a sequence.
 
-Every function here takes the model as one callable,
+Greedy decoding, beam search and sequence scoring take the model as one callable,
 
     next_log_probs(prefixes: LongTensor (N, t)) -> FloatTensor (N, vocab)
 
@@ -8,6 +8,9 @@ the log-probabilities of the token that follows each of N prefixes. An
 encoder-decoder wraps its decoder (with the encoded source fixed) in such a
 function; a decoder-only model wraps itself. So greedy decoding and beam search
 are written once, for both.
+
+The sampling rules (temperature, top-k, top-p: `sample_next`) act on one
+step's logits; `gpt.generate` calls them at every step.
 """
 
 from collections.abc import Callable

@@ -38,7 +38,7 @@ class GPTConfig:
     heads: int = 4
     dropout: float = 0.0
     # GPT-2 used GELU's tanh approximation ("gelu_tanh"); nanoGPT the exact
-    # one, which PyTorch computes about 3x faster on this CPU (lesson 10).
+    # one, which PyTorch computes faster on this CPU (benchmarks/gpt_train.py --ablation).
     activation: str = "gelu"
 
     def block(self) -> TransformerConfig:

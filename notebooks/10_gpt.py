@@ -231,17 +231,19 @@ plt.show()
 # %% [markdown]
 # **How fast, and why.** `benchmarks/gpt_train.py` runs the full recipe
 # and times what each choice is worth. On the 2-core CPU it reached a
-# validation loss of 1.85 after 2,000 steps (target: 1.90) in 100 s, at
-# 43-49 ms a step over runs. Of a plain loop's 53 ms a step, the fused layer norm saved 12%
-# (lesson 06's formula takes five passes over the data and as many
-# backward ones) and the fused AdamW another 5%; GELU's exact form,
-# nanoGPT's choice, runs about 3x faster here than GPT-2's tanh
-# approximation. What remains is mostly matrix multiplies: one step is
-# 3.7 GFLOP, and the multiplies alone run at about 140 GFLOP/s at these
-# shapes, so no float32 loop gets much below 30 ms a step on this CPU.
-# bf16 would halve that on a CPU with AMX, but this one has none: bf16
-# multiplies run at about 1 GFLOP/s here, 100x slower (measured by the
-# script).
+# validation loss of 1.85 after 2,000 steps (target: 1.90) in 100 s, 49 ms
+# a step with its evaluations. With `--ablation`, a plain loop of the same
+# model took 52.5 ms a step. The fused layer norm brought that to 45.6 ms
+# (lesson 06's formula takes five passes over the data, and as many
+# backward). Then `is_causal=True` changed nothing measurable at 64
+# positions, the fused AdamW gave 44.5 ms, and GELU's exact form
+# (nanoGPT's choice, which PyTorch computes faster here than GPT-2's tanh
+# approximation) gave 40.0 ms: 0.76x the plain loop. What remains is mostly
+# matrix multiplies. One step is 3.66 GFLOP, and this CPU's float32
+# multiply peaks near 170 GFLOP/s, so even at peak a step would take
+# 22 ms; training reaches about 45% of that. bf16 would help on a CPU with
+# AMX units, but this one has none: bf16 multiplies run at about
+# 1 GFLOP/s here, over 100x slower (the script measures both).
 #
 # ## Writing: from logits to text
 #
@@ -432,8 +434,8 @@ plt.show()
 #
 # How much time it saves, measured on a GPT whose context holds a
 # 64-token prompt and 256 new tokens (`benchmarks/generation.py`, 2-core
-# CPU, greedy): 1.40 s without the cache, 0.46 s with it (3.8x), and
-# Hugging Face's `generate` on the same weights 0.78 s.
+# CPU, greedy): 1.24 s without the cache, 0.35 s with it (3.5x), and
+# Hugging Face's `generate` on the same weights 0.58 s.
 # The lesson's own model is small and its context short, so here the
 # gain is smaller:
 
