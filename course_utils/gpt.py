@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from .attention import KVCache
@@ -55,6 +56,9 @@ class GPT(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(EncoderLayer(config.block()) for _ in range(config.layers))
         self.final_norm = LayerNorm(config.width)
+        # When on, training keeps only each block's input and recomputes the
+        # block's insides during the backward pass: less memory, more time (lesson 11).
+        self.gradient_checkpointing = False
         self.apply(_init_weights)
         for block in self.blocks:  # GPT-2: each residual branch's last layer starts smaller, 1/√(2·layers)
             for projection in (block.self_attn.out_proj, block.feed_forward.linear2):
@@ -75,7 +79,10 @@ class GPT(nn.Module):
         positions = torch.arange(past, past + length, device=ids.device)
         x = self.dropout(self.token_embedding(ids) + self.position_embedding(positions))
         for block, layer_cache in zip(self.blocks, cache or [None] * len(self.blocks)):
-            x, _ = block(x, is_causal=True, cache=layer_cache)
+            if self.gradient_checkpointing and torch.is_grad_enabled() and layer_cache is None:
+                x, _ = checkpoint(block, x, is_causal=True, use_reentrant=False)
+            else:
+                x, _ = block(x, is_causal=True, cache=layer_cache)
         return F.linear(self.final_norm(x), self.token_embedding.weight)  # the head is the token table
 
     def new_cache(self) -> list[KVCache]:

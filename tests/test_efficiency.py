@@ -1,0 +1,73 @@
+"""Lesson 11's measurements: the saved-activation count agrees with the
+tensors we know attention keeps, gradient checkpointing and gradient
+accumulation change no gradient, and the fitted exponent recovers a power."""
+
+import torch
+import torch.nn.functional as F
+
+from course_utils.attention import scaled_dot_product_attention
+from course_utils.efficiency import attention_costs, fitted_exponent, gradients, saved_activation_bytes
+from course_utils.gpt import GPT, GPTConfig, next_token_loss
+
+SMALL = GPTConfig(vocab_size=40, context=16, width=32, layers=2, heads=4)
+
+
+def _batch(rows=8, seed=0):
+    ids = torch.randint(0, SMALL.vocab_size, (rows, SMALL.context + 1), generator=torch.Generator().manual_seed(seed))
+    return ids[:, :-1], ids[:, 1:]
+
+
+def test_naive_attention_saves_the_score_matrix_and_the_fused_kernel_does_not():
+    heads, length, width = 2, 128, 16
+    q, k, v = (torch.randn(1, heads, length, width, requires_grad=True) for _ in range(3))
+    _, naive = saved_activation_bytes(lambda: scaled_dot_product_attention(q, k, v))
+    _, fused = saved_activation_bytes(lambda: F.scaled_dot_product_attention(q, k, v))
+    score_matrix = heads * length * length * 4  # float32
+    assert naive >= score_matrix  # the L x L weights, which the softmax and the product with v both save
+    assert fused < score_matrix / 4  # q, k, v, the output and one number per row: linear in the length
+
+
+def test_parameters_and_repeated_saves_are_counted_once_or_not_at_all():
+    weight = torch.nn.Parameter(torch.randn(64, 64))
+    x = torch.randn(4, 64, requires_grad=True)
+    _, saved = saved_activation_bytes(lambda: (x @ weight @ weight).sum())
+    assert saved == (4 * 64 + 4 * 64) * 4  # x and x @ weight; the parameter is not counted
+
+
+def test_attention_costs_grow_as_the_square_for_the_naive_memory():
+    lengths = [64, 128, 256]
+    costs = attention_costs(lengths, heads=2, head_dim=8, repeats=1)
+    assert 1.8 < fitted_exponent(lengths, costs["naive"]["saved_bytes"]) < 2.1
+    assert 0.9 < fitted_exponent(lengths, costs["fused"]["saved_bytes"]) < 1.1
+    assert all(seconds > 0 for kind in costs.values() for seconds in kind["seconds"])
+
+
+def test_fitted_exponent_recovers_a_power_law():
+    lengths = [100, 200, 400, 800]
+    assert abs(fitted_exponent(lengths, [3 * n ** 2.5 for n in lengths]) - 2.5) < 1e-9
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_the_whole_batch():
+    torch.manual_seed(0)
+    model = GPT(SMALL)
+    inputs, targets = _batch(rows=8)
+    whole = gradients(model, next_token_loss, [(inputs, targets)])
+    accumulated = gradients(model, next_token_loss, [(inputs[i:i + 2], targets[i:i + 2]) for i in range(0, 8, 2)])
+    for name, gradient in whole.items():
+        assert torch.allclose(accumulated[name], gradient, atol=1e-6, rtol=1e-4), name
+
+
+def test_gradient_checkpointing_keeps_the_gradients_and_saves_less():
+    torch.manual_seed(0)
+    model = GPT(SMALL)
+    batch = _batch()
+    plain = gradients(model, next_token_loss, [batch])
+    _, plain_bytes = saved_activation_bytes(lambda: next_token_loss(model, batch))
+    model.gradient_checkpointing = True
+    checkpointed = gradients(model, next_token_loss, [batch])
+    _, checkpointed_bytes = saved_activation_bytes(lambda: next_token_loss(model, batch))
+    for name, gradient in plain.items():
+        assert torch.allclose(checkpointed[name], gradient, atol=1e-6, rtol=1e-5), name
+    assert checkpointed_bytes < plain_bytes / 2
+    with torch.no_grad():  # no graph, nothing to recompute: the same logits either way
+        assert torch.equal(model(batch[0]), (setattr(model, "gradient_checkpointing", False), model(batch[0]))[1])
