@@ -5,7 +5,8 @@
 
 Executes the lessons headlessly (as `course run` does, into build/benchmark/),
 prints seconds per lesson and exits 1 if any budget is exceeded. Run it on an
-otherwise idle machine: the numbers are wall-clock seconds.
+otherwise idle machine: the numbers are wall-clock seconds. `course bench`
+times lessons the same way (`runner.execute_lessons`) against these budgets.
 """
 
 import json
@@ -13,24 +14,27 @@ import sys
 import time
 
 from course_utils.classroom import paths
-from course_utils.classroom.lessons import BUDGET_SECONDS, find_lessons, measured_seconds
-from course_utils.classroom.runner import run_lessons
+from course_utils.classroom.lessons import BUDGET_SECONDS, find_lessons
+from course_utils.classroom.runner import execute_lessons, timing_table
 
 COURSE_BUDGET_SECONDS = 15 * 60
 
 
 def main(selectors: list[str]) -> int:
     lessons = find_lessons(selectors)
+    out_dir = paths.BUILD / "benchmark"
     start = time.perf_counter()
-    ok = run_lessons(lessons, out_dir=paths.BUILD / "benchmark")
+    runs = execute_lessons(lessons, out_dir)
     total = time.perf_counter() - start
-    seconds = {lesson.name: measured_seconds().get(lesson.name) for lesson in lessons}
+    print(timing_table(runs))
+    print(f"\nExecuted notebooks: {out_dir}")
+    seconds = {run.name: round(run.seconds, 1) if run.ok else None for run in runs}  # None: the lesson failed
     over = {name: s for name, s in seconds.items() if s is None or s > BUDGET_SECONDS}
     print(json.dumps({"seconds_per_lesson": seconds, "total_seconds": round(total, 1)}, indent=1))
     print(f"per-lesson budget {BUDGET_SECONDS} s: {'met' if not over else f'EXCEEDED by {sorted(over)}'}")
     if not selectors:
         print(f"course budget {COURSE_BUDGET_SECONDS} s: {'met' if total <= COURSE_BUDGET_SECONDS else 'EXCEEDED'} ({total:.0f} s)")
-    return 0 if ok and not over and (selectors or total <= COURSE_BUDGET_SECONDS) else 1
+    return 0 if not over and (selectors or total <= COURSE_BUDGET_SECONDS) else 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ and the share of this machine's matrix-multiply throughput that training
 reaches: the FLOPs of one step (counted by `torch.utils.flop_counter`) per
 second, against float32 and bf16 matrix multiplies timed here.
 
+`measure_training` times a short run of the recipe, for `course bench`.
+
 --ablation times short runs of the model as a plain loop would write it
 (lesson 06's layer norm formula, an explicit causal mask, the for-each AdamW,
 GPT-2's tanh GELU), then with each speed-up of `course_utils` added in turn.
@@ -36,15 +38,23 @@ from course_utils.transformer import LayerNorm
 VALIDATION_LOSS_TARGET = 1.90
 
 
-def matmul_throughput(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0) -> float:
+def matmul_throughput(dtype: torch.dtype, size: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
     """FLOP/s of a (size x size) @ (size x size) multiply in `dtype`."""
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
     a @ b
+    synchronize(device)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         a @ b
         count += 1
+    synchronize(device)  # a GPU queues the multiplies: wait for the last one
     return count * 2 * size ** 3 / (time.perf_counter() - start)
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Wait for the device's queued work, so that a timer stops when it is done."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def flops_per_step(config: GPTConfig, recipe: TrainingRecipe) -> int:
@@ -90,15 +100,40 @@ class MaskedGPT(GPT):
         return torch.nn.functional.linear(self.final_norm(x), self.token_embedding.weight)
 
 
-def ms_per_step(model: GPT, train_ids: torch.Tensor, recipe: TrainingRecipe, steps: int) -> float:
+def ms_per_step(model: GPT, train_ids: torch.Tensor, recipe: TrainingRecipe, steps: int, device: str = "cpu") -> float:
     """The mean time of `steps` training steps, after 10 warm-up steps."""
+    model.to(device)
     optimizer = recipe.optimizer(model)
-    run = lambda last: train(model, lambda step: recipe.batch_at(step, train_ids, model.config.context),
-                             next_token_loss, optimizer, last, recipe.lr_at(), recipe.clip_grad_norm, progress=False)
+    batch_at = lambda step: tuple(ids.to(device) for ids in recipe.batch_at(step, train_ids, model.config.context))
+    run = lambda last: train(model, batch_at, next_token_loss, optimizer, last, recipe.lr_at(), recipe.clip_grad_norm,
+                             progress=False)
     run(10)
+    synchronize(device)
     start = time.perf_counter()
     run(steps)
+    synchronize(device)
     return (time.perf_counter() - start) / steps * 1e3
+
+
+def training_figures(step_seconds: float, config: GPTConfig, recipe: TrainingRecipe, matmul_flops: float) -> dict:
+    """What a step time means: tokens per second, and the FLOPs per second
+    reached, as a share of the float32 multiply's `matmul_flops`."""
+    flops = flops_per_step(config, recipe)
+    return {"ms_per_step": step_seconds * 1e3, "tokens_per_second": recipe.batch_size * config.context / step_seconds,
+            "flops_per_step": flops, "flops_per_second": flops / step_seconds,
+            "matmul_share": flops / step_seconds / matmul_flops}
+
+
+def measure_training(steps: int = 100, device: str = "cpu", matmul_flops: float | None = None) -> dict:
+    """The recipe's training speed from a short run (the steps after 10
+    warm-up steps, no evaluations): `training_figures` of its mean step."""
+    recipe = TrainingRecipe()
+    _, train_ids, _ = character_data()
+    torch.manual_seed(recipe.seed)
+    model = GPT(GPTConfig())
+    step_seconds = ms_per_step(model, train_ids, recipe, steps, device) / 1e3
+    return training_figures(step_seconds, model.config, recipe,
+                            matmul_flops or matmul_throughput(torch.float32, device=device))
 
 
 def ablation(train_ids: torch.Tensor, recipe: TrainingRecipe, steps: int = 150) -> None:
@@ -141,20 +176,19 @@ def main() -> int:
     wall = time.perf_counter() - start
 
     step_seconds = training_seconds / recipe.steps  # evaluations included, as a trainer's wall time has them
-    tokens = recipe.batch_size * model.config.context
-    flops = flops_per_step(model.config, recipe)
     fp32, bf16 = matmul_throughput(torch.float32), matmul_throughput(torch.bfloat16)
-    achieved = flops / step_seconds
+    figures = training_figures(step_seconds, model.config, recipe, fp32)
+    achieved = figures["flops_per_second"]
     validation_loss = run.evaluations[-1][2]
     print(f"\nGPT {sum(p.numel() for p in model.parameters()):,} weights, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"wall time, start to end:   {wall:.1f} s (training and evaluation {training_seconds:.1f} s)")
-    print(f"per step:                  {step_seconds * 1e3:.1f} ms, {tokens / step_seconds:,.0f} tokens/s")
+    print(f"per step:                  {figures['ms_per_step']:.1f} ms, {figures['tokens_per_second']:,.0f} tokens/s")
     print(f"final validation loss:     {validation_loss:.3f} (target at most {VALIDATION_LOSS_TARGET} after "
           f"{TrainingRecipe.steps} steps)")
-    print(f"FLOPs per step:            {flops / 1e9:.2f} G -> {achieved / 1e9:.1f} GFLOP/s")
+    print(f"FLOPs per step:            {figures['flops_per_step'] / 1e9:.2f} G -> {achieved / 1e9:.1f} GFLOP/s")
     print(f"matrix multiply, 1024^3:   float32 {fp32 / 1e9:.1f} GFLOP/s, bf16 {bf16 / 1e9:.1f} GFLOP/s")
-    print(f"training reaches:          {achieved / fp32:.0%} of the float32 multiply's throughput, "
+    print(f"training reaches:          {figures['matmul_share']:.0%} of the float32 multiply's throughput, "
           f"{achieved / bf16:.2g}x the bf16 multiply's")
     if args.ablation:
         ablation(train_ids, recipe)

@@ -18,7 +18,7 @@ def _batch(rows=8, seed=0):
 
 
 def test_naive_attention_saves_the_score_matrix_and_the_fused_kernel_does_not():
-    heads, length, width = 2, 128, 16
+    heads, length, width = 2, 512, 16
     q, k, v = (torch.randn(1, heads, length, width, requires_grad=True) for _ in range(3))
     _, naive = saved_activation_bytes(lambda: scaled_dot_product_attention(q, k, v))
     _, fused = saved_activation_bytes(lambda: F.scaled_dot_product_attention(q, k, v))

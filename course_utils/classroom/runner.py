@@ -6,6 +6,7 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ipykernel.kernelspec
@@ -80,47 +81,67 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, al
             client.km.shutdown_kernel(now=True)
 
 
-def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | None = None) -> bool:
-    """Execute the lessons in order; print minutes per lesson; True if all passed.
-    A failing lesson is reported and the others still run; with in_place, its
-    stored .ipynb is left as it was."""
-    out_dir = out_dir or paths.BUILD / "executed"
+@dataclass(frozen=True)
+class LessonRun:
+    name: str
+    seconds: float
+    error: str | None = None  # the failing cell's exception, e.g. "ZeroDivisionError: division by zero"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False) -> list[LessonRun]:
+    """Execute the lessons in order, each timed; a failing lesson is reported
+    and the others still run. The executed notebooks go to out_dir (a failed
+    run too, to inspect) or, with in_place, over the stored .ipynb pairs (a
+    failed one is left as it was)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = measured_seconds()
-    rows, all_ok = [], True
+    runs = []
     with tempfile.TemporaryDirectory() as scratch:
         os.environ.update(kernel_environment(Path(scratch) / "progress.jsonl"))
         for lesson in tqdm(lessons, desc="lessons", unit="lesson"):
             notebook = read_source(lesson)
             start = time.perf_counter()
+            error = None
             try:
                 execute(notebook, lesson.source.parent, lesson.name)
-                status = "ok"
-            except CellExecutionError as error:
-                status, all_ok = "FAILED", False
-                tqdm.write(f"\n{lesson.name} failed:\n{_short(error)}\n")
+            except CellExecutionError as failure:
+                error = f"{failure.ename}: {failure.evalue}"
+                tqdm.write(f"\n{lesson.name} failed:\n{_short(failure)}\n")
             seconds = time.perf_counter() - start
-            if status == "ok":
+            if error is None:
                 timings[lesson.name] = round(seconds, 1)
                 target = lesson.notebook if in_place else out_dir / lesson.notebook.name
                 jupytext.write(notebook, target, fmt="ipynb")
             elif not in_place:
                 nbformat.write(notebook, out_dir / lesson.notebook.name)  # keep the partial run to inspect
-            rows.append((lesson.name, seconds, status))
+            runs.append(LessonRun(lesson.name, seconds, error))
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True))
-    print(timing_table(rows))
+    return runs
+
+
+def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | None = None) -> bool:
+    """`course run`: execute the lessons (see execute_lessons), print minutes
+    per lesson; True if all passed."""
+    out_dir = out_dir or paths.BUILD / "executed"
+    runs = execute_lessons(lessons, out_dir, in_place)
+    print(timing_table(runs))
     print(f"\nExecuted notebooks: {'notebooks/ (in place)' if in_place else out_dir}")
-    return all_ok
+    return all(run.ok for run in runs)
 
 
-def timing_table(rows: list[tuple[str, float, str]]) -> str:
-    width = max([len(name) for name, _, _ in rows] + [6])
+def timing_table(runs: list[LessonRun]) -> str:
+    width = max([len(run.name) for run in runs] + [6])
     lines = [f"{'lesson':<{width}}  minutes  budget  status", "-" * (width + 25)]
-    for name, seconds, status in rows:
-        over = "  over budget" if seconds > BUDGET_SECONDS else ""
-        lines.append(f"{name:<{width}}  {seconds / 60:7.1f}  {BUDGET_SECONDS / 60:6.1f}  {status}{over}")
-    lines.append(f"{'total':<{width}}  {sum(s for _, s, _ in rows) / 60:7.1f}")
+    for run in runs:
+        over = "  over budget" if run.seconds > BUDGET_SECONDS else ""
+        status = "ok" if run.ok else "FAILED"
+        lines.append(f"{run.name:<{width}}  {run.seconds / 60:7.1f}  {BUDGET_SECONDS / 60:6.1f}  {status}{over}")
+    lines.append(f"{'total':<{width}}  {sum(run.seconds for run in runs) / 60:7.1f}")
     return "\n".join(lines)
 
 
