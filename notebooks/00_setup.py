@@ -60,7 +60,7 @@ device = setup_notebook(seed=0)
 # | 08 BERT pre-training | masked language modelling and next-sentence prediction on Shakespeare |
 # | 09 BERT in practice | the pretrained MiniLM encoder: contextual embeddings, semantic search, fine-tuning with `Trainer` |
 # | 10 GPT | a decoder-only model that writes Shakespeare; sampling and the KV cache |
-# | 11 Hugging Face in practice | pipelines, Auto classes, `datasets`, and the quadratic cost of attention |
+# | 11 Hugging Face in practice | Auto classes, `datasets`, a names tagger fine-tuned, save/load and `safetensors`, pipelines; attention's cost measured, and its remedies |
 #
 # Take them in order: each lesson uses what the earlier ones built. `course
 # list` in a terminal shows the lessons that are in your copy, with their run
