@@ -10,7 +10,7 @@ KERNEL := transformers-course
 
 PRACTICE := practice
 
-.PHONY: setup lab practice run notebooks test doctor list clean distclean
+.PHONY: setup lab practice run notebooks test bench doctor list clean distclean
 
 setup: $(STAMP)
 
@@ -40,6 +40,9 @@ notebooks: $(STAMP)    ## re-execute the .py sources and store them as the .ipyn
 test: $(STAMP)         ## unit tests, pair checks and nbval (strict) on every notebook
 	@test -d tests || { echo "This is the student edition of the course: it has no tests."; exit 1; }
 	$(BIN)/python -m pytest
+
+bench: $(STAMP)        ## measure this machine (`course bench`): a table in build/bench/bench.md
+	$(BIN)/course bench
 
 doctor: $(STAMP)
 	$(BIN)/course doctor

@@ -69,6 +69,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    from . import paths
+    from .bench import TINY, Amounts, BenchError, run_bench
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    amounts = TINY if args.tiny else Amounts()
+    selectors = [] if args.lessons == ["all"] else args.lessons or list(amounts.lessons)  # [] means every lesson
+    lessons = [] if args.no_lessons else find_lessons(selectors)
+    try:
+        ok = run_bench(device, amounts, lessons, args.out or paths.BUILD / "bench", args.threads)
+    except BenchError as error:
+        print(f"course bench: {error}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="course", description="The transformers course: run, check and grade lessons.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -98,6 +116,28 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--results", type=Path, default=BERT_RESULTS,
                        help="where to write the curve (default: the file lesson 08 reads)")
     train.set_defaults(func=cmd_train)
+    bench = verbs.add_parser(
+        "bench", help="measure this machine: matmul, GPT training, generation, attention, lessons (about 4 min)",
+        description="Measure the course's performance figures on this machine, with the scripts in benchmarks/: "
+        "float32 matmul throughput, the GPT recipe's training speed, generation with and without the KV cache, "
+        "our multi-head attention against PyTorch's, and lessons against their budget. Writes bench.md (a table) "
+        "and bench.json; exits 1 if a stage failed (the others still run). By default it times lessons 00, 08 "
+        "and 09 (the set-up and the two longest) and takes about 4 minutes on a 2-core CPU, more when other work "
+        "shares the cores; --lessons all times every lesson, about 12 minutes in all there.")
+    bench.add_argument("--device", choices=["cpu", "cuda"],
+                       help="where to measure (default: cuda when PyTorch sees a GPU, else cpu); with cpu, the "
+                       "lessons' kernels are not shown the GPU either")
+    bench.add_argument("--out", type=Path, help="folder for bench.md, bench.json and the executed lessons "
+                       "(default: build/bench/ in the course folder)")
+    bench.add_argument("--threads", type=int, help="PyTorch's CPU threads, here and in the lessons' kernels "
+                       "(default: PyTorch's choice)")
+    bench.add_argument("--tiny", action="store_true", help="a few steps, tokens and repeats, and lesson 00 only: "
+                       "checks that everything runs, in well under a minute; the figures are rough")
+    chosen = bench.add_mutually_exclusive_group()
+    chosen.add_argument("--lessons", nargs="+", metavar="LESSON",
+                        help="the lessons to time: numbers (3) or names (03_masks), or `all`")
+    chosen.add_argument("--no-lessons", action="store_true", help="skip the lessons stage")
+    bench.set_defaults(func=cmd_bench)
     args = parser.parse_args(argv)
     return args.func(args)
 
