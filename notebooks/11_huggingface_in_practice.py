@@ -30,7 +30,8 @@
 #   names with `Trainer`, and compare it with a dictionary on unseen plays;
 # - save and load model, tokenizer and config, and look inside a
 #   `safetensors` file;
-# - serve models with `pipeline` for four tasks;
+# - serve our models with `pipeline`: token classification, feature
+#   extraction and text generation;
 # - measure attention's time and memory up to 4,096 positions, and the
 #   remedies on our GPT: gradient accumulation, gradient checkpointing,
 #   bf16 autocast and the KV cache.
