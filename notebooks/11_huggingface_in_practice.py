@@ -577,8 +577,8 @@ assert costs["naive"]["seconds"][-1] > 4 * costs["naive"]["seconds"][2], "4x the
 # 4,096 positions for a single text and a single layer, and doubling the
 # length multiplies it by four (exponent 2); the fused kernel keeps only
 # its inputs, output and one number per row, linear in the length. Time:
-# both still grow about as the square (the timings above fit an exponent
-# near 2, more for the naive one once its matrix outgrows the caches):
+# both still grow about as the square (the timings above fit exponents
+# near 2 for both):
 # the fused kernel does the same arithmetic, it only avoids writing the
 # matrix out and reading it back. Making attention itself cheaper than
 # L x L needs another model (sparse, local or linear attention), not
