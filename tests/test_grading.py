@@ -1,4 +1,6 @@
-"""`course grade` on a class of good and bad submissions made here."""
+"""`course grade` on a class of good and bad submissions made here: the
+gradebook, the feedback and the statuses. Hostile submissions are in
+test_sandbox.py."""
 
 import csv
 
@@ -71,68 +73,91 @@ def gradebook(tmp_path_factory):
     out = tmp_path_factory.mktemp("grades") / "grades.csv"
     assert cli.main(["grade", str(folder), "--out", str(out), "--lesson", "0", "--time-limit", "40"]) == 0
     with out.open() as file:
-        rows = {row["submission"]: row for row in csv.DictReader(file)}
+        rows = {row["learner"]: row for row in csv.DictReader(file)}
     return rows, out
 
 
-def test_one_row_per_submission_with_every_item(gradebook):
-    rows, _ = gradebook
-    assert set(rows) == {"alice/00_setup.ipynb", "bob.ipynb", "carol.ipynb", "dave.ipynb", "erin.ipynb",
-                         "frank.ipynb", "gina.ipynb", "hal.ipynb"}
-    assert set(ITEMS) <= set(next(iter(rows.values())))
-    assert len(ITEMS) == 7
+def test_one_row_per_learner_with_every_item_in_lesson_order(gradebook):
+    rows, out = gradebook
+    assert set(rows) == {"alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal"}
+    header = out.read_text().splitlines()[0].split(",")
+    assert header[:7] == ["learner", "total", "max", "00 score", "00 max", "00 status", "00 notebook"]
+    assert header[7:-1] == list(ITEMS) and header[-1] == "notes" and len(ITEMS) == 7
+    assert rows["alice"]["00 notebook"] == "alice/00_setup.ipynb"
 
 
 def test_the_reference_solution_gets_full_marks(gradebook):
-    rows, _ = gradebook
-    assert rows["alice/00_setup.ipynb"]["score"] == rows["alice/00_setup.ipynb"]["max"] == "7"
-    assert rows["alice/00_setup.ipynb"]["status"] == "ok"
+    alice = gradebook[0]["alice"]
+    assert alice["total"] == alice["max"] == alice["00 score"] == "7"
+    assert alice["00 status"] == "finished"
 
 
 def test_a_half_done_release_notebook_gets_what_it_earned(gradebook):
-    rows, _ = gradebook
-    bob = rows["bob.ipynb"]
-    assert (bob["00.offline"], bob["00.edit"], bob["00.count_words"], bob["score"]) == ("1", "0", "0", "2")
+    bob = gradebook[0]["bob"]
+    assert (bob["00.offline"], bob["00.edit"], bob["00.count_words"], bob["total"]) == ("1", "0", "0", "2")
     assert bob["00.first-cell"] == "1", "a malformed answer earlier in the cell does not stop the next ones"
-    assert "not answered or not run: " in bob["status"] and "00.count_words" in bob["status"]
+    assert bob["00 status"].startswith("finished; not answered or not run: ") and "00.count_words" in bob["00 status"]
 
 
 def test_items_are_found_by_id_not_by_position(gradebook):
-    assert gradebook[0]["carol.ipynb"]["score"] == "7"
+    assert gradebook[0]["carol"]["total"] == "7"
 
 
 def test_a_deleted_exercise_cell_costs_only_that_exercise(gradebook):
-    dave = gradebook[0]["dave.ipynb"]
-    assert dave["score"] == "6" and dave["00.count_words"] == "0" and "00.count_words" in dave["status"]
+    dave = gradebook[0]["dave"]
+    assert dave["total"] == "6" and dave["00.count_words"] == "0" and "00.count_words" in dave["00 status"]
 
 
-def test_errors_and_network_attempts_are_reported_and_the_rest_graded(gradebook):
-    erin = gradebook[0]["erin.ipynb"]
-    assert erin["score"] == "7"
-    assert "cell 2 raised ZeroDivisionError: division by zero" in erin["status"]
-    assert "cell 3 raised NetworkBlockedError: This course runs offline" in erin["status"]
+def test_errors_and_network_attempts_are_reported_by_jupyterlab_cell_number(gradebook):
+    erin = gradebook[0]["erin"]
+    assert erin["total"] == "7"
+    assert "cell [2] raised ZeroDivisionError: division by zero" in erin["00 status"]
+    assert "cell [3] raised NetworkBlockedError: This course runs offline" in erin["00 status"]
 
 
-def test_an_infinite_loop_times_out_and_keeps_what_ran(gradebook):
-    frank = gradebook[0]["frank.ipynb"]
-    assert "timed out after 40 s" in frank["status"] and frank["score"] == "7"
+def test_an_infinite_loop_times_out_keeps_what_ran_and_says_which_cells(gradebook):
+    frank = gradebook[0]["frank"]
+    code_cells = sum(cell.cell_type == "code" and bool(cell.source.strip()) for cell in _reference().cells)
+    assert frank["00 status"].startswith(f"timed out after 40 s (cells [1]-[{code_cells}] ran)")
+    assert frank["total"] == "7"
 
 
 def test_invalid_json_and_another_lesson_are_reported_in_their_rows(gradebook):
     rows, _ = gradebook
-    assert rows["gina.ipynb"]["status"].startswith("unreadable notebook (") and rows["gina.ipynb"]["score"] == "0"
-    assert rows["gina.ipynb"]["max"] == "7" and rows["gina.ipynb"]["00.offline"] == "0"
-    assert rows["hal.ipynb"]["status"] == "wrong lesson: this is lesson 05's notebook, lesson 00 was asked for"
+    assert rows["gina"]["00 status"].startswith("unreadable notebook (") and rows["gina"]["total"] == "0"
+    assert rows["gina"]["max"] == "7" and rows["gina"]["00.offline"] == "0"
+    assert rows["hal"]["00 status"] == "wrong lesson: this is lesson 05's notebook, lesson 00 was asked for"
 
 
-def test_each_learner_gets_feedback_that_says_why_points_were_lost(gradebook):
+def test_each_notebook_gets_feedback_that_says_why_points_were_lost(gradebook):
     _, out = gradebook
     feedback = (out.parent / "grades-feedback" / "bob.txt").read_text()
     assert "Score: 2 / 7" in feedback and "✓ 00.offline" in feedback and "✗ 00.count_words" in feedback
-    assert "✗ Not quite (0/1) · 00.edit" in feedback  # the answer's own feedback, under its item
+    assert "✗ Not quite (0/1) · 00.edit" in feedback  # the grader's judgement, under its item
     assert "⚠ 00.checker has options A, B, C; 'M', 'Y', 'E' is not one of them" in feedback
-    assert "not attempted yet" in feedback
-    assert (out.parent / "grades-feedback" / "alice__00_setup.txt").exists()
+    assert (out.parent / "grades-feedback" / "alice" / "00_setup.txt").exists()
+
+
+def test_the_long_format_has_one_row_per_learner_lesson_and_item(gradebook, tmp_path):
+    from course_utils.classroom.grading import Grade, write_gradebook
+
+    grades = [Grade("bob.ipynb", "bob", "00", "finished", points=dict.fromkeys(ITEMS, 1.0), maximum=dict(ITEMS)),
+              Grade("x/notes.ipynb", "x", "", "not a lesson of this course")]
+    write_gradebook(tmp_path / "long.csv", grades, fmt="long")
+    rows = list(csv.reader((tmp_path / "long.csv").open()))
+    assert rows[0] == ["learner", "lesson", "item", "points", "max"]
+    assert rows[1:] == [["bob", "00", item, "1", f"{full:g}"] for item, full in ITEMS.items()] + \
+        [["x", "00", item, "0", f"{full:g}"] for item, full in ITEMS.items()]
+
+
+def test_a_learner_with_two_notebooks_of_a_lesson_keeps_the_better_one(tmp_path):
+    from course_utils.classroom.grading import Grade, gradebook_rows
+
+    better = Grade("dan/00_setup.ipynb", "dan", "00", "finished", dict.fromkeys(ITEMS, 1.0), dict(ITEMS))
+    worse = Grade("dan/00_copy.ipynb", "dan", "00", "finished", dict.fromkeys(ITEMS, 0.0), dict(ITEMS))
+    header, row = gradebook_rows([worse, better])
+    assert row[header.index("total")] == "7" and row[header.index("00 notebook")] == "dan/00_setup.ipynb"
+    assert "dan/00_copy.ipynb: not counted, 0 points" in row[-1]
 
 
 def test_regrading_replaces_the_feedback_folder(tmp_path):
@@ -140,8 +165,59 @@ def test_regrading_replaces_the_feedback_folder(tmp_path):
 
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "x.ipynb").write_text("not json")
-    (tmp_path / "grades-feedback").mkdir()
-    (tmp_path / "grades-feedback" / "old-learner.txt").write_text("from last week")
+    (tmp_path / "grades-feedback" / "old").mkdir(parents=True)
+    (tmp_path / "grades-feedback" / "old" / "learner.txt").write_text("from last week")
     grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
     assert sorted(p.name for p in (tmp_path / "grades-feedback").iterdir()) == ["x.txt"]
     assert paths.COURSE_ROOT.exists()
+
+
+def test_a_stale_partial_file_or_folder_beside_the_gradebook_changes_nothing(tmp_path):
+    from course_utils.classroom.grading import grade_folder
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "x.ipynb").write_text("not json")
+    (tmp_path / "grades.csv.partial").mkdir()
+    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    assert (tmp_path / "grades.csv").read_text().startswith("learner,total,max")
+
+
+def test_a_feedback_file_that_cannot_be_written_is_reported_in_its_row(tmp_path):
+    from course_utils.classroom.grading import grade_folder
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "x.ipynb").write_text("not json")
+    (tmp_path / "subs" / "y.ipynb").write_text("not json either")
+    (tmp_path / "grades-feedback" / "x.txt").mkdir(parents=True)  # a folder where the file should go
+    (tmp_path / "grades-feedback" / "x.txt" / "notes").write_text("the instructor's")
+    grades = grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    assert "its feedback file could not be written" in grades[0].status
+    assert (tmp_path / "grades-feedback" / "y.txt").exists()
+
+
+@pytest.mark.parametrize("lesson", ["13", "abc"])
+def test_an_unknown_lesson_is_a_clear_error(tmp_path, lesson):
+    (tmp_path / "x.ipynb").write_text("{}")
+    with pytest.raises(SystemExit, match="There is no lesson .* the lessons are 00 to 11"):
+        cli.main(["grade", str(tmp_path), "--lesson", lesson, "--out", str(tmp_path / "g.csv")])
+
+
+def test_without_bubblewrap_grading_refuses_and_says_why(tmp_path, monkeypatch):
+    from course_utils.classroom import sandbox
+
+    monkeypatch.setattr(sandbox, "bubblewrap", lambda: None)
+    (tmp_path / "x.ipynb").write_text("{}")
+    with pytest.raises(SystemExit, match=r"(?s)no working `bwrap`.*apt-get install bubblewrap.*--unsafe-no-sandbox"):
+        cli.main(["grade", str(tmp_path), "--out", str(tmp_path / "g.csv")])
+
+
+def test_unsafe_grading_without_a_sandbox_judges_the_same_way(tmp_path):
+    notebook = nbformat.v4.new_notebook(metadata={"course": {"lesson": "00"}})
+    notebook.cells = [nbformat.v4.new_code_cell('from course_utils.classroom.quiz import answer\n'
+                                                'answer("00.offline", "A")\nanswer("00.edit", "A")')]
+    nbformat.write(notebook, tmp_path / "ann.ipynb")
+    out = tmp_path / "grades.csv"
+    assert cli.main(["grade", str(tmp_path), "--out", str(out), "--unsafe-no-sandbox", "--time-limit", "60"]) == 0
+    row = next(csv.DictReader(out.open()))
+    assert (row["00.offline"], row["00.edit"], row["total"]) == ("1", "0", "1")
+    assert row["00 status"].startswith("finished; not answered or not run: 00.checker")

@@ -136,11 +136,19 @@ def test_unanswered_is_not_an_error(progress_file, capsys):
     ("00.offline", "", "⚠ 00.offline: the answer is empty"),
     ("00.offline", 2, "⚠ 00.offline expects one letter"),
     ("00.offline", "Z", "⚠ 00.offline has options A, B, C; 'Z' is not one of them"),
+    ("00.first-cell", "x" * 200_000, "⚠ 00.first-cell: this answer is 200,000 characters long; answers are at most 200"),
 ])
 def test_answer_explains_what_it_cannot_grade_and_never_raises(question_id, value, message, capsys, progress_file):
     answer(question_id, value)
-    assert capsys.readouterr().out.startswith(message)
+    out = capsys.readouterr().out
+    assert out.startswith(message) and out.count("\n") == 1, "one line"
     assert not progress_file.exists()
+
+
+def test_a_graded_answer_is_saved_with_its_value(progress_file):
+    answer("00.rare-words", {"D", "A"})
+    entry = json.loads(progress_file.read_text())
+    assert entry["item"] == "00.rare-words" and entry["answer"] == ["A", "D"]
 
 
 def test_answer_without_a_value_is_not_answered_yet(capsys):
@@ -192,3 +200,18 @@ def test_show_quiz_prints_text_outside_jupyter(monkeypatch, capsys):
     show_quiz("00")
     out = capsys.readouterr().out
     assert out.startswith("Quiz 00 · How this course works") and "00.offline  (1 point, one answer)" in out
+
+
+def test_the_quiz_widget_shows_the_quiz_as_text_where_only_text_is_kept(monkeypatch):
+    """nbconvert and papermill keep a widget's text/plain: it must be the quiz."""
+    from IPython import display as ipython_display
+
+    from course_utils.classroom import quiz as quiz_module
+
+    shown = []
+    monkeypatch.setattr(quiz_module.env, "widgets_can_show", lambda: True)
+    monkeypatch.setattr(ipython_display, "display", shown.append)
+    quiz_module.show_quiz("00")
+    bundle = shown[0]._repr_mimebundle_()
+    assert bundle["text/plain"] == quiz_as_text(load_quiz("00"))
+    assert "application/vnd.jupyter.widget-view+json" in bundle

@@ -53,10 +53,17 @@ def cmd_student(args) -> int:
 
 def cmd_grade(args) -> int:
     from .grading import feedback_folder, grade_folder
+    from .sandbox import Limits
 
-    lesson = f"{int(args.lesson):02d}" if args.lesson else None
-    grades = grade_folder(args.submissions, args.out, lesson=lesson, time_limit=args.time_limit)
-    print(f"\nGradebook: {args.out} ({len(grades)} submissions); feedback files in {feedback_folder(args.out)}")
+    lesson = args.lesson
+    if lesson is not None and lesson.strip().isdigit():
+        lesson = f"{int(lesson):02d}"
+    limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
+    grades = grade_folder(args.submissions, args.out, lesson=lesson, limits=limits, fmt=args.format,
+                          sandboxed=not args.unsafe_no_sandbox)
+    learners = len({grade.learner for grade in grades})
+    print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
+          f"feedback files in {feedback_folder(args.out)}")
     return 0
 
 
@@ -101,11 +108,23 @@ def main(argv: list[str] | None = None) -> int:
     student = verbs.add_parser("student", help="write the student release: solutions stubbed, quiz answers sealed")
     student.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
     student.set_defaults(func=cmd_student)
-    grade = verbs.add_parser("grade", help="run and grade a folder of submitted notebooks")
+    grade = verbs.add_parser(
+        "grade", help="run each submitted notebook in a sandbox and grade it into a gradebook",
+        description="Run every .ipynb under SUBMISSIONS in a bubblewrap sandbox that sees only the sealed student "
+        "release, judge its quiz answers and exercises here, and write a gradebook (one row per learner: the "
+        "folder a notebook is in, or its file name) and one feedback file per notebook.")
     grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with the .ipynb files (searched recursively)")
-    grade.add_argument("--out", type=Path, default=Path("grades.csv"), help="the gradebook CSV (default: grades.csv)")
+    grade.add_argument("--out", type=Path, default=Path("grades.csv"), help="the gradebook (default: grades.csv)")
+    grade.add_argument("--format", choices=["csv", "long"], default="csv",
+                       help="csv: one row per learner, a column per lesson total and item (default); "
+                       "long: one row per learner, lesson and item (learner, lesson, item, points, max), for an LMS")
     grade.add_argument("--lesson", help="the lesson being graded: a submission of another lesson is reported, not graded")
     grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
+    grade.add_argument("--memory-limit", type=float, default=6,
+                       help="GiB of address space for each process of a submission (default 6)")
+    grade.add_argument("--unsafe-no-sandbox", action="store_true",
+                       help="grade without bubblewrap (e.g. on macOS): the notebooks then run as you and can "
+                       "read and change what you can; only for notebooks you trust")
     grade.set_defaults(func=cmd_grade)
     from .train import BERT_RESULTS, LONG_RUN_STEPS
 

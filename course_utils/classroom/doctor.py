@@ -75,6 +75,16 @@ def _check_offline(problems: list[str]) -> list[str]:
     return [f"  offline mode: {', '.join(f'{k}={v}' for k, v in states.items())} (set by every lesson's first cell)"]
 
 
+def _check_sandbox() -> list[str]:
+    """Only `course grade` needs the sandbox: reported, never a problem for a learner."""
+    from .sandbox import bubblewrap, process_counter
+
+    if bubblewrap() is None:
+        return ["  grading sandbox: bubblewrap MISSING (only `course grade` needs it; Debian/Ubuntu: "
+                "apt-get install bubblewrap)"]
+    return [f"  grading sandbox: bubblewrap works; processes bounded by {process_counter()}"]
+
+
 def run_doctor() -> int:
     """Print the report; return the exit code (1 if anything needs fixing)."""
     problems: list[str] = []
@@ -98,6 +108,7 @@ def run_doctor() -> int:
         print("Jupyter:")
         print("\n".join(_check_kernel(problems)))
         print("\n".join(_check_offline(problems)))
+        print("\n".join(_check_sandbox()))
     except ImportError:
         pass  # reported above as a missing package
     if problems:

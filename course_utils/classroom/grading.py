@@ -1,43 +1,63 @@
-"""`course grade SUBMISSIONS/ --out grades.csv`: run every submitted notebook
-and grade its quiz answers and exercises by id.
+"""`course grade SUBMISSIONS/ --out grades.csv`: grade a folder of submitted
+notebooks into a gradebook, with a feedback file for each notebook.
 
-Each submission runs in a process of its own (which starts its own kernel),
-offline, under a time limit, with its own progress log; the quiz answers and
-checker results recorded in that log are the grade. Items are found by id, so
-learners may move, split or delete cells. Whatever goes wrong with one
-submission is written in its row; the others are graded all the same.
+Who is who: a notebook in a folder of its own is that folder's learner's
+(`alice/02_qkv_by_hand.ipynb` is alice's); a notebook directly in SUBMISSIONS
+is named after itself (`bob.ipynb` is bob's). A notebook's lesson is the one
+the release wrote in its metadata, else the number its file name starts with.
+
+How: each notebook's code cells run in a sandbox (`sandbox.py`) that sees the
+sealed student release and nothing else of the course; the sandbox only reports
+evidence, which is judged here, in the grader's own process:
+
+- a quiz answer is the value the learner passed to `answer(...)`, graded with
+  the authoring quiz (the sandbox's release has no keys at all);
+- an exercise counts what its checker reported in the sandbox.
+
+Items are found by id, so learners may move, split or delete cells. Whatever
+goes wrong with one notebook is written in its learner's row and feedback; the
+others are graded all the same.
 """
 
 import csv
+import math
 import os
 import re
-import subprocess
-import sys
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from . import progress
+from . import quiz, sandbox
 from .lessons import all_lessons
 from .scores import lesson_items
+from .student import build_release
 
-DEFAULT_TIME_LIMIT = 600  # seconds for one whole submission
+MAX_NOTEBOOK_BYTES = 64 << 20
+REPORT_KEPT = 20_000  # characters of one item's quoted output in a feedback file
+FORMATS = ("csv", "long")
 
 
 @dataclass
 class Grade:
-    submission: str
+    submission: str  # the notebook's path under SUBMISSIONS
+    learner: str
     lesson: str = ""
-    status: str = "ok"
+    status: str = ""
     points: dict[str, float] = field(default_factory=dict)  # item id -> points earned
     maximum: dict[str, float] = field(default_factory=dict)  # item id -> points possible
-    reports: dict[str, str] = field(default_factory=dict)  # item id -> what its checker or answer() printed
+    reports: dict[str, str] = field(default_factory=dict)  # item id -> why, in words
 
     @property
     def total(self) -> float:
         return sum(self.points.values())
+
+
+def learner_of(submission: Path) -> str:
+    """alice/02_x.ipynb -> alice; bob.ipynb -> bob (see the module docstring)."""
+    return submission.parts[0] if len(submission.parts) > 1 else submission.stem
 
 
 def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
@@ -46,161 +66,277 @@ def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
     return number if len(number) == 2 and number.isdigit() else path.name[:2] if path.name[:2].isdigit() else ""
 
 
-# The child process: run the copy, then write it back with its outputs (the
-# feedback quotes them). Killed at the time limit, it leaves the log only.
-_CHILD = """
-import sys, nbformat
-from pathlib import Path
-from course_utils.classroom.runner import execute
-notebook = nbformat.read(sys.argv[1], as_version=4)
-try:
-    execute(notebook, Path(sys.argv[1]).parent, "grading", allow_errors=True, quiet=True)
-finally:
-    nbformat.write(notebook, sys.argv[1])
-"""
+def find_submissions(folder: Path) -> list[Path]:
+    """Every .ipynb under `folder`, relative to it, without following links out
+    of it; checkpoints and hidden folders are not submissions."""
+    found = []
+    for here, folders, files in os.walk(folder):
+        folders[:] = sorted(name for name in folders if not name.startswith(".") and name != ".ipynb_checkpoints")
+        found += [Path(here, name).relative_to(folder) for name in sorted(files) if name.endswith(".ipynb")]
+    return found
 
 
-def _execute_in_subprocess(path: Path, log: Path, time_limit: float) -> str:
-    """Run the notebook in a child process, offline; return '' or what went wrong.
-    Errors inside cells are not problems here: they are read from the outputs."""
-    from .runner import kernel_environment
-
-    environment = {**os.environ, **kernel_environment(log)}
+def grade_one(folder: Path, submission: Path, expected_lesson: str | None, release: Path,
+              limits: sandbox.Limits, sandboxed: bool = True) -> Grade:
+    grade = Grade(submission=submission.as_posix(), learner=learner_of(submission))
+    path = folder / submission
+    grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
     try:
-        result = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
-                                timeout=time_limit, env=environment, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return f"timed out after {time_limit:g} s; graded what ran before"
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        return f"could not be run: {last[:200]}"
-    return ""
-
-
-def grade_one(path: Path, root: Path, expected_lesson: str | None, time_limit: float) -> Grade:
-    grade = Grade(submission=str(path.relative_to(root)))
-    try:
-        notebook = nbformat.read(path, as_version=4)
-    except Exception as error:  # invalid JSON, not a notebook, unreadable file
-        grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
-        if grade.lesson in {lesson.number for lesson in all_lessons()}:
-            grade.maximum = lesson_items(grade.lesson)
-            grade.points = dict.fromkeys(grade.maximum, 0.0)
-        grade.status = f"unreadable notebook ({type(error).__name__}): not a valid .ipynb file; nothing could be run"
-        return grade
-    grade.lesson = lesson_of(notebook, path)
-    if expected_lesson and grade.lesson != expected_lesson:
-        grade.status = f"wrong lesson: this is lesson {grade.lesson or '?'}'s notebook, lesson {expected_lesson} was asked for"
-        return grade
+        if path.is_symlink():
+            raise ValueError("it is a symbolic link, which is not followed: hand in the notebook itself")
+        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"it is larger than {MAX_NOTEBOOK_BYTES >> 20} MB")
+        notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+        if not all(isinstance(source, str) for source in cells):
+            raise ValueError("a code cell's source is not text")
+    except Exception as error:  # invalid JSON, not a notebook, unreadable, a link
+        reason = str(error) if isinstance(error, ValueError) and str(error).startswith("it ") else type(error).__name__
+        return _no_points(grade, f"unreadable notebook ({reason}): not a valid .ipynb file; nothing was run")
+    found = lesson_of(notebook, path)
+    if expected_lesson and found != expected_lesson:
+        return _no_points(grade, f"wrong lesson: this is lesson {found or '?'}'s notebook, lesson {expected_lesson} "
+                                 "was asked for")
+    grade.lesson = found
     if grade.lesson not in {lesson.number for lesson in all_lessons()}:
         grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
         return grade
-    grade.maximum = lesson_items(grade.lesson)
-    with tempfile.TemporaryDirectory() as scratch:
-        copy = Path(scratch) / path.name  # run a copy: the submission itself is never modified
-        nbformat.write(notebook, copy)
-        log = Path(scratch) / "progress.jsonl"
-        problem = _execute_in_subprocess(copy, log, time_limit)
-        results = progress.latest_results(log)
-        try:
-            executed = nbformat.read(copy, as_version=4)
-        except Exception:  # killed while writing: grade from the log alone
-            executed = nbformat.v4.new_notebook()
-    # Only items of this lesson count, each at most its full points.
-    grade.points = {item: min(float(results[item]["points"]), full) if item in results else 0.0
-                    for item, full in grade.maximum.items()}
-    grade.reports = item_reports(executed)
-    notes = [problem] if problem else []
-    notes += [f"cell {number} raised {error}" for number, error in cell_errors(executed)]
-    missing = [item for item in grade.maximum if item not in results]
-    if missing:
-        notes.append(f"not answered or not run: {', '.join(missing)}")
-    grade.status = "; ".join(notes) or "ok"
+    run = sandbox.run_submission(cells, release, limits, sandboxed)
+    judge(grade, run)
     return grade
 
 
-def cell_errors(notebook: nbformat.NotebookNode) -> list[tuple[int, str]]:
-    """(code cell number, 'ErrorName: message') for each cell that failed."""
-    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    return [(number, f"{output.ename}: {output.evalue}"[:160])
-            for number, cell in enumerate(code, start=1) for output in cell.get("outputs", [])
-            if output.get("output_type") == "error"]
+def _no_points(grade: Grade, status: str) -> Grade:
+    if grade.lesson in {lesson.number for lesson in all_lessons()}:
+        grade.maximum = lesson_items(grade.lesson)
+        grade.points = dict.fromkeys(grade.maximum, 0.0)
+    grade.status = status
+    return grade
+
+
+def judge(grade: Grade, run: sandbox.Run) -> None:
+    """Points from the run's evidence, judged here (see the module docstring)."""
+    grade.maximum = lesson_items(grade.lesson)
+    questions = quiz.load_quiz(grade.lesson).questions  # the authoring file: the real keys
+    answers, exercises = run.evidence["answers"], run.evidence["exercises"]
+    printed = item_reports("\n".join(cell["output"] for cell in run.cells))
+    missing = []
+    for item, full in grade.maximum.items():
+        grade.points[item] = 0.0
+        if item in questions:
+            if item not in answers:  # what the sandbox printed says why: not answered, or a malformed answer
+                missing.append(item)
+                grade.reports[item] = printed.get(item, "")
+                continue
+            try:
+                feedback = quiz.grade(questions[item], answers[item])
+                grade.points[item], grade.reports[item] = min(float(feedback.points), full), str(feedback)
+            except quiz.AnswerError as problem:
+                grade.reports[item] = f"⚠ {problem}"
+        elif item in exercises:
+            claimed = exercises[item]
+            valid = isinstance(claimed, (int, float)) and not isinstance(claimed, bool) and math.isfinite(claimed)
+            grade.points[item] = min(max(float(claimed), 0.0), full) if valid else 0.0
+            grade.reports[item] = printed.get(item, "")
+        else:
+            missing.append(item)
+            grade.reports[item] = printed.get(item, "")
+    grade.status = run.status + (f"; not answered or not run: {', '.join(missing)}" if missing else "")
 
 
 _CHECKER_HEADER = re.compile(r"^(\d\d\.[\w-]+)$")  # a checker's report starts with the exercise id
 _ANSWER_LINE = re.compile(r"^(?:[✓✗] (?:Correct|Not quite) \(.*\) · |… |⚠ .*?)(\d\d\.[\w-]+)")
 
 
-def item_reports(notebook: nbformat.NotebookNode) -> dict[str, str]:
+def item_reports(text: str) -> dict[str, str]:
     """What each checker and answer() printed, by item id: a block runs from
     its first line (the exercise id, or an answer's verdict) to the next one."""
     reports = {}
-    for cell in notebook.cells:
-        text = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-        item = None
-        for line in text.splitlines():
-            start = _CHECKER_HEADER.match(line) or _ANSWER_LINE.match(line)
-            if start:
-                item = start.group(1)
-                reports[item] = line
-            elif item:
-                reports[item] += "\n" + line
+    item = None
+    for line in text.splitlines():
+        start = _CHECKER_HEADER.match(line) or _ANSWER_LINE.match(line)
+        if start:
+            item = start.group(1)
+            reports[item] = line
+        elif item:
+            reports[item] += "\n" + line
     return reports
 
 
+def _kept(text: str) -> str:
+    if len(text) <= REPORT_KEPT:
+        return text
+    return text[:REPORT_KEPT] + f"\n[… {len(text) - REPORT_KEPT:,} more characters not shown]"
+
+
 def feedback_text(grade: Grade) -> str:
-    lines = [f"Submission: {grade.submission}", f"Lesson: {grade.lesson or '?'}",
+    lines = [f"Learner: {grade.learner}", f"Submission: {grade.submission}", f"Lesson: {grade.lesson or '?'}",
              f"Score: {grade.total:g} / {sum(grade.maximum.values()):g}", f"Status: {grade.status}", ""]
     for item, full in grade.maximum.items():
         earned = grade.points.get(item, 0)
         lines.append(f"{'✓' if earned == full else '✗'} {item:<28} {earned:g} / {full:g}")
         if earned < full and grade.reports.get(item):  # say why the points were lost
-            lines += ["      " + line for line in grade.reports[item].splitlines()]
+            lines += ["      " + line for line in _kept(grade.reports[item]).splitlines()]
     return "\n".join(lines) + "\n"
 
 
-def grade_folder(folder: Path, out_csv: Path, lesson: str | None = None,
-                 time_limit: float = DEFAULT_TIME_LIMIT, echo=print) -> list[Grade]:
-    """Grade every .ipynb under `folder`; write the gradebook and one feedback
-    file per submission (in GRADEBOOK-feedback/ beside the CSV)."""
-    folder, out_csv = Path(folder), Path(out_csv)
+def feedback_folder(gradebook: Path) -> Path:
+    """grades.csv -> grades-feedback/: one folder per gradebook, never mixed."""
+    return gradebook.with_name(f"{gradebook.stem}-feedback")
+
+
+def feedback_path(gradebook: Path, grade: Grade) -> Path:
+    """The submission's own path under the feedback folder, so two notebooks
+    never share a feedback file (dan/02_x.ipynb and dan__02_x.ipynb included)."""
+    return feedback_folder(gradebook) / Path(grade.submission).with_suffix(".txt")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`: a
+    reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _clear_feedback(folder: Path) -> None:
+    """Remove last run's feedback files (only .txt files: nothing else there is ours)."""
+    for stale in folder.rglob("*.txt"):
+        if stale.is_file() or stale.is_symlink():
+            stale.unlink()
+    for empty in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+        if not any(empty.iterdir()):
+            empty.rmdir()
+
+
+def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limits: sandbox.Limits = sandbox.Limits(),
+                 fmt: str = "csv", sandboxed: bool = True, echo=print) -> list[Grade]:
+    """Grade every notebook under `folder`; write the gradebook after each one
+    (an interrupted run keeps what it graded) and one feedback file per notebook."""
+    folder, gradebook = Path(folder), Path(gradebook)
+    known = [lesson.number for lesson in all_lessons()]
+    if lesson is not None and lesson not in known:
+        raise SystemExit(f"There is no lesson {lesson!r}: the lessons are {known[0]} to {known[-1]}.")
+    if fmt not in FORMATS:
+        raise SystemExit(f"Unknown gradebook format {fmt!r}: choose {' or '.join(FORMATS)}.")
     if not folder.is_dir():
         raise SystemExit(f"{folder} is not a folder of submitted notebooks")
-    paths = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    if not paths:
+    submissions = find_submissions(folder)
+    if not submissions:
         raise SystemExit(f"No .ipynb files under {folder}")
-    feedback_dir = feedback_folder(out_csv)
-    feedback_dir.mkdir(parents=True, exist_ok=True)
-    for stale in feedback_dir.glob("*.txt"):  # this gradebook's earlier feedback, replaced like the CSV
-        stale.unlink()
+    if sandboxed and sandbox.bubblewrap() is None:
+        raise SystemExit(UNSANDBOXED)
+    if sandboxed and sandbox.process_counter().startswith("none"):
+        echo(f"Warning: nothing bounds the number of processes here ({sandbox.process_counter()}); a fork bomb "
+             "in a submission would run until the time limit. Grade as an ordinary user to bound it.")
+    feedback = feedback_folder(gradebook)
+    feedback.mkdir(parents=True, exist_ok=True)
+    _clear_feedback(feedback)
     grades = []
-    for number, path in enumerate(paths, start=1):
-        try:
-            grade = grade_one(path, folder, lesson, time_limit)
-        except Exception as error:  # a grader bug must not cost the other learners their grades
-            grade = Grade(submission=str(path.relative_to(folder)), status=f"grader error: {type(error).__name__}: {error}")
-        grades.append(grade)
-        name = grade.submission.replace(os.sep, "__").removesuffix(".ipynb")
-        (feedback_dir / f"{name}.txt").write_text(feedback_text(grade), encoding="utf-8")
-        echo(f"[{number}/{len(paths)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} ({grade.status})")
-        _write_csv(out_csv, grades)  # after each one: an interrupted run keeps what it graded
+    with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
+        release = Path(scratch) / "release"
+        build_release(release, keys=False)  # what learners have, less the quiz keys: the sandbox sees only this
+        shutil.rmtree(release / "notebooks")  # the submission brings its own cells
+        for number, submission in enumerate(submissions, start=1):
+            try:
+                grade = grade_one(folder, submission, lesson, release, limits, sandboxed)
+            except Exception as error:  # a grader bug must not cost the other learners their grades
+                grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
+                              status=f"grader error: {type(error).__name__}: {error}")
+            try:
+                write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
+            except OSError as error:
+                grade.status += f"; its feedback file could not be written ({error})"
+            grades.append(grade)
+            echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
+                 f"({grade.status})")
+            write_gradebook(gradebook, grades, fmt)
     return grades
 
 
-def feedback_folder(out_csv: Path) -> Path:
-    """grades.csv -> grades-feedback/: one folder per gradebook, never mixed."""
-    return out_csv.with_name(f"{out_csv.stem}-feedback")
+UNSANDBOXED = """\
+course grade runs each submitted notebook in a bubblewrap sandbox, and this
+machine has no working `bwrap`. A notebook run without it runs as you: it can
+read the answer keys, change other learners' grades and feedback, and reach
+the network.
+Install it (Debian/Ubuntu: apt-get install bubblewrap; Fedora: dnf install
+bubblewrap), or grade on a Linux machine that has it. To grade here anyway,
+knowing the above, pass --unsafe-no-sandbox."""
 
 
-def _write_csv(out_csv: Path, grades: list[Grade]) -> None:
-    items = sorted({item for grade in grades for item in grade.maximum})
-    partial = out_csv.with_name(out_csv.name + ".partial")
-    with partial.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["submission", "lesson", "score", "max", "status", *items])
-        for grade in grades:
-            cells = [f"{grade.points[item]:g}" if item in grade.points else "" for item in items]
-            writer.writerow([grade.submission, grade.lesson, f"{grade.total:g}", f"{sum(grade.maximum.values()):g}",
-                             grade.status, *cells])
-    partial.replace(out_csv)
+# --- the gradebook ----------------------------------------------------------------
 
+def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv") -> None:
+    rows = gradebook_rows(grades) if fmt == "csv" else long_rows(grades)
+    with tempfile.SpooledTemporaryFile(mode="w+", newline="", encoding="utf-8") as buffer:
+        csv.writer(buffer).writerows(rows)
+        buffer.seek(0)
+        write_atomically(path, buffer.read())
+
+
+def _lessons_graded(grades: list[Grade]) -> list[str]:
+    graded = {grade.lesson for grade in grades if grade.maximum}
+    return [lesson.number for lesson in all_lessons() if lesson.number in graded]
+
+
+def _by_learner(grades: list[Grade]) -> dict[str, dict[str, Grade]]:
+    """learner -> lesson -> the grade that counts: the higher when a learner
+    handed in a lesson twice (the status says so)."""
+    table: dict[str, dict[str, Grade]] = {}
+    for grade in grades:
+        if not grade.maximum:
+            continue
+        kept = table.setdefault(grade.learner, {}).get(grade.lesson)
+        if kept is None or grade.total > kept.total:
+            table[grade.learner][grade.lesson] = grade
+    return table
+
+
+def _notes(grades: list[Grade], learner: str, counted: dict[str, Grade]) -> str:
+    """Every notebook of the learner that is not the one counted for its lesson."""
+    others = [grade for grade in grades if grade.learner == learner and counted.get(grade.lesson) is not grade]
+    return "; ".join(f"{grade.submission}: " + (f"not counted, {grade.total:g} points (a higher-scoring notebook of "
+                                                 f"lesson {grade.lesson} counts)" if grade.maximum else grade.status)
+                     for grade in others)
+
+
+def gradebook_rows(grades: list[Grade]) -> list[list[str]]:
+    """One row per learner: the course total, then per lesson its score, status,
+    notebook and items in lesson order; a last column for anything else."""
+    lessons = _lessons_graded(grades)
+    items = {lesson: lesson_items(lesson) for lesson in lessons}
+    header = ["learner", "total", "max"]
+    for lesson in lessons:
+        header += [f"{lesson} score", f"{lesson} max", f"{lesson} status", f"{lesson} notebook", *items[lesson]]
+    rows = [header + ["notes"]]
+    table = _by_learner(grades)
+    learners = sorted({grade.learner for grade in grades})
+    course_max = sum(sum(full.values()) for full in items.values())
+    for learner in learners:
+        counted = table.get(learner, {})
+        row = [learner, f"{sum(grade.total for grade in counted.values()):g}", f"{course_max:g}"]
+        for lesson in lessons:
+            grade = counted.get(lesson)
+            row += [f"{grade.total:g}" if grade else "0", f"{sum(items[lesson].values()):g}",
+                    grade.status if grade else "no submission", grade.submission if grade else ""]
+            row += [f"{grade.points.get(item, 0):g}" if grade else "0" for item in items[lesson]]
+        rows.append(row + [_notes(grades, learner, counted)])
+    return rows
+
+
+def long_rows(grades: list[Grade]) -> list[list[str]]:
+    """One row per learner, lesson and item, for an LMS import."""
+    rows = [["learner", "lesson", "item", "points", "max"]]
+    table = _by_learner(grades)
+    for learner in sorted({grade.learner for grade in grades}):
+        for lesson in _lessons_graded(grades):
+            grade = table.get(learner, {}).get(lesson)
+            for item, full in lesson_items(lesson).items():
+                rows.append([learner, lesson, item, f"{grade.points.get(item, 0) if grade else 0:g}", f"{full:g}"])
+    return rows

@@ -24,12 +24,17 @@ def progress_file() -> Path:
     return Path(os.environ.get(PROGRESS_VARIABLE, paths.COURSE_ROOT / ".progress.jsonl"))
 
 
-def record(item: str, kind: str, points: float, max_points: float) -> None:
-    """Save one result, e.g. record("00.count_words", "exercise", 1, 1)."""
+def record(item: str, kind: str, points: float, max_points: float, answer=None) -> None:
+    """Save one result, e.g. record("00.count_words", "exercise", 1, 1); a quiz
+    result keeps the answer given (a string, number or list of letters), which
+    is what `course grade` judges."""
     path = progress_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"item": item, "kind": kind, "points": points, "max": max_points, "time": time.time()})
+        entry = {"item": item, "kind": kind, "points": points, "max": max_points, "time": time.time()}
+        if answer is not None:
+            entry["answer"] = sorted(answer) if isinstance(answer, (set, frozenset)) else answer
+        line = json.dumps(entry)
         with path.open("a", encoding="utf-8") as file:
             file.write(line + "\n")
     except OSError as error:  # feedback still reaches the learner; only the log is missed

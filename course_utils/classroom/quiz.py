@@ -117,6 +117,7 @@ def numeric_canonical(value: float, step: float) -> str:
 
 
 CELLS_PER_TOLERANCE = 10
+MAX_ANSWER_LENGTH = 200  # characters of a text answer, or letters of a multiple choice
 
 
 def numeric_cells(answer: float, tolerance: float) -> tuple[float, list[str]]:
@@ -283,6 +284,10 @@ def _letters(question: Question, value) -> str:
 def canonical_answer(question: Question, value) -> str:
     """The one string an answer is reduced to before hashing; raises AnswerError
     for an answer of the wrong form."""
+    size = len(value) if isinstance(value, (str, list, tuple, set)) else 0
+    if size > MAX_ANSWER_LENGTH:
+        raise AnswerError(f"{question.id}: this answer is {size:,} {'characters' if isinstance(value, str) else 'items'} "
+                          f"long; answers are at most {MAX_ANSWER_LENGTH} (a letter, a number or a few words).")
     if question.type in ("single", "multiple"):
         return _letters(question, value)
     if question.type == "numeric":
@@ -332,7 +337,7 @@ def answer(question_id: str, value=None) -> None:
     except (AnswerError, QuizFormatError) as problem:
         print(f"⚠ {problem}")
         return
-    progress.record(question.id, "quiz", feedback.points, question.points)
+    progress.record(question.id, "quiz", feedback.points, question.points, answer=value)
     print(feedback)
 
 
@@ -370,8 +375,15 @@ def show_quiz(lesson: str) -> None:
     import ipywidgets as widgets
     from IPython.display import display
 
-    display(widgets.VBox([widgets.HTML(f"<h3>Quiz {quiz.lesson} · {html.escape(quiz.title)}</h3>")] +
-                         [_question_widget(question) for question in quiz.questions.values()]))
+    class QuizBox(widgets.VBox):
+        """Widgets where a front end can draw them; the quiz as text wherever
+        only text is kept (nbconvert, papermill: otherwise 'VBox(children=...)')."""
+
+        def _repr_mimebundle_(self, **kwargs):
+            return {**super()._repr_mimebundle_(**kwargs), "text/plain": quiz_as_text(quiz)}
+
+    display(QuizBox([widgets.HTML(f"<h3>Quiz {quiz.lesson} · {html.escape(quiz.title)}</h3>")] +
+                    [_question_widget(question) for question in quiz.questions.values()]))
 
 
 def _question_widget(question: Question):
@@ -397,7 +409,7 @@ def _question_widget(question: Question):
         except AnswerError as error:
             feedback.value = f"<p style='color:#a15c00'>{html.escape(str(error))}</p>"
             return
-        progress.record(question.id, "quiz", result.points, question.points)
+        progress.record(question.id, "quiz", result.points, question.points, answer=read())
         colour = "#1a7f37" if result.correct else "#b42318"
         verdict = "✓ Correct" if result.correct else "✗ Not quite"
         feedback.value = (f"<p style='color:{colour}'><b>{verdict}</b> ({result.points:g}/{question.points:g})</p>"

@@ -58,28 +58,32 @@ def student_notebook(lesson: Lesson) -> nbformat.NotebookNode:
     return notebook
 
 
-def sealed_quiz(source: Path, salt: str) -> dict:
-    """The quiz file's content with hashed keys and obscured explanations."""
+def sealed_quiz(source: Path, salt: str, keys: bool = True) -> dict:
+    """The quiz file's content with hashed keys and obscured explanations; with
+    keys=False (the release a grading sandbox sees), with neither: nothing in
+    it can tell a right answer from a wrong one."""
     plain = quiz.parse_quiz(source.read_text(encoding="utf-8"), source)
     questions = []
     for question in plain.questions.values():
         short_id = question.id.split(".", 1)[1]
         sealed = {"id": short_id, "type": question.type, "prompt": question.prompt, "points": question.points,
-                  "keys": sorted(quiz.answer_key(salt, question.id, answer) for answer in question.answers)}
+                  "keys": sorted(quiz.answer_key(salt, question.id, answer) for answer in question.answers) if keys else []}
         if question.options:
-            sealed["options"] = [{"text": option.text, "why": quiz.seal_text(option.why, f"{salt}|{question.id}|{letter}")}
+            sealed["options"] = [{"text": option.text,
+                                  "why": quiz.seal_text(option.why if keys else "", f"{salt}|{question.id}|{letter}")}
                                  for letter, option in zip(question.letters, question.options)]
-            sealed["right_options"] = question.right_options
+            sealed["right_options"] = question.right_options if keys else 0
         else:
-            sealed["why"] = quiz.seal_text(question.why, f"{salt}|{question.id}")
+            sealed["why"] = quiz.seal_text(question.why if keys else "", f"{salt}|{question.id}")
         if question.step:
             sealed["step"] = question.step
         questions.append(sealed)
     return {"lesson": plain.lesson, "title": plain.title, "salt": salt, "questions": questions}
 
 
-def build_release(out: Path, salt: str | None = None) -> list[Path]:
-    """Write the student release into `out` (which must be empty or absent)."""
+def build_release(out: Path, salt: str | None = None, keys: bool = True) -> list[Path]:
+    """Write the student release into `out` (which must be empty or absent);
+    keys=False leaves the quizzes' keys and explanations out (see sealed_quiz)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ReleaseError(f"{out} is not empty: choose a new folder, so that nothing already there is overwritten")
@@ -92,7 +96,7 @@ def build_release(out: Path, salt: str | None = None) -> list[Path]:
         nbformat.write(notebook, out / "notebooks" / lesson.notebook.name)
         written.append(out / "notebooks" / lesson.notebook.name)
     for source in sorted(paths.QUIZZES.glob("*.yaml")):
-        content = yaml.safe_dump(sealed_quiz(source, salt), sort_keys=False, allow_unicode=True, width=100)
+        content = yaml.safe_dump(sealed_quiz(source, salt, keys), sort_keys=False, allow_unicode=True, width=100)
         (out / "quizzes" / source.name).write_text(content, encoding="utf-8")
         written.append(out / "quizzes" / source.name)
     shutil.copytree(paths.COURSE_ROOT / "course_utils", out / "course_utils",

@@ -1,0 +1,77 @@
+"""How long does `course grade` take for an honest class?
+
+    .venv/bin/python benchmarks/grading.py                  # 20 learners, lessons 00 and 02
+    .venv/bin/python benchmarks/grading.py --learners 4     # a quick look
+
+It makes a class of honest submissions in a temporary folder, one folder per
+learner holding both lessons' notebooks: the instructor's notebook (every
+exercise solved) with the lesson number a release puts in its metadata, and,
+for every second learner, one quiz answer changed to a wrong option, so that
+the class is not 20 copies of one grade. Then it times `course grade` on the
+folder, once, and prints the wall time and the time per notebook.
+
+Grading runs the notebooks one after another, so the time is about the sum of
+the lessons' run times plus a start-up cost per notebook; that start-up cost
+is what a sandbox adds.
+"""
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+
+from course_utils.classroom import cli
+from course_utils.classroom.lessons import find_lessons
+
+LESSONS = ("00", "02")
+WRONG_OPTION = "B"  # every quiz's first question is single choice with at least two options
+
+
+def make_class(folder: Path, learners: int, lessons=LESSONS) -> int:
+    """Write `learners` folders of submissions; return the number of notebooks."""
+    written = 0
+    for lesson in find_lessons(list(lessons)):
+        notebook = jupytext.read(lesson.source)
+        notebook.metadata["course"] = {"lesson": lesson.number}
+        for learner in range(learners):
+            copy = nbformat.from_dict(notebook)
+            if learner % 2:
+                _answer_first_question(copy, WRONG_OPTION)
+            (folder / f"learner{learner:02d}").mkdir(parents=True, exist_ok=True)
+            nbformat.write(copy, folder / f"learner{learner:02d}" / lesson.notebook.name)
+            written += 1
+    return written
+
+
+def _answer_first_question(notebook, option: str) -> None:
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and re.search(r'^answer\("\d\d\.[\w-]+", ', cell.source, re.MULTILINE):
+            cell.source = re.sub(r'^(answer\("\d\d\.[\w-]+", )"[A-Z]"', rf'\1"{option}"', cell.source, count=1,
+                                 flags=re.MULTILINE)
+            return
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--learners", type=int, default=20)
+    parser.add_argument("--grade-args", default="", help="extra options for `course grade`, e.g. '--unsafe-no-sandbox'")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory() as scratch:
+        submissions = Path(scratch) / "submissions"
+        notebooks = make_class(submissions, args.learners)
+        start = time.perf_counter()
+        status = cli.main(["grade", str(submissions), "--out", str(Path(scratch) / "grades.csv"),
+                           *args.grade_args.split()])
+        seconds = time.perf_counter() - start
+    print(f"\n{args.learners} learners x lessons {' and '.join(LESSONS)}: {notebooks} notebooks graded in "
+          f"{seconds:.1f} s ({seconds / notebooks:.2f} s per notebook)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""Run one submitted notebook where it can harm nothing: a bubblewrap sandbox.
+
+`course grade` runs every submission through `run_submission`. Inside the
+sandbox the learner's code sees:
+
+- the system's programs and libraries (/usr), Python and the course's virtual
+  environment, all read-only;
+- the sealed student release at /course, read-only: no authoring quizzes, no
+  tests, no gradebook, no feedback, no other submission, nothing of the
+  instructor's own course folder;
+- a private /tmp (a size-limited tmpfs, its working folder) and /dev/shm,
+  the only places it can write, and its own /proc, in which only its own
+  processes exist;
+- no network at all (a network namespace with nothing but loopback).
+
+It runs `harness.py` under `python -I` (no current-folder or PYTHONPATH
+imports), with limits on memory, file size, processes and output, in a
+session of its own; at the time limit the whole sandbox is killed at once.
+The harness reports, one JSON line per cell, how the cell ran and the quiz
+answers and exercise results so far, as values. Nothing in those
+lines is trusted: `grading` judges them.
+
+Where bubblewrap is missing (macOS, or Linux without the package) the grader
+refuses to grade unless told `--unsafe-no-sandbox`: then the harness runs as an
+ordinary process of the instructor, with the same limits on memory and file
+size and the same time limit, but it can read and write what the instructor can.
+"""
+
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course_utils import env
+
+from . import progress, quiz
+
+RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
+WORKDIR = "/tmp/work"
+SHM_BYTES = 64 << 20
+PIDS_CGROUP = Path("/sys/fs/cgroup/pids")  # cgroup v1's process counter, where the grader may write to it
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one submission may use. The defaults leave room for the heaviest
+    lesson: lesson 11 peaks at 4.6 GB of address space in the sandbox."""
+
+    seconds: float = 600  # the whole notebook
+    memory_bytes: int = 6 << 30  # address space of each process
+    processes: int = 128  # at once, in the sandbox
+    file_bytes: int = 256 << 20  # one file
+    tmp_bytes: int = 1 << 30  # all of /tmp together
+    report_bytes: int = 8 << 20  # what the harness may send back
+
+    def rlimits(self, count_processes: bool) -> dict[str, int]:
+        limits = {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_CORE": 0}
+        if count_processes:
+            limits["RLIMIT_NPROC"] = self.processes
+        return limits
+
+
+@dataclass
+class Run:
+    """What the harness reported; `status` says it in words."""
+
+    cells: list[dict] = field(default_factory=list)  # {"cell": n, "error": ..., "output": ...} per cell that ran
+    evidence: dict = field(default_factory=lambda: {"answers": {}, "exercises": {}})  # as of the last cell that ran
+    running: int | None = None  # the cell that had started when the run ended
+    finished: bool = False  # every cell ran
+    stopped: str = ""  # why the run ended early
+    notes: list[str] = field(default_factory=list)
+
+    def errors(self) -> list[tuple[int, str]]:
+        return [(cell["cell"], cell["error"]) for cell in self.cells if cell.get("error")]
+
+    @property
+    def status(self) -> str:
+        ran = [cell["cell"] for cell in self.cells]
+        span = f"cells [{ran[0]}]-[{ran[-1]}] ran" if len(ran) > 1 else f"cell [{ran[0]}] ran" if ran else "no cell finished"
+        if self.finished:
+            words = "finished"
+        elif self.stopped.startswith("timed out"):
+            words = f"{self.stopped} ({span})"
+        elif self.running is not None:
+            words = f"crashed in cell [{self.running}]: {self.stopped} ({span})"
+        else:
+            words = f"could not start: {self.stopped}"
+        errors = [f"cell [{number}] raised {error}" for number, error in self.errors()]
+        return "; ".join([words, *errors, *self.notes])
+
+
+def bubblewrap() -> str | None:
+    """The bwrap program, if this machine has one that works."""
+    program = shutil.which("bwrap")
+    if program is None:
+        return None
+    try:
+        probe = subprocess.run([program, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return program if probe.returncode == 0 else None
+
+
+def process_counter() -> str:
+    """How a fork bomb is bounded here, in words (for `course doctor`)."""
+    if _pids_cgroup_root():
+        return f"a pids cgroup ({PIDS_CGROUP})"
+    if os.geteuid() != 0:
+        return "RLIMIT_NPROC in the sandbox's user namespace"
+    return "none: root is exempt from RLIMIT_NPROC and no pids cgroup is writable"
+
+
+def _pids_cgroup_root() -> Path | None:
+    return PIDS_CGROUP if os.access(PIDS_CGROUP / "cgroup.procs", os.W_OK) else None
+
+
+def sandbox_environment(release: Path, tmp: str) -> dict[str, str]:
+    """The harness's whole environment: nothing of the instructor's is passed on
+    except the thread counts, which keep timings comparable."""
+    environment = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": f"{tmp}/home", "USER": "learner",
+        "LANG": "C.UTF-8", "TMPDIR": tmp, "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{tmp}/matplotlib",
+        "HF_HOME": f"{tmp}/huggingface", "XDG_CACHE_HOME": f"{tmp}/cache", "IPYTHONDIR": f"{tmp}/ipython",
+        "COURSE_ROOT": str(release), quiz.HEADLESS_VARIABLE: "1", env.BLOCK_NETWORK_VARIABLE: "1",
+        progress.PROGRESS_VARIABLE: f"{tmp}/progress.jsonl", **env.OFFLINE_VARIABLES,
+    }
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if name in os.environ:
+            environment[name] = os.environ[name]
+    return environment
+
+
+def _harness_command(release: str) -> list[str]:
+    # -I: no PYTHONPATH, no user site, no current folder on sys.path; the
+    # release's course_utils is put first by hand.
+    bootstrap = (f"import sys; sys.path.insert(0, {release!r}); "
+                 "from course_utils.classroom.harness import main; main()")
+    return [sys.executable, "-I", "-c", bootstrap]
+
+
+def _bwrap_command(program: str, release: Path, limits: Limits) -> list[str]:
+    # Every writable place is a size-limited tmpfs: /tmp, and /dev/shm (which
+    # multiprocessing needs); everything else, the root included, is read-only.
+    command = [program, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+               "--ro-bind", "/usr", "/usr", "--proc", "/proc",
+               "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
+               "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", WORKDIR, "--chdir", WORKDIR]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):  # merged-/usr systems link them into /usr
+        if os.path.islink(top):
+            command += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            command += ["--ro-bind", top, top]
+    command += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+    for prefix in sorted({sys.base_prefix, sys.prefix}):  # Python itself and the course's virtual environment
+        if not prefix.startswith("/usr/"):
+            command += ["--ro-bind", prefix, prefix]
+    command += ["--ro-bind", str(release), RELEASE_MOUNT, "--remount-ro", "/", "--clearenv"]
+    for name, value in sandbox_environment(Path(RELEASE_MOUNT), "/tmp").items():
+        command += ["--setenv", name, value]
+    limits_json = json.dumps(limits.rlimits(count_processes=True))
+    return [*command, "--setenv", "COURSE_GRADING_LIMITS", limits_json, "--", *_harness_command(RELEASE_MOUNT)]
+
+
+class _ProcessCgroup:
+    """A pids cgroup of its own for one sandbox, where the grader may make one:
+    the only bound on a fork bomb when the grader runs as root (RLIMIT_NPROC
+    does not apply to root). Elsewhere it does nothing."""
+
+    def __init__(self, limit: int):
+        root = _pids_cgroup_root()
+        self.path = root / f"course-grade-{os.getpid()}-{time.monotonic_ns()}" if root else None
+        if self.path:
+            try:
+                self.path.mkdir()
+                (self.path / "pids.max").write_text(str(limit))
+            except OSError:
+                self.path = None
+
+    def enter(self) -> None:
+        """In the child, before exec: join the cgroup (children inherit it)."""
+        if self.path:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def hit_limit(self) -> bool:
+        try:
+            return self.path is not None and " 0" not in (self.path / "pids.events").read_text()
+        except OSError:
+            return False
+
+    def remove(self) -> None:
+        if self.path:
+            for _ in range(50):  # the last processes may take a moment to be reaped
+                try:
+                    self.path.rmdir()
+                    return
+                except OSError:
+                    time.sleep(0.1)
+
+
+def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: bool = True) -> Run:
+    """Run the code cells (sources in order) in the sandbox; see the module docstring."""
+    cgroup = _ProcessCgroup(limits.processes) if sandboxed else None
+    if sandboxed:
+        program = bubblewrap()
+        if program is None:
+            return Run(stopped="bubblewrap (bwrap) is missing or does not work on this machine")
+        command, environment, cwd = _bwrap_command(program, release, limits), None, None
+
+        def before_exec():
+            cgroup.enter()
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="course-grade-"))
+        (scratch / "work").mkdir()
+        environment = {**sandbox_environment(release, str(scratch)),
+                       "COURSE_GRADING_LIMITS": json.dumps(limits.rlimits(count_processes=False))}
+        command, cwd, before_exec = _harness_command(str(release)), scratch / "work", None
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                   env=environment, cwd=cwd, start_new_session=True, preexec_fn=before_exec)
+    except OSError as error:
+        if cgroup:
+            cgroup.remove()
+        return Run(stopped=f"the sandbox could not start ({error})")
+    try:
+        run = _read_reports(process, json.dumps(cells).encode(), limits)
+        if cgroup and cgroup.hit_limit():
+            run.notes.append(f"reached the limit of {limits.processes} processes")
+        return run
+    finally:
+        _kill(process)
+        if cgroup:
+            cgroup.remove()
+        if not sandboxed:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_reports(process: subprocess.Popen, cells: bytes, limits: Limits) -> Run:
+    """Feed the cells, then read the harness's lines until its last one, the
+    time limit, or too much output. A child the notebook left behind may hold
+    the pipe open after the last line: the run has finished all the same."""
+    run, buffer, received = Run(), b"", 0
+    deadline = time.monotonic() + limits.seconds
+    try:
+        process.stdin.write(cells)
+        process.stdin.close()
+    except OSError:
+        pass  # the harness died at once; what it said (nothing) is read below
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    while not run.finished:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            run.stopped = f"timed out after {limits.seconds:g} s"
+            break
+        if not selector.select(timeout=min(remaining, 1.0)):
+            continue
+        chunk = os.read(process.stdout.fileno(), 1 << 16)
+        if not chunk:
+            code = process.wait()
+            run.stopped = (f"the process was killed by signal {signal.Signals(-code).name}" if code < 0
+                           else f"the process ended with exit code {code}")
+            if code in (128 + signal.SIGKILL, -signal.SIGKILL):
+                run.stopped += " (out of memory, or killed)"
+            break
+        received += len(chunk)
+        if received > limits.report_bytes:
+            run.stopped = f"stopped: it sent more than {limits.report_bytes >> 20} MB of output"
+            break
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            _take(run, line)
+    selector.close()
+    return run
+
+
+def _take(run: Run, line: bytes) -> None:
+    """Record one report line; a line that is not a report is ignored."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return
+    if not isinstance(message, dict):
+        return
+    if isinstance(message.get("start"), int):
+        run.running = message["start"]
+    elif isinstance(message.get("cell"), int):
+        run.cells.append({"cell": message["cell"], "error": str(message.get("error") or "")[:300] or None,
+                          "output": str(message.get("output") or "")})
+        run.running = None
+        run.evidence = {kind: message[kind] if isinstance(message.get(kind), dict) else {}
+                        for kind in ("answers", "exercises")}
+    elif message.get("done") is True:
+        run.finished = True
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """End the whole session: the harness and anything it started."""
+    try:
+        process.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+    for stream in (process.stdin, process.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass

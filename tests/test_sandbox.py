@@ -1,0 +1,368 @@
+"""Hostile submissions, made here from the student release, graded in one
+folder with honest ones: each hostile row must say what happened, each honest
+notebook must get exactly the grade it gets when graded alone, and nothing
+outside the gradebook and its feedback folder may change."""
+
+import _socket
+import csv
+import os
+import socket
+import threading
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from course_utils.classroom import paths, sandbox
+from course_utils.classroom.grading import grade_folder
+from course_utils.classroom.lessons import find_lessons
+from course_utils.classroom.student import student_notebook
+
+LESSON = find_lessons(["00"])[0]
+AUTHORING_QUIZ = paths.QUIZZES / "00_setup.yaml"
+BOUNDED = not sandbox.process_counter().startswith("none")
+LIMITS = sandbox.Limits(seconds=30, memory_bytes=2 << 30)  # 2 GiB: lesson 00 needs under 1
+
+
+def _reference():
+    notebook = jupytext.read(LESSON.source)
+    notebook.metadata["course"] = {"lesson": "00"}
+    return notebook
+
+
+def _release_with(source: str):
+    """The student release of lesson 00 with one cell added after its set-up cell."""
+    notebook = student_notebook(LESSON)
+    first_code = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
+    notebook.cells.insert(first_code + 1, nbformat.v4.new_code_cell(source))
+    return notebook
+
+
+def _answered_release():
+    """The release with two quiz answers (one right, one wrong) and no exercise."""
+    notebook = student_notebook(LESSON)
+    for cell in notebook.cells:
+        cell.source = cell.source.replace('answer("00.offline", None)', 'answer("00.offline", "A")')
+        cell.source = cell.source.replace('answer("00.edit", None)', 'answer("00.edit", "A")')
+    return notebook
+
+
+def _honest(folder: Path) -> None:
+    (folder / "alice").mkdir(parents=True)
+    nbformat.write(_reference(), folder / "alice" / "00_setup.ipynb")
+    nbformat.write(_answered_release(), folder / "bob.ipynb")
+    nbformat.write(_reference(), folder / "zoe.ipynb")  # graded after every hostile notebook
+
+
+def _host_address() -> str:
+    """A non-loopback address of this machine: the one a UDP socket would send
+    from (nothing is sent; the raw _socket, as the tests block connections)."""
+    probe = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))
+        return probe.getsockname()[0]
+    finally:
+        probe.close()
+
+
+class _Listener:
+    """Servers on this machine's own addresses that count who connects."""
+
+    def __init__(self, *addresses):
+        self.connections, self.sockets = 0, []
+        for address in addresses:
+            server = socket.create_server((address, 0))
+            server.settimeout(0.2)
+            self.sockets.append(server)
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def addresses(self):
+        return [server.getsockname() for server in self.sockets]
+
+    def _serve(self):
+        while self.running:
+            for server in self.sockets:
+                try:
+                    server.accept()[0].close()
+                    self.connections += 1
+                except OSError:
+                    pass
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        for server in self.sockets:
+            server.close()
+
+
+def _hostile(folder: Path, gradebook: Path, listener: _Listener) -> None:
+    feedback = gradebook.parent / "grades-feedback"
+    rows = {
+        # Reads the answer keys it can find and tries every option against them.
+        "keys": f"""
+import course_utils, pathlib
+from course_utils.classroom import quiz
+print(sorted(str(p) for p in pathlib.Path(course_utils.__file__).parents[1].rglob("*.yaml")))
+for qid, question in quiz.load_quiz("00").questions.items():
+    for option in question.letters or ["1", "2", "3", "1000", "words"]:
+        try:
+            if quiz.grade(question, option).correct:
+                quiz.answer(qid, option)
+        except quiz.AnswerError:
+            pass
+print(open({str(AUTHORING_QUIZ)!r}).read())
+""",
+        # Forges results in its own progress log.
+        "forge": """
+import json, os, time
+with open(os.environ["COURSE_PROGRESS_FILE"], "a") as log:
+    for qid in ["00.offline", "00.edit", "00.checker", "00.rare-words", "00.first-cell", "00.words"]:
+        log.write(json.dumps({"item": qid, "kind": "quiz", "points": 1, "max": 1, "time": time.time()}) + "\\n")
+""",
+        # Looks for the grader through /proc and rewrites the feedback it can find.
+        "proc": f"""
+import os, glob
+found = []
+for cwd in glob.glob("/proc/[0-9]*/cwd"):
+    try:
+        found.append(os.readlink(cwd))
+    except OSError:
+        pass
+print("other processes' folders:", found)
+for name in ["alice/00_setup.txt", "bob.txt"]:
+    open(os.path.join({str(feedback)!r}, name), "w").write("you got 0")
+""",
+        # Plants modules where the grader or a later submission would import them.
+        "plant": f"""
+import os
+for folder in [".", "/tmp", {os.getcwd()!r}, {str(folder)!r}]:
+    for name in ["nbformat.py", "sitecustomize.py"]:
+        try:
+            open(os.path.join(folder, name), "w").write("raise SystemExit('planted')")
+        except OSError as error:
+            print(folder, error)
+""",
+        # Blocks the gradebook's temporary file with a folder of that name.
+        "partial": f"import os\nos.mkdir({str(gradebook) + '.partial'!r})",
+        # Leaves a child that ignores SIGTERM in a session of its own.
+        "setsid": """
+import ctypes, os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctypes.CDLL(None).prctl(15, b"hostile-child")  # PR_SET_NAME, to be found afterwards
+    time.sleep(3600)
+    os._exit(0)
+""",
+        # A wrong answer, then 50 MB of output.
+        "flood": 'from course_utils.classroom.quiz import answer\nanswer("00.offline", "B")\nprint("x" * 50_000_000)',
+        # Connects out with raw sockets, and from a subprocess.
+        "network": f"""
+import _socket, subprocess, sys
+code = "import _socket\\ns = _socket.socket()\\ns.settimeout(3)\\ns.connect({listener.addresses[0]!r})"
+print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stderr[-200:])
+s = _socket.socket()
+s.settimeout(3)
+s.connect({listener.addresses[1]!r})
+""",
+        # A fork bomb: every child forks for ever.
+        "forkbomb": """
+import os, time
+children = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError as error:
+        print("fork refused after", children, "children:", error)
+        break
+    if pid == 0:
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                time.sleep(0.05)
+    children += 1
+""",
+        "allocate": "import torch\nbig = torch.ones(2 << 30, dtype=torch.uint8)",
+        "bigwrite": """
+with open("/tmp/big", "wb") as file:
+    for _ in range(1000):
+        file.write(b"x" * (1 << 20))
+""",
+        # Deletes every file it can reach.
+        "deleter": f"""
+import os, sys
+removed = 0
+for top in ["/course", sys.prefix, {str(paths.COURSE_ROOT)!r}, {str(folder)!r}, {str(gradebook.parent)!r}, "/tmp", "/dev"]:
+    for here, _, files in os.walk(top):
+        for name in files:
+            try:
+                os.remove(os.path.join(here, name))
+                removed += 1
+            except OSError:
+                pass
+print("removed", removed)
+""",
+    }
+    if not BOUNDED:
+        del rows["forkbomb"]  # unbounded here, it would take the machine down: see test_a_fork_bomb_is_bounded
+    for name, source in rows.items():
+        nbformat.write(_release_with(source), folder / f"{name}.ipynb")
+    (folder / "dan").mkdir()  # two notebooks whose feedback files once had one name
+    nbformat.write(_answered_release(), folder / "dan" / "00_x.ipynb")
+    nbformat.write(_reference(), folder / "dan__00_x.ipynb")
+    (folder / "mallory.ipynb").symlink_to(AUTHORING_QUIZ)
+
+
+def _snapshot(*roots: Path) -> dict:
+    """Size and modification time of every file under the roots (top level of
+    the course folder only: its .venv is large)."""
+    files = {}
+    for root in roots:
+        walk = [(str(root), [], os.listdir(root))] if root == paths.COURSE_ROOT else os.walk(root)
+        for here, _, names in walk:
+            for name in names:
+                path = Path(here, name)
+                if path.is_file() and not path.is_symlink():
+                    status = path.stat()
+                    files[str(path)] = (status.st_size, status.st_mtime_ns)
+    return files
+
+
+def _grade(folder: Path, gradebook: Path):
+    grades = grade_folder(folder, gradebook, lesson="00", limits=LIMITS, echo=lambda _: None)
+    with gradebook.open() as file:
+        return {grade.submission: grade for grade in grades}, {row["learner"]: row for row in csv.DictReader(file)}
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("honest")
+    _honest(folder)
+    gradebook = tmp_path_factory.mktemp("alone") / "grades.csv"
+    return _grade(folder, gradebook)
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("class")
+    gradebook = tmp_path_factory.mktemp("gradebook") / "grades.csv"
+    listener = _Listener(_host_address(), "127.0.0.1")
+    _honest(folder)
+    _hostile(folder, gradebook, listener)
+    watched = [folder, gradebook.parent, paths.QUIZZES, paths.COURSE_ROOT / "course_utils",
+               paths.COURSE_ROOT / "notebooks", paths.COURSE_ROOT]
+    before = _snapshot(*watched)
+    try:
+        grades, rows = _grade(folder, gradebook)
+    finally:
+        listener.close()
+    after = _snapshot(*watched)
+    outputs = {path for path in set(before) | set(after)
+               if path == str(gradebook) or path.startswith(str(gradebook.parent / "grades-feedback"))}
+    changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path) and path not in outputs)
+    return grades, rows, gradebook, changed, listener.connections
+
+
+def test_honest_notebooks_get_the_grade_they_get_alone(alone, hostile):
+    alone_grades, alone_rows = alone
+    grades, rows, gradebook, _, _ = hostile
+    for learner in ("alice", "bob", "zoe"):
+        assert rows[learner] == alone_rows[learner]
+    assert rows["alice"]["total"] == rows["zoe"]["total"] == "7" and rows["bob"]["total"] == "1"
+    feedback = gradebook.parent / "grades-feedback"
+    assert (feedback / "alice" / "00_setup.txt").read_text().startswith("Learner: alice")
+    assert "Score: 1 / 7" in (feedback / "bob.txt").read_text()
+
+
+def test_nothing_outside_the_gradebook_and_its_feedback_changed(hostile):
+    assert hostile[3] == []
+
+
+def test_reading_for_keys_finds_none_and_earns_nothing(hostile):
+    grades, rows = hostile[0], hostile[1]
+    assert rows["keys"]["total"] == "0"
+    assert "raised FileNotFoundError" in grades["keys.ipynb"].status  # the authoring quiz is not there
+    assert "correct: true" not in (hostile[2].parent / "grades-feedback" / "keys.txt").read_text()
+
+
+def test_forged_progress_records_earn_nothing(hostile):
+    assert hostile[1]["forge"]["total"] == "0"
+    assert hostile[0]["forge.ipynb"].status.startswith("finished")
+
+
+def test_the_grader_and_other_feedback_are_out_of_sight(hostile):
+    status = hostile[0]["proc.ipynb"].status
+    assert "raised FileNotFoundError" in status  # the feedback folder does not exist in the sandbox
+
+
+def test_planted_modules_and_a_blocking_folder_touch_only_their_own_run(hostile):
+    assert hostile[0]["plant.ipynb"].status.startswith("finished")
+    assert "raised FileNotFoundError" in hostile[0]["partial.ipynb"].status
+
+
+def test_a_child_left_running_neither_delays_the_status_nor_outlives_grading(hostile):
+    assert hostile[0]["setsid.ipynb"].status.startswith("finished")
+    names = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:
+            pass
+    assert "hostile-child" not in names
+
+
+def test_two_notebooks_never_share_a_feedback_file(hostile):
+    feedback = hostile[2].parent / "grades-feedback"
+    assert "Learner: dan\n" in (feedback / "dan" / "00_x.txt").read_text()
+    assert "Learner: dan__00_x\n" in (feedback / "dan__00_x.txt").read_text()
+
+
+def test_a_flood_of_output_is_capped_in_the_feedback(hostile):
+    assert (hostile[2].parent / "grades-feedback" / "flood.txt").stat().st_size < 50_000
+    assert hostile[0]["flood.ipynb"].status.startswith("finished")
+
+
+def test_no_connection_leaves_the_sandbox(hostile):
+    status = hostile[0]["network.ipynb"].status
+    assert "raised ConnectionRefusedError" in status  # the sandbox's own loopback, where nothing listens
+    assert hostile[4] == 0
+
+
+def test_a_fork_bomb_is_bounded(hostile):
+    assert BOUNDED, f"this machine cannot bound a fork bomb: {sandbox.process_counter()}"
+    status = hostile[0]["forkbomb.ipynb"].status
+    # Its own later cells may starve of processes and threads: that costs it alone.
+    assert status.startswith(("finished", f"timed out after {LIMITS.seconds:g} s"))
+    if sandbox.process_counter().startswith("a pids cgroup"):
+        assert f"reached the limit of {LIMITS.processes} processes" in status
+
+
+def test_memory_and_file_size_limits_stop_the_cell_not_the_grading(hostile):
+    assert "can't allocate memory" in hostile[0]["allocate.ipynb"].status
+    assert "raised OSError: [Errno 27] File too large" in hostile[0]["bigwrite.ipynb"].status
+
+
+def test_a_link_to_a_course_file_is_not_followed(hostile):
+    assert "symbolic link" in hostile[0]["mallory.ipynb"].status
+    assert "correct: true" not in (hostile[2].parent / "grades-feedback" / "mallory.txt").read_text()
+
+
+def test_a_notebook_that_deletes_what_it_can_reaches_only_its_own_files(hostile):
+    assert hostile[0]["deleter.ipynb"].status.startswith("finished")
+
+
+def test_kept_output_keeps_the_start_and_the_end_of_a_flood():
+    from course_utils.classroom.harness import KeptOutput
+
+    kept = KeptOutput(keep=10)
+    for piece in ["abc", "defgh", "x" * 1000, "12345"]:
+        kept.write(piece)
+    assert kept.text() == "abcde\n[… 1,003 characters of output left out …]\n12345"
+    small = KeptOutput(keep=10)
+    small.write("short")
+    assert small.text() == "short"
