@@ -12,6 +12,8 @@ import torch
 from course_utils.classroom.checks import Checker
 from course_utils.classroom.checks.words import check_count_words
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 def reference(text):
     return collections.Counter(re.findall(r"[a-z]+(?:'[a-z]+)*", text.lower()))

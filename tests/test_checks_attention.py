@@ -12,6 +12,8 @@ from course_utils.attention import causal_mask as reference_causal_mask
 from course_utils.attention import scaled_dot_product_attention
 from course_utils.classroom.checks.attention import check_attention, check_causal_mask, check_masked_attention
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 def run(checker, function, capsys):
     checker(function)

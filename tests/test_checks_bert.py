@@ -11,6 +11,8 @@ import torch
 from course_utils.bert import IGNORE_INDEX, IS_NEXT, NOT_NEXT, mask_tokens, nsp_pair, random_start, segment_at
 from course_utils.classroom.checks.bert import check_mask_tokens, check_nsp_pair
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 def run(checker, function, capsys):
     checker(function)

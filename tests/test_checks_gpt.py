@@ -3,10 +3,13 @@ writing it, names each classic slip of nucleus filtering, and never crashes."""
 
 import json
 
+import pytest
 import torch
 
 from course_utils.classroom.checks.gpt import check_top_p_filter
 from course_utils.generation import top_p_filter
+
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
 
 def run(function, capsys):

@@ -3,8 +3,11 @@ writing it, names each classic slip of label alignment, and never crashes."""
 
 import json
 
+import pytest
 from course_utils.classroom.checks.ner import check_token_labels
 from course_utils.ner import IGNORE_INDEX, token_labels
+
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
 
 def run(function, capsys):

@@ -10,6 +10,8 @@ import torch
 
 from course_utils.classroom.checks.positional import check_sinusoidal_encoding
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 def learner_version(num_positions, d_model, *, swap=False, pair_exponent=2, column_exponent=False,
                     denominator=None, halves=False, start=0):

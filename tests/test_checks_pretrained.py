@@ -4,11 +4,14 @@ learner's code."""
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils import pretrained
 from course_utils.classroom.checks.pretrained import check_mean_pool
+
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
 
 def run(function, capsys):

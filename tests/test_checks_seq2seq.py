@@ -9,6 +9,8 @@ import torch
 
 from course_utils.classroom.checks.seq2seq import check_transformer_lr
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 def run(function, capsys):
     check_transformer_lr(function)

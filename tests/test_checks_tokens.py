@@ -3,11 +3,14 @@ never crash on a learner's code."""
 
 import json
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from course_utils import tokenization
 from course_utils.classroom.checks.tokens import check_embed, check_encode, check_learn_bpe, check_one_hot
+
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
 
 def run(checker, function, capsys):

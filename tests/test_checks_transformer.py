@@ -10,6 +10,8 @@ from course_utils.attention import MultiHeadAttention
 from course_utils.classroom.checks.transformer import QUERIES_FROM_ENCODER, SLIPS, check_decoder_layer
 from course_utils.transformer import FeedForward, LayerNorm
 
+pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
+
 
 class Given(nn.Module):
     """The exercise's __init__, as handed out."""

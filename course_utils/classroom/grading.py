@@ -12,15 +12,22 @@ evidence, which is judged here, in the grader's own process:
 
 - a quiz answer is the value the learner passed to `answer(...)`, graded with
   the authoring quiz (the sandbox's release has no keys at all);
-- an exercise counts what its checker reported in the sandbox.
+- an exercise is judged by its checker, run here on the reviewed course code
+  after the cells have run: the checker calls the learner's function or class
+  in the sandbox, which is waiting, on the checker's inputs (`remote.py`).
+  What the notebook's own checker cell printed or recorded counts for nothing,
+  and an answer that runs the course's own version of the exercise earns
+  nothing.
 
 Items are found by id, so learners may move, split or delete cells. Whatever
 goes wrong with one notebook is written in its learner's row and feedback; the
 others are graded all the same.
 """
 
+import ast
 import csv
-import math
+import functools
+import importlib
 import os
 import re
 import shutil
@@ -30,8 +37,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import quiz, sandbox
+from . import checks, quiz, remote, sandbox
 from .lessons import all_lessons
+from .runner import read_source
 from .scores import lesson_items
 from .student import build_release
 
@@ -101,7 +109,8 @@ def grade_one(folder: Path, submission: Path, expected_lesson: str | None, relea
     if grade.lesson not in {lesson.number for lesson in all_lessons()}:
         grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
         return grade
-    run = sandbox.run_submission(cells, release, limits, sandboxed)
+    run = sandbox.run_submission(cells, release, limits, sandboxed,
+                                 judge=functools.partial(check_exercises, grade.lesson))
     judge(grade, run)
     return grade
 
@@ -114,11 +123,68 @@ def _no_points(grade: Grade, status: str) -> Grade:
     return grade
 
 
+@functools.cache
+def checker_calls(lesson: str) -> list[tuple[str, object, list[str]]]:
+    """(checker name, checker, names of the learner's answers) for each
+    checker cell of the lesson, read from the authoring notebook: a learner
+    cannot change what is checked, or on which of their objects."""
+    source = next(found for found in all_lessons() if found.number == lesson)
+    modules, calls = {}, []
+    for cell in read_source(source).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython syntax: no checker there
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_utils.classroom.checks"):
+                modules.update({alias.asname or alias.name: node.module for alias in node.names})
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in modules
+                  and all(isinstance(argument, ast.Name) for argument in node.args)):
+                checker = getattr(importlib.import_module(modules[node.func.id]), node.func.id)
+                calls.append((node.func.id, checker, [argument.id for argument in node.args]))
+    return calls
+
+
+class _Undefined:
+    """What a checker gets for an answer the sandbox could not give."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __call__(self, *args, **kwargs):
+        raise remote.LearnerError(self.why)
+
+    def __repr__(self) -> str:
+        return self.why
+
+
+def check_exercises(lesson: str, session: sandbox.Session) -> dict:
+    """Run the lesson's checkers here, on the learner's objects in the sandbox:
+    {item: (points, report)}, and {"": notes} if a checker itself failed."""
+    judged, notes = {}, []
+    for name, checker, answer_names in checker_calls(lesson):
+        answers = []
+        for answer_name in answer_names:
+            try:
+                answers.append(session.lookup(answer_name))
+            except remote.LearnerError as error:
+                answers.append(_Undefined(str(error)))
+        with checks.judging() as results:
+            try:
+                checker(*answers)
+            except Exception as error:  # a bug of ours, or a learner object no checker foresaw
+                notes.append(f"{name} could not finish ({type(error).__name__}: {error})"[:300])
+        judged.update({item: (earned, report) for item, earned, _, report in results})
+    return {**judged, "": notes}
+
+
 def judge(grade: Grade, run: sandbox.Run) -> None:
     """Points from the run's evidence, judged here (see the module docstring)."""
     grade.maximum = lesson_items(grade.lesson)
     questions = quiz.load_quiz(grade.lesson).questions  # the authoring file: the real keys
-    answers, exercises = run.evidence["answers"], run.evidence["exercises"]
+    answers, exercises = run.evidence["answers"], dict(run.judged or {})
     printed = item_reports("\n".join(cell["output"] for cell in run.cells))
     missing = []
     for item, full in grade.maximum.items():
@@ -134,14 +200,12 @@ def judge(grade: Grade, run: sandbox.Run) -> None:
             except quiz.AnswerError as problem:
                 grade.reports[item] = f"⚠ {problem}"
         elif item in exercises:
-            claimed = exercises[item]
-            valid = isinstance(claimed, (int, float)) and not isinstance(claimed, bool) and math.isfinite(claimed)
-            grade.points[item] = min(max(float(claimed), 0.0), full) if valid else 0.0
-            grade.reports[item] = printed.get(item, "")
+            earned, grade.reports[item] = exercises[item]
+            grade.points[item] = min(float(earned), full)
         else:
             missing.append(item)
-            grade.reports[item] = printed.get(item, "")
-    grade.status = run.status + (f"; not answered or not run: {', '.join(missing)}" if missing else "")
+    unanswered = [f"not answered or not run: {', '.join(missing)}"] if missing else []
+    grade.status = "; ".join([run.status, *unanswered, *exercises.get("", [])])
 
 
 _CHECKER_HEADER = re.compile(r"^(\d\d\.[\w-]+)$")  # a checker's report starts with the exercise id

@@ -7,15 +7,22 @@ to the stdout it was started with:
 
     {"start": 3}                                     cell [3] is about to run
     {"cell": 3, "error": "ZeroDivisionError: ...", "output": "...",
-     "answers": {...}, "exercises": {...}}           cell [3] ran
+     "answers": {...}}                              cell [3] ran
     {"done": true}                                   every cell ran
+
+Then it serves the grader's requests (one per line on stdin, see remote.py):
+the checkers run in the grader and call the learner's functions and classes
+here, on the grader's inputs, until the grader closes stdin:
+
+    {"reply": 7, "value": ...}                       request 7's result
 
 Cells are numbered as JupyterLab numbers them after Run All: [1], [2], ...
 over the code cells that are not empty. What a cell prints is kept up to
 OUTPUT_KEPT characters (its start and its end). Each cell's line carries the
 evidence so far, read from this run's progress log: the value of every quiz
-answer and what each exercise checker reported; a run stopped at the time
-limit is graded on what its finished cells gave.
+answer; a run stopped at the time limit is graded on what its finished cells
+gave. What the exercise checkers printed in the notebook is only shown to the
+learner: the grader runs the checkers itself, through the requests above.
 
 None of this is trusted. The learner's code runs in this process and could
 write any line; the grader outside treats every line as a claim to judge, and
@@ -24,11 +31,18 @@ filesystem, the network, other processes, memory) is bounded by the sandbox
 and the limits set here before the first cell runs.
 """
 
+import importlib
 import io
 import json
 import os
 import resource
 import sys
+import traceback
+
+import numpy as np
+import torch
+
+from . import remote
 
 OUTPUT_KEPT = 20_000  # characters of one cell's output: its first and last 10,000
 
@@ -67,8 +81,8 @@ def set_limits(limits: dict) -> None:
 
 
 def evidence(log: str) -> dict:
-    """The latest quiz answer (as a value) and exercise result of each item."""
-    answers, exercises = {}, {}
+    """The latest quiz answer of each question, as a value."""
+    answers = {}
     try:
         lines = open(log, encoding="utf-8", errors="replace").read().splitlines()
     except OSError:
@@ -78,16 +92,191 @@ def evidence(log: str) -> dict:
             entry = json.loads(line)
             if entry.get("kind") == "quiz" and "answer" in entry:
                 answers[entry["item"]] = entry["answer"]
-            elif entry.get("kind") == "exercise":
-                exercises[entry["item"]] = entry["points"]
         except (ValueError, AttributeError, KeyError, TypeError):
             continue
-    return {"answers": answers, "exercises": exercises}
+    return {"answers": answers}
+
+
+# --- serving the grader's checkers ----------------------------------------------
+
+class Objects:
+    """The learner's objects that the grader holds a Remote of, by handle."""
+
+    def __init__(self):
+        self.held: list = []
+
+    def hold(self, value) -> dict:
+        """The reply for a result: the value itself if it is plain data, else a handle."""
+        try:
+            return {"value": remote.encode_value(plain(value))}
+        except _NotPlain:
+            self.held.append(value)
+            kind = type(value)
+            name = getattr(value, "__name__", "")
+            return {"object": len(self.held) - 1, "type": kind.__name__, "repr": _safe_repr(value),
+                    "name": name[:60] if isinstance(name, str) else "",
+                    "types": [_qualified(cls) for cls in kind.__mro__],
+                    "classes": [_qualified(cls) for cls in value.__mro__] if isinstance(value, type) else []}
+
+    def resolve(self, value):
+        """A request's argument, with each Remote the grader passed back (as a
+        top-level argument) swapped for its object; anything else as it came."""
+        if isinstance(value, remote._Handle):
+            return self.held[value.handle]
+        if type(value) is tuple:
+            return tuple(self.resolve(item) for item in value)
+        if type(value) is dict:
+            return {key: self.resolve(item) for key, item in value.items()}
+        return value
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def plain(value, depth: int = 0):
+    """`value` as tensors and built-in containers only (what weights_only
+    loading accepts), or _NotPlain."""
+    if depth > 20:
+        raise _NotPlain
+    if value is None or isinstance(value, bool):
+        return value
+    for kind in (int, float, complex, str, bytes):
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":  # numbers only: it crosses as a tensor
+        return {remote.NUMPY_TAG: torch.from_numpy(np.array(value))}
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, dict):
+        return {plain(key, depth + 1): plain(item, depth + 1) for key, item in value.items()}
+    for kind in (list, tuple, set, frozenset):
+        if isinstance(value, kind):
+            return kind(plain(item, depth + 1) for item in value)
+    raise _NotPlain
+
+
+def _qualified(cls) -> str:
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}"
+
+
+def _safe_repr(value) -> str:
+    try:
+        return repr(value)[:200]
+    except Exception:
+        return f"<{type(value).__name__}>"
+
+
+def reference_codes(names: tuple[str, ...]) -> dict:
+    """The code objects of the course pieces `names` (module:qualname): a
+    function's own, or every method of a class."""
+    codes = {}
+    for name in names:
+        module, _, qualname = name.partition(":")
+        try:
+            piece = importlib.import_module(module)
+            for part in qualname.split("."):
+                piece = getattr(piece, part)
+        except (ImportError, AttributeError):
+            continue
+        members = vars(piece).values() if isinstance(piece, type) else [piece]
+        for member in members:
+            function = getattr(member, "__func__", getattr(member, "fget", member))
+            code = getattr(getattr(function, "__wrapped__", function), "__code__", None)
+            if code is not None:
+                codes[code] = name
+    return codes
+
+
+def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
+    """Do one request on the learner's objects; see remote.py."""
+    codes = reference_codes(tuple(request.get("watch", ())))
+    used = set()
+
+    def watch(frame, event, _):
+        if event == "call" and frame.f_code in codes:
+            used.add(codes[frame.f_code])
+
+    operation = request["op"]
+    target = objects.held[request["target"]] if request.get("target") is not None else None
+    args, kwargs = objects.resolve(tuple(request.get("args", ()))), objects.resolve(dict(request.get("kwargs", {})))
+    inputs = {**dict(enumerate(args)), **kwargs}
+    before = {key: _snapshot(value) for key, value in inputs.items() if isinstance(value, (torch.Tensor, list, dict))}
+    try:
+        sys.setprofile(watch if codes else None)
+        with torch.set_grad_enabled(bool(request.get("grad", True))):
+            if operation == "name":
+                if args[0] not in namespace:
+                    raise NameError(f"name {args[0]!r} is not defined: is its cell in your notebook, and did it run?")
+                result = namespace[args[0]]
+            elif operation == "call":
+                result = target(*args, **kwargs)
+            elif operation == "gradient":
+                result = remote.local_gradient(target, args, kwargs["wrt"])
+            elif operation == "getattr":
+                result = getattr(target, args[0])
+            elif operation == "getitem":
+                result = target[args[0]]
+            elif operation == "len":
+                result = len(target)
+            else:
+                raise ValueError(f"unknown request {operation!r}")
+    except BaseException as error:  # the learner's exception, SystemExit included: the grader reports it
+        sys.setprofile(None)
+        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        return {"error": f"{type(error).__name__}: {error}"[:500], "used": sorted(used),
+                "where": f"at line {frame.lineno}: {frame.line}"[:300] if frame else "",
+                "not_implemented": isinstance(error, NotImplementedError),
+                "no_attribute": operation == "getattr" and isinstance(error, AttributeError)}
+    sys.setprofile(None)
+    reply = objects.hold(result)
+    changed = {key: inputs[key] for key, value in before.items() if not _same(_snapshot(inputs[key]), value)}
+    if changed:  # the learner's code wrote into its arguments: the grader's copies change the same way
+        try:
+            reply["changed"] = remote.encode_value(plain(changed))
+        except _NotPlain:
+            pass
+    return {**reply, "used": sorted(used)}
+
+
+def _snapshot(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    try:
+        return plain(value)
+    except _NotPlain:
+        return None
+
+
+def _same(now, before) -> bool:
+    if isinstance(now, torch.Tensor) and isinstance(before, torch.Tensor):
+        return now.shape == before.shape and now.dtype == before.dtype and bool(torch.equal(now, before))
+    try:
+        return bool(now == before)
+    except Exception:  # tensors inside containers: compare them one by one
+        return type(now) is type(before) and len(now) == len(before) and all(
+            _same(a, b) for a, b in (zip(now.values(), before.values()) if isinstance(now, dict) else zip(now, before)))
+
+
+def serve(namespace: dict, requests, send) -> None:
+    objects = Objects()
+    for line in requests:
+        try:
+            request = remote.decode_request(line)
+        except Exception:
+            continue
+        try:
+            send(reply=request["id"], **do_request(request, namespace, objects))
+        except Exception as error:  # a reply that cannot be encoded: said, never fatal
+            send(reply=request.get("id"), error=f"{type(error).__name__}: {error}"[:500], where="", used=[])
 
 
 def main() -> None:
     report = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
-    cells = json.loads(sys.stdin.read())
+    requests = os.fdopen(os.dup(0), "rb")
+    cells = json.loads(requests.readline())
     # What the learner's code writes to the real file descriptors (a
     # subprocess, C code) goes nowhere; what it prints is kept per cell.
     quiet = os.open(os.devnull, os.O_RDWR)
@@ -119,6 +308,8 @@ def main() -> None:
         send(cell=number, error=f"{type(error).__name__}: {error}"[:300] if error else None, output=kept.text(),
              **evidence(os.environ["COURSE_PROGRESS_FILE"]))
     send(done=True)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # what the learner's code prints while checked goes nowhere
+    serve(shell.user_ns, requests, send)
 
 
 if __name__ == "__main__":

@@ -51,3 +51,47 @@ def progress_file(tmp_path, monkeypatch):
     path = tmp_path / "progress.jsonl"
     monkeypatch.setenv("COURSE_PROGRESS_FILE", str(path))
     return path
+
+
+class Loopback:
+    """A sandbox session without the sandbox: each request goes through the
+    same encoding, the harness's handling and the grader's decoding, in this
+    process. Used to run the checker tests on Remote answers too."""
+
+    def __init__(self, namespace: dict):
+        from course_utils.classroom import harness
+
+        self.namespace, self.objects, self.count = namespace, harness.Objects(), 0
+
+    def lookup(self, name: str):
+        return self.request("name", None, (name,))
+
+    def request(self, operation: str, target, args: tuple = (), kwargs: dict | None = None):
+        import json
+
+        import torch
+
+        from course_utils.classroom import harness, remote, sandbox
+
+        self.count += 1
+        request = remote.decode_request(remote.encode_request({
+            "id": self.count, "op": operation, "target": target, "args": args, "kwargs": kwargs or {},
+            "grad": torch.is_grad_enabled(), "watch": ()}))  # the tests pass the course's own code as answers
+        reply = json.loads(json.dumps(harness.do_request(request, self.namespace, self.objects)))
+        return sandbox.read_reply(self, reply, args, kwargs or {})
+
+
+@pytest.fixture(params=["in the notebook", "judged by the grader"])
+def both_sides(request, monkeypatch):
+    """Run a checker test twice: on the learner's objects as they are, and as
+    `course grade` runs it, on Remote stand-ins for them (see remote.py). Every
+    `check_...` function of the test module is wrapped for the second run."""
+    if request.param == "in the notebook":
+        return
+    module = request.module
+    for name, checker in list(vars(module).items()):
+        if name.startswith("check_") and getattr(checker, "__module__", "").startswith("course_utils.classroom.checks"):
+            def judged(*answers, _checker=checker, **options):
+                session = Loopback({f"answer{index}": answer for index, answer in enumerate(answers)})
+                return _checker(*(session.lookup(f"answer{index}") for index in range(len(answers))), **options)
+            monkeypatch.setitem(vars(module), name, judged)

@@ -36,12 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import torch
 
 from course_utils import env
 
-from . import progress, quiz
+from . import progress, quiz, remote
 
 RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
 WORKDIR = "/tmp/work"
@@ -59,7 +61,9 @@ class Limits:
     processes: int = 128  # at once, in the sandbox
     file_bytes: int = 256 << 20  # one file
     tmp_bytes: int = 1 << 30  # all of /tmp together
-    report_bytes: int = 8 << 20  # what the harness may send back
+    report_bytes: int = 8 << 20  # what the harness may send back while the cells run
+    check_seconds: float = 120  # the grader's checkers calling the learner's code, after the cells
+    reply_bytes: int = 64 << 20  # what the harness may send back to them
 
     def rlimits(self, count_processes: bool) -> dict[str, int]:
         limits = {"RLIMIT_AS": self.memory_bytes, "RLIMIT_FSIZE": self.file_bytes, "RLIMIT_CORE": 0}
@@ -73,11 +77,12 @@ class Run:
     """What the harness reported; `status` says it in words."""
 
     cells: list[dict] = field(default_factory=list)  # {"cell": n, "error": ..., "output": ...} per cell that ran
-    evidence: dict = field(default_factory=lambda: {"answers": {}, "exercises": {}})  # as of the last cell that ran
+    evidence: dict = field(default_factory=lambda: {"answers": {}})  # as of the last cell that ran
     running: int | None = None  # the cell that had started when the run ended
     finished: bool = False  # every cell ran
     stopped: str = ""  # why the run ended early
     notes: list[str] = field(default_factory=list)
+    judged: object = None  # what run_submission's `judge` returned
 
     def errors(self) -> list[tuple[int, str]]:
         return [(cell["cell"], cell["error"]) for cell in self.cells if cell.get("error")]
@@ -206,13 +211,16 @@ class _ProcessCgroup:
                     time.sleep(0.1)
 
 
-def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: bool = True) -> Run:
-    """Run the code cells (sources in order) in the sandbox; see the module docstring."""
+def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: bool = True, judge=None) -> Run:
+    """Run the code cells (sources in order) in the sandbox; see the module
+    docstring. Then, if given, `judge(session)` runs in this process while
+    the sandbox waits, and calls the learner's objects through the `Session`;
+    what it returns is `run.judged`."""
     cgroup = _ProcessCgroup(limits.processes) if sandboxed else None
     if sandboxed:
         program = bubblewrap()
         if program is None:
-            return Run(stopped="bubblewrap (bwrap) is missing or does not work on this machine")
+            return _judged(Run(stopped="bubblewrap (bwrap) is missing or does not work on this machine"), judge, None)
         command, environment, cwd = _bwrap_command(program, release, limits), None, None
 
         def before_exec():
@@ -230,12 +238,13 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
     except OSError as error:
         if cgroup:
             cgroup.remove()
-        return Run(stopped=f"the sandbox could not start ({error})")
+        return _judged(Run(stopped=f"the sandbox could not start ({error})"), judge, None)
     try:
-        run = _read_reports(process, json.dumps(cells).encode(), limits)
+        channel = _Channel(process, limits)
+        run = _read_reports(channel, json.dumps(cells).encode() + b"\n", limits)
         if cgroup and cgroup.hit_limit():
             run.notes.append(f"reached the limit of {limits.processes} processes")
-        return run
+        return _judged(run, judge, channel)
     finally:
         _kill(process)
         if cgroup:
@@ -244,43 +253,67 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _read_reports(process: subprocess.Popen, cells: bytes, limits: Limits) -> Run:
-    """Feed the cells, then read the harness's lines until its last one, the
+def _judged(run: Run, judge, channel: "_Channel | None") -> Run:
+    if judge is not None:
+        why = "" if run.finished else f"the notebook did not finish ({run.status.split(';')[0]}), so the sandbox could not be asked"
+        run.judged = judge(Session(channel if run.finished else None, why))
+    return run
+
+
+class _Ended(Exception):
+    """The harness stopped answering; the message says why."""
+
+
+class _Channel:
+    """The harness's stdout, read line by line, within the time and size limits."""
+
+    def __init__(self, process: subprocess.Popen, limits: Limits):
+        self.process, self.limits, self.buffer, self.received = process, limits, b"", 0
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(process.stdout, selectors.EVENT_READ)
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.process.stdin.write(data)
+            self.process.stdin.flush()
+        except OSError:
+            pass  # the harness died; reading says how
+
+    def line(self, deadline: float, what: str) -> bytes:
+        while b"\n" not in self.buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Ended(f"timed out after {what}")
+            if not self.selector.select(timeout=min(remaining, 1.0)):
+                continue
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            if not chunk:
+                code = self.process.wait()
+                reason = (f"the process was killed by signal {signal.Signals(-code).name}" if code < 0
+                          else f"the process ended with exit code {code}")
+                raise _Ended(reason + (" (out of memory, or killed)" if code in (128 + signal.SIGKILL, -signal.SIGKILL) else ""))
+            self.received += len(chunk)
+            if self.received > self.limits.report_bytes:
+                raise _Ended(f"stopped: it sent more than {self.limits.report_bytes >> 20} MB")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+
+def _read_reports(channel: _Channel, cells: bytes, limits: Limits) -> Run:
+    """Feed the cells, then read the harness's lines until its "done", the
     time limit, or too much output. A child the notebook left behind may hold
     the pipe open after the last line: the run has finished all the same."""
-    run, buffer, received = Run(), b"", 0
+    run = Run()
     deadline = time.monotonic() + limits.seconds
+    channel.send(cells)
     try:
-        process.stdin.write(cells)
-        process.stdin.close()
-    except OSError:
-        pass  # the harness died at once; what it said (nothing) is read below
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
-    while not run.finished:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            run.stopped = f"timed out after {limits.seconds:g} s"
-            break
-        if not selector.select(timeout=min(remaining, 1.0)):
-            continue
-        chunk = os.read(process.stdout.fileno(), 1 << 16)
-        if not chunk:
-            code = process.wait()
-            run.stopped = (f"the process was killed by signal {signal.Signals(-code).name}" if code < 0
-                           else f"the process ended with exit code {code}")
-            if code in (128 + signal.SIGKILL, -signal.SIGKILL):
-                run.stopped += " (out of memory, or killed)"
-            break
-        received += len(chunk)
-        if received > limits.report_bytes:
-            run.stopped = f"stopped: it sent more than {limits.report_bytes >> 20} MB of output"
-            break
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            _take(run, line)
-    selector.close()
+        while not run.finished:
+            _take(run, channel.line(deadline, f"{limits.seconds:g} s"))
+    except _Ended as ended:
+        run.stopped = str(ended)
+        if run.stopped.startswith("stopped: it sent"):
+            run.stopped += " of output"
     return run
 
 
@@ -298,14 +331,92 @@ def _take(run: Run, line: bytes) -> None:
         run.cells.append({"cell": message["cell"], "error": str(message.get("error") or "")[:300] or None,
                           "output": str(message.get("output") or "")})
         run.running = None
-        run.evidence = {kind: message[kind] if isinstance(message.get(kind), dict) else {}
-                        for kind in ("answers", "exercises")}
+        run.evidence = {"answers": message["answers"] if isinstance(message.get("answers"), dict) else {}}
     elif message.get("done") is True:
         run.finished = True
 
 
+class Session:
+    """The grader's line to a sandbox that ran its cells (see remote.py):
+    `lookup(name)` gives the learner's object as a Remote, or a plain copy."""
+
+    def __init__(self, channel: _Channel | None, why_not: str = ""):
+        self.channel, self.ended, self.count = channel, why_not, 0
+        # Checking gets its own time, from the moment it starts.
+        self.deadline = time.monotonic() + (channel.limits.check_seconds if channel else 0)
+        if channel:
+            channel.received = 0  # the replies have a budget of their own too
+            channel.limits = replace(channel.limits, report_bytes=channel.limits.reply_bytes)
+
+    def lookup(self, name: str):
+        return self.request("name", None, (name,))
+
+    def request(self, operation: str, target: int | None, args: tuple = (), kwargs: dict | None = None):
+        if self.ended:
+            raise remote.SessionEnded(f"not checked: {self.ended}")
+        self.count += 1
+        kwargs = kwargs or {}
+        self.channel.send(remote.encode_request({"id": self.count, "op": operation, "target": target, "args": args,
+                                                 "kwargs": kwargs, "grad": torch.is_grad_enabled(),
+                                                 "watch": remote.watched()}))
+        try:
+            while True:
+                reply = _reply(self.channel.line(self.deadline, f"{self.channel.limits.check_seconds:g} s of checking"))
+                if reply.get("reply") == self.count:
+                    break
+        except _Ended as ended:
+            self.ended = f"the sandbox stopped answering ({ended})"
+            _kill(self.channel.process)
+            raise remote.SessionEnded(f"not checked: {self.ended}") from None
+        return read_reply(self, reply, args, kwargs)
+
+
+def read_reply(session, reply: dict, args: tuple, kwargs: dict):
+    """The result of a request, from the harness's reply (see remote.py)."""
+    remote.saw(reply.get("used"))
+    if "error" in reply:
+        message = str(reply["error"])
+        if reply.get("not_implemented"):
+            raise NotImplementedError(message)
+        if reply.get("no_attribute"):  # so that getattr(remote, name, default) and hasattr work
+            raise AttributeError(message)
+        raise remote.LearnerError(message, str(reply.get("where") or ""))
+    try:
+        if isinstance(reply.get("changed"), str):  # the learner's code wrote into these arguments
+            for key, value in remote.decode_value(reply["changed"]).items():
+                mine = args[key] if isinstance(key, int) and key < len(args) else kwargs.get(key)
+                if isinstance(mine, torch.Tensor) and isinstance(value, torch.Tensor):
+                    with torch.no_grad():
+                        mine.set_(value.to(mine.dtype)) if mine.shape != value.shape else mine.copy_(value)
+                elif isinstance(mine, list) and isinstance(value, list):
+                    mine[:] = value
+                elif isinstance(mine, dict) and isinstance(value, dict):
+                    mine.clear()
+                    mine.update(value)
+        if "value" in reply:
+            return remote.decode_value(str(reply["value"]))
+        if isinstance(reply.get("object"), int):
+            described = {key: reply.get(key) for key in ("type", "name", "repr", "types", "classes")}
+            return remote.Remote(session, reply["object"], described)
+    except Exception as error:  # not something weights_only loading accepts, or malformed
+        raise remote.LearnerError(f"the sandbox's answer could not be read ({type(error).__name__})") from None
+    raise remote.LearnerError("the sandbox's answer could not be read")
+
+
+def _reply(line: bytes) -> dict:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
 def _kill(process: subprocess.Popen) -> None:
     """End the whole session: the harness and anything it started."""
+    try:
+        process.stdin.close()  # the harness, waiting for requests, ends
+    except OSError:
+        pass
     try:
         process.wait(timeout=2)
     except subprocess.TimeoutExpired:
@@ -315,8 +426,7 @@ def _kill(process: subprocess.Popen) -> None:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
-    for stream in (process.stdin, process.stdout):
-        try:
-            stream.close()
-        except OSError:
-            pass
+    try:
+        process.stdout.close()
+    except OSError:
+        pass

@@ -10,16 +10,38 @@ of feedback instead of a traceback:
             check.that("returns a dict", isinstance(counts, dict), expected="dict", actual=type(counts).__name__)
 
 The per-lesson checkers live beside this file, one module per topic.
+
+In the notebook a checker prints its report and records the result in the
+progress log. When `course grade` judges a submission, the same checker runs
+in the grader (`judging()`), on the learner's objects in the sandbox
+(`remote.Remote`): the report is collected instead, and the item earns
+nothing if the learner's code ran the course's own version of the exercise
+(`references=`).
 """
 
 import ast
+import contextlib
 import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .. import progress
+from .. import progress, remote
+
+# While `judging()`: (exercise id, points earned, points, report) of each checker that ran.
+_judged: list | None = None
+
+
+@contextlib.contextmanager
+def judging():
+    """Collect the checkers' results instead of printing and recording them."""
+    global _judged
+    before, _judged = _judged, []
+    try:
+        yield _judged
+    finally:
+        _judged = before
 
 
 class _StopChecking(Exception):
@@ -27,18 +49,32 @@ class _StopChecking(Exception):
 
 
 class Checker:
-    def __init__(self, exercise_id: str, points: float = 1):
+    def __init__(self, exercise_id: str, points: float = 1, references=()):
+        """`references`: the course's own functions or classes that answer this
+        exercise; a graded answer that runs one of them earns nothing."""
         self.exercise_id, self.points = exercise_id, points
         self.results: list[tuple[bool, str, str]] = []  # (passed, name, detail)
         self.status = "checked"  # or "not attempted", "crashed"
         self.calls_answered = 0  # learner calls that returned: none means nothing is written yet
+        self.watch = remote.watching(references)
 
     def __enter__(self) -> "Checker":
+        self.watch.__enter__()
         return self
 
     def __exit__(self, kind, error, trace) -> bool:
-        if kind is not None and not issubclass(kind, _StopChecking):
+        self.watch.__exit__()
+        if kind is not None and issubclass(kind, remote.LearnerError):  # the sandbox failed outside check.call
+            self._crashed(error)
+        elif kind is not None and not issubclass(kind, _StopChecking):
             return False  # a bug in the checker itself: let it show
+        for name in sorted(self.watch.seen):
+            self.fail("your own code, not the course's", expected="your implementation",
+                      actual=f"your answer runs the course's own {name.replace(':', '.')}",
+                      hint="the exercise is to write it yourself: the grader gives no points for the reviewed version")
+        if _judged is not None:
+            _judged.append((self.exercise_id, self.points if self.passed else 0, self.points, self.report()))
+            return True
         print(self.report())
         if self.status != "not attempted" or self.results:  # a stub alone records nothing
             progress.record(self.exercise_id, "exercise", self.points if self.passed else 0, self.points)
@@ -57,24 +93,42 @@ class Checker:
         if not callable(function):
             self.fail("your answer is a function", expected="a function (def ...)", actual=f"{type(function).__name__}: {function!r:.60}")
             raise _StopChecking
+        return self._answer(function, lambda: function(*args, **kwargs), given)
+
+    def gradient(self, function, *args, wrt: int):
+        """Call the learner's function and take the gradient of sum(output²)
+        with respect to args[wrt]: (output, gradient, or None if none flows)."""
+        if not callable(function):
+            return self.call(function)
+        return self._answer(function, lambda: remote.gradient(function, args, wrt))
+
+    def _answer(self, function, run, given: bool = False):
         try:
-            result = function(*args, **kwargs)
+            result = run()
             self.calls_answered += not given
             return result
         except NotImplementedError:
             self.status = "not attempted"
             raise _StopChecking from None
         except Exception as error:  # the learner's bug: report it, never crash the checker
-            self.status = "crashed"
-            frame = traceback.extract_tb(error.__traceback__)[-1]
-            self.results.append((False, f"calling {getattr(function, '__name__', 'your function')}",
-                                 f"it raised {type(error).__name__}: {error}\n      (at line {frame.lineno}: {frame.line})"))
+            self._crashed(error, f"calling {getattr(function, '__name__', None) or 'your function'}")
             raise _StopChecking from None
+
+    def _crashed(self, error: Exception, name: str = "running your code") -> None:
+        self.status = "crashed"
+        if isinstance(error, remote.SessionEnded):
+            self.results.append((False, name, str(error)))
+            return
+        if isinstance(error, remote.LearnerError):  # raised in the sandbox: its message names the type
+            said, where = str(error), error.where
+        else:
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            said, where = f"{type(error).__name__}: {error}", f"at line {frame.lineno}: {frame.line}"
+        self.results.append((False, name, f"it raised {said}" + (f"\n      ({where})" if where else "")))
 
     def require_module_class(self, answer, expected: str) -> None:
         """Stop unless the learner's answer is a class derived from nn.Module."""
-        self.require("your answer is a class derived from nn.Module",
-                     isinstance(answer, type) and issubclass(answer, torch.nn.Module),
+        self.require("your answer is a class derived from nn.Module", remote.is_subclass(answer, torch.nn.Module),
                      expected=f"class {expected}(nn.Module)", actual=repr(answer)[:60])
 
     # --- recording checks ---

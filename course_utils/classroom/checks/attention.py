@@ -90,7 +90,7 @@ def _attention_mistakes(q, k, v) -> tuple[dict, dict]:
 
 def check_attention(attention) -> None:
     """Check a learner's `attention(q, k, v) -> (output, weights)` (lesson 02)."""
-    with Checker("02.attention") as check:
+    with Checker("02.attention", references=[scaled_dot_product_attention]) as check:
         if (slip := _k_dot_t_slip(attention, 3)) is not None:
             weights, want_weights, wrong = slip
             check.close("a batch (4, 4, 4): weights", weights, want_weights, mistakes={_K_DOT_T: wrong})
@@ -134,7 +134,7 @@ def check_attention(attention) -> None:
 
 def check_causal_mask(causal_mask) -> None:
     """Check a learner's `causal_mask(n)`: (n, n) bool, True where query i may see key j <= i."""
-    with Checker("03.causal_mask") as check:
+    with Checker("03.causal_mask", references=[reference_causal_mask]) as check:
         first = check.call(causal_mask, 4)
         check.require("returns a torch.Tensor", isinstance(first, torch.Tensor), expected="torch.Tensor",
                       actual=type(first).__name__, hint="build the (n, n) mask as a tensor, e.g. from torch.ones and a triangle function")
@@ -185,7 +185,7 @@ def _leak(weights, mask) -> tuple[bool, str]:
 
 def check_masked_attention(masked_attention) -> None:
     """Check a learner's `masked_attention(q, k, v, mask) -> (output, weights)` (lesson 03)."""
-    with Checker("03.masked_attention") as check:
+    with Checker("03.masked_attention", references=[scaled_dot_product_attention]) as check:
         if (slip := _k_dot_t_slip(masked_attention, 4, reference_causal_mask(4))) is not None:
             weights, want_weights, wrong = slip
             check.close("a batch (4, 4, 4, 4), causal mask: weights", weights, want_weights, mistakes={_K_DOT_T: wrong})

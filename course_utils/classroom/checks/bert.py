@@ -8,6 +8,7 @@ import random
 
 import torch
 
+from course_utils import bert
 from course_utils.bert import IGNORE_INDEX, IS_NEXT, NOT_NEXT, segment_at
 from . import Checker
 
@@ -33,7 +34,7 @@ def _share(part: int, whole: int) -> str:
 def check_mask_tokens(mask_tokens) -> None:
     """Check a learner's `mask_tokens(ids, special, mask_id, first_word_id,
     vocab_size, rate, generator)` by the statistics of course_utils.bert.mask_tokens."""
-    with Checker("08.mask_tokens", points=2) as check:
+    with Checker("08.mask_tokens", points=2, references=[bert.mask_tokens]) as check:
         draws, results, untouched = [], [], True
         for seed in _SEEDS:
             ids, special = _masking_input(seed)
@@ -144,7 +145,7 @@ def _origin(segment: str) -> tuple[str, int]:
 def check_nsp_pair(nsp_pair) -> None:
     """Check a learner's `nsp_pair(speeches_by_play, play, start, rng, words)`
     (negatives from another play) against course_utils.bert.nsp_pair."""
-    with Checker("08.nsp_pair", points=2) as check:
+    with Checker("08.nsp_pair", points=2, references=[bert.nsp_pair]) as check:
         plays = _checker_plays()
         draws = []
         for seed in range(600):

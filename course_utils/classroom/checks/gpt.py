@@ -49,7 +49,7 @@ def _show(kept: torch.Tensor) -> str:
 def check_top_p_filter(top_p_filter_answer) -> None:
     """Check a learner's `top_p_filter(logits, p)` on two rows of six tokens
     and three values of p, then on p = 1 and on a peaked row."""
-    with Checker("10.top_p_filter") as check:
+    with Checker("10.top_p_filter", references=[top_p_filter]) as check:
         for p, what in CASES:
             logits = ROWS.clone()
             out = check.call(top_p_filter_answer, logits, p)

@@ -33,7 +33,7 @@ def _slips(word_ids: list, word_labels: list) -> dict[str, list]:
 
 def check_token_labels(token_labels_answer) -> None:
     """Check a learner's `token_labels(word_ids, word_labels)` on three rows."""
-    with Checker("11.token_labels") as check:
+    with Checker("11.token_labels", references=[token_labels]) as check:
         for word_ids, word_labels, what in CASES:
             given_ids, given_labels = list(word_ids), list(word_labels)
             out = check.call(token_labels_answer, given_ids, given_labels)

@@ -57,7 +57,7 @@ def classic_mistakes(num_positions: int, d_model: int) -> dict[str, torch.Tensor
 def check_sinusoidal_encoding(sinusoidal_encoding_fn) -> None:
     """Check a learner's `sinusoidal_encoding(num_positions, d_model)` against
     course_utils.positional.sinusoidal_encoding."""
-    with Checker("05.sinusoidal_encoding") as check:
+    with Checker("05.sinusoidal_encoding", references=[sinusoidal_encoding]) as check:
         outputs = {size: check.call(sinusoidal_encoding_fn, *size) for size in _SIZES}
         wrong_type = next((type(out).__name__ for out in outputs.values() if not isinstance(out, torch.Tensor)), None)
         check.require("returns a torch.Tensor", wrong_type is None, expected="torch.Tensor", actual=wrong_type,

@@ -39,7 +39,7 @@ def check_mean_pool(mean_pool) -> None:
         "the right mean, then normalised to unit length (that is a later step)":
             torch.nn.functional.normalize(pretrained.mean_pool(hidden, attention_mask), dim=-1),
     }
-    with Checker("09.mean_pool") as check:
+    with Checker("09.mean_pool", references=[pretrained.mean_pool]) as check:
         given = (hidden.clone(), attention_mask.clone())
         pooled = check.call(mean_pool, *given)
         check.close("four texts of 5, 2, 3 and 3 real tokens, padded to 5 (the last on the left): "

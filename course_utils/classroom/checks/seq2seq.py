@@ -34,7 +34,7 @@ def _slips(d_model: int, warmup: int) -> dict[str, callable]:
 def check_transformer_lr(transformer_lr) -> None:
     """Check a learner's `transformer_lr(step, d_model, warmup_steps)` against
     course_utils.training.transformer_schedule."""
-    with Checker("07.transformer_lr") as check:
+    with Checker("07.transformer_lr", references=[transformer_schedule]) as check:
         rates = {setting: [check.call(transformer_lr, step, *setting) for step in _STEPS] for setting in _SETTINGS}
         kind = next((type(rate).__name__ for row in rates.values() for rate in row if not _is_number(rate)), None)
         check.require("returns one number per step", kind is None, expected="a float", actual=kind,

@@ -12,6 +12,7 @@ import torch
 
 from course_utils.attention import causal_mask, padding_mask
 from course_utils.transformer import DecoderLayer, TransformerConfig
+from .. import remote
 from . import Checker
 
 # Target and source of different lengths, so that attention read the wrong way
@@ -86,14 +87,16 @@ def _queries_from_encoder(learner, x, memory, self_mask) -> bool:
 
 def check_decoder_layer(DecoderLayerClass) -> None:
     """Check a learner's post-LN decoder layer class against course_utils.transformer.DecoderLayer."""
-    with Checker("06.decoder_layer") as check:
+    with Checker("06.decoder_layer", references=[DecoderLayer]) as check:
         check.require_module_class(DecoderLayerClass, "MyDecoderLayer")
         reference, x, memory = _reference_and_inputs()
         with torch.random.fork_rng(devices=[]):
             learner = check.call(DecoderLayerClass, CONFIG, given=True)
         try:
             learner.load_state_dict(reference.state_dict())
-        except (RuntimeError, AttributeError) as error:
+        except remote.SessionEnded:
+            raise
+        except (RuntimeError, AttributeError, remote.LearnerError) as error:
             check.fail("__init__ keeps the sublayers as given", expected="self_attn, cross_attn, feed_forward, norm1-3",
                        actual=str(error).splitlines()[0][:120], hint="keep the __init__ of the exercise as it is")
             return

@@ -3,6 +3,7 @@ the text that the commonest words cover."""
 
 import collections
 
+from course_utils import data
 from course_utils.data import coverage, word_counts
 from . import Checker
 
@@ -45,7 +46,7 @@ def _coverage_slips(counts: dict, n: int) -> dict:
 def check_count_words(count_words, coverage_function) -> None:
     """Check a learner's `count_words(text)` against course_utils.data.word_counts
     and their `coverage(counts, n)` against course_utils.data.coverage."""
-    with Checker("00.count_words") as check:
+    with Checker("00.count_words", references=[data.words, word_counts, coverage]) as check:
         first = check.call(count_words, _SAMPLES["case"][0])
         check.require("count_words returns a dict of word -> count (a Counter is one)", isinstance(first, dict),
                       expected="dict or collections.Counter", actual=type(first).__name__)

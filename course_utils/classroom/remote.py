@@ -1,0 +1,221 @@
+"""The learner's code, called from the grader: checkers judge outside the sandbox.
+
+When `course grade` has run a notebook's cells in the sandbox, the sandbox
+keeps the learner's objects alive and waits. The grader then runs each of the
+lesson's checkers in its own process, on the reviewed `course_utils`, and hands
+it a `Remote` instead of the learner's function or class: calling it, reading
+an attribute, indexing or taking its length is a request to the sandbox, which
+does it there, on the learner's object, and answers with the result.
+
+- A result made only of tensors, numbers, strings, None and lists, tuples,
+  sets and dicts of those comes back as a copy (decoded with
+  `torch.load(weights_only=True)`, which builds nothing else); anything else
+  (a module, a bound method, a class) stays in the sandbox and comes back as
+  another `Remote`. Reading a tensor attribute gives a copy: writing into it
+  changes nothing in the sandbox (load weights with `load_state_dict`).
+- A tensor argument that the learner's code changes in place is changed here
+  too, so that "did you write into my input?" can still be checked.
+- An exception in the learner's code is raised here as `LearnerError` (or
+  `NotImplementedError` for a stub), with the learner's own line.
+- While a checker runs, the sandbox watches for the course's own version of
+  the exercise (`Checker(..., references=...)`): a reply says whether the
+  learner's code ran it, so an answer that imports the reference is caught.
+
+Both ends are the grader's code, but the sandbox end runs in the learner's
+process, so a reply is only ever evidence: the checker judges it.
+"""
+
+import base64
+import io
+import pickle
+
+import torch
+
+# While a checker runs (see `watching`): the course's own functions and
+# classes that the learner's answer must not run, and those it ran.
+_watching: "watching | None" = None
+
+
+class LearnerError(Exception):
+    """An exception raised by the learner's code in the sandbox, or the
+    sandbox's failure to answer (it crashed, or took too long)."""
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where  # "at line 3: return q @ k.T", from the learner's traceback
+
+
+class SessionEnded(LearnerError):
+    """The sandbox stopped answering; every later request fails the same way."""
+
+
+def reference_name(piece) -> str:
+    """`module:qualname`, the name by which the sandbox finds a course piece."""
+    return f"{piece.__module__}:{piece.__qualname__}"
+
+
+class watching:
+    """`with watching(pieces) as watch:` the sandbox reports whether the
+    learner's code ran any of `pieces` (course functions or classes) while
+    answering the requests made inside; `watch.seen` names those it ran."""
+
+    def __init__(self, pieces):
+        self.names = tuple(reference_name(piece) for piece in pieces)
+        self.seen: set[str] = set()
+
+    def __enter__(self) -> "watching":
+        global _watching
+        self.before, _watching = _watching, self
+        return self
+
+    def __exit__(self, *exception) -> None:
+        global _watching
+        _watching = self.before
+
+
+def watched() -> tuple[str, ...]:
+    return _watching.names if _watching else ()
+
+
+def saw(names) -> None:
+    """Note the watched pieces that a reply says ran."""
+    if _watching and isinstance(names, list):
+        _watching.seen.update(name for name in names if name in _watching.names)
+
+
+class Remote:
+    """A learner's object that lives in the sandbox (see the module docstring).
+    `type(remote).__name__` is the name of the object's type in the sandbox."""
+
+    _classes: dict[str, type] = {}
+
+    def __new__(cls, session, handle: int, description: dict):
+        name = str(description.get("type", "object"))[:60]
+        if cls is Remote:  # a subclass per type name, so that messages say "Linear", not "Remote"
+            cls = Remote._classes.setdefault(name, type(name if name.isidentifier() else "object", (Remote,), {}))
+        return object.__new__(cls)
+
+    def __init__(self, session, handle: int, description: dict):
+        self._session, self._handle, self._description = session, handle, description
+
+    def __call__(self, *args, **kwargs):
+        return self._session.request("call", self._handle, args, kwargs)
+
+    def __getattr__(self, name: str):
+        if name == "__name__" and self._description.get("name"):
+            return str(self._description["name"])
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self._session.request("getattr", self._handle, (name,))
+
+    def __getitem__(self, key):
+        return self._session.request("getitem", self._handle, (key,))
+
+    def __len__(self) -> int:
+        length = self._session.request("len", self._handle)
+        return length if isinstance(length, int) else 0
+
+    def __iter__(self):
+        return (self[index] for index in range(len(self)))
+
+    def __repr__(self) -> str:
+        return str(self._description.get("repr", "?"))[:200]
+
+    def is_instance(self, cls: type) -> bool:
+        return _qualified(cls) in self._description.get("types", [])
+
+    def is_subclass(self, cls: type) -> bool:
+        return _qualified(cls) in self._description.get("classes", [])
+
+
+def is_instance(value, cls: type) -> bool:
+    """isinstance, for a local value or a Remote one."""
+    return value.is_instance(cls) if isinstance(value, Remote) else isinstance(value, cls)
+
+
+def is_subclass(value, cls: type) -> bool:
+    """True if `value` is a class derived from `cls`, here or in the sandbox."""
+    if isinstance(value, Remote):
+        return value.is_subclass(cls)
+    return isinstance(value, type) and issubclass(value, cls)
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def gradient(function, args: tuple, wrt: int):
+    """(output, d sum(output²) / d args[wrt], or None if none flows) of a call:
+    done in the sandbox when `function` is remote, as backward() cannot cross."""
+    if isinstance(function, Remote):
+        return function._session.request("gradient", function._handle, args, {"wrt": wrt})
+    return local_gradient(function, args, wrt)
+
+
+def local_gradient(function, args: tuple, wrt: int):
+    args = list(args)
+    args[wrt] = args[wrt].detach().clone().requires_grad_()
+    output = function(*args)
+    if not (isinstance(output, torch.Tensor) and output.requires_grad):
+        return output, None
+    output.pow(2).sum().backward()
+    return output.detach(), args[wrt].grad
+
+
+# --- encoding: the grader's requests are pickled (the sandbox trusts the
+# grader), the sandbox's replies are decoded with weights_only=True ---------
+
+def _generator_from_state(state: torch.Tensor) -> torch.Generator:
+    generator = torch.Generator()
+    generator.set_state(state)
+    return generator
+
+
+class _RequestPickler(pickle.Pickler):
+    def reducer_override(self, value):
+        if isinstance(value, torch.Generator):  # a checker's seeded generator, in the state it has now
+            return _generator_from_state, (value.get_state(),)
+        if isinstance(value, Remote):
+            return _Handle, (value._handle,)
+        return NotImplemented
+
+
+class _Handle:
+    """A Remote passed back as an argument: the sandbox swaps in its object."""
+
+    def __init__(self, handle: int):
+        self.handle = handle
+
+
+def encode_request(request: dict) -> bytes:
+    buffer = io.BytesIO()
+    _RequestPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(request)
+    return base64.b64encode(buffer.getvalue()) + b"\n"
+
+
+def decode_request(line: bytes) -> dict:
+    return pickle.loads(base64.b64decode(line))
+
+
+def encode_value(value) -> str:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+NUMPY_TAG = "__numpy_array__"  # {NUMPY_TAG: tensor} is a numpy array of numbers on its way out
+
+
+def decode_value(text: str):
+    """The sandbox's value: only tensors and plain Python containers can come out."""
+    return _with_numpy(torch.load(io.BytesIO(base64.b64decode(text, validate=True)), weights_only=True))
+
+
+def _with_numpy(value):
+    if isinstance(value, dict):
+        if set(value) == {NUMPY_TAG} and isinstance(value[NUMPY_TAG], torch.Tensor):
+            return value[NUMPY_TAG].numpy()
+        return {key: _with_numpy(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_with_numpy(item) for item in value)
+    return value
