@@ -31,11 +31,12 @@ def _reference():
     return notebook
 
 
-def _release_with(source: str):
-    """The student release of lesson 00 with one cell added after its set-up cell."""
+def _release_with(source: str, last: bool = False):
+    """The student release of lesson 00 with one cell added after its set-up
+    cell, or (last=True) after all the others."""
     notebook = student_notebook(LESSON)
     first_code = next(i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code")
-    notebook.cells.insert(first_code + 1, nbformat.v4.new_code_cell(source))
+    notebook.cells.insert(len(notebook.cells) if last else first_code + 1, nbformat.v4.new_code_cell(source))
     return notebook
 
 
@@ -116,12 +117,15 @@ for qid, question in quiz.load_quiz("00").questions.items():
             pass
 print(open({str(AUTHORING_QUIZ)!r}).read())
 """,
-        # Forges results in its own progress log.
+        # Forges results in its own progress log, and makes every checker pass.
         "forge": """
 import json, os, time
+from course_utils.classroom import checks
 with open(os.environ["COURSE_PROGRESS_FILE"], "a") as log:
     for qid in ["00.offline", "00.edit", "00.checker", "00.rare-words", "00.first-cell", "00.words"]:
         log.write(json.dumps({"item": qid, "kind": "quiz", "points": 1, "max": 1, "time": time.time()}) + "\\n")
+    log.write(json.dumps({"item": "00.count_words", "kind": "exercise", "points": 1, "max": 1}) + "\\n")
+checks.Checker.passed = property(lambda self: True)
 """,
         # Looks for the grader through /proc and rewrites the feedback it can find.
         "proc": f"""
@@ -212,6 +216,14 @@ print("removed", removed)
         del rows["forkbomb"]  # unbounded here, it would take the machine down: see test_a_fork_bomb_is_bounded
     for name, source in rows.items():
         nbformat.write(_release_with(source), folder / f"{name}.ipynb")
+    # Answers the exercise with the course's own code, after the exercise's cells.
+    reference = """
+from course_utils import data
+count_words = data.word_counts
+def coverage(counts, n):
+    return data.coverage(counts, n)
+"""
+    nbformat.write(_release_with(reference, last=True), folder / "reference.ipynb")
     (folder / "dan").mkdir()  # two notebooks whose feedback files once had one name
     nbformat.write(_answered_release(), folder / "dan" / "00_x.ipynb")
     nbformat.write(_reference(), folder / "dan__00_x.ipynb")
@@ -293,6 +305,16 @@ def test_reading_for_keys_finds_none_and_earns_nothing(hostile):
 def test_forged_progress_records_earn_nothing(hostile):
     assert hostile[1]["forge"]["total"] == "0"
     assert hostile[0]["forge.ipynb"].status.startswith("finished")
+    # Its own checker cell printed a pass; the grader's checker found the stub.
+    assert "not attempted yet" in hostile[0]["forge.ipynb"].reports["00.count_words"]
+
+
+def test_the_course_own_code_as_an_answer_earns_nothing(hostile):
+    grade = hostile[0]["reference.ipynb"]
+    assert grade.points["00.count_words"] == 0 and grade.status.startswith("finished")
+    report = grade.reports["00.count_words"]
+    assert "All 9 checks" not in report and "✓ case: 'To be or not to be'" in report  # right outputs, and still no point
+    assert "runs the course's own course_utils.data.words" in report
 
 
 def test_the_grader_and_other_feedback_are_out_of_sight(hostile):

@@ -162,7 +162,8 @@ class _Undefined:
 
 def check_exercises(lesson: str, session: sandbox.Session) -> dict:
     """Run the lesson's checkers here, on the learner's objects in the sandbox:
-    {item: (points, report)}, and {"": notes} if a checker itself failed."""
+    {item: (points, report, attempted)}, and {"": notes} if a checker itself
+    failed. Not attempted: still the stub, or the answer is not defined."""
     judged, notes = {}, []
     for name, checker, answer_names in checker_calls(lesson):
         answers = []
@@ -171,12 +172,14 @@ def check_exercises(lesson: str, session: sandbox.Session) -> dict:
                 answers.append(session.lookup(answer_name))
             except remote.LearnerError as error:
                 answers.append(_Undefined(str(error)))
+        defined = not any(isinstance(answer, _Undefined) for answer in answers)
         with checks.judging() as results:
             try:
                 checker(*answers)
             except Exception as error:  # a bug of ours, or a learner object no checker foresaw
                 notes.append(f"{name} could not finish ({type(error).__name__}: {error})"[:300])
-        judged.update({item: (earned, report) for item, earned, _, report in results})
+        judged.update({item: (earned, report, defined and status != "not attempted")
+                       for item, earned, status, report in results})
     return {**judged, "": notes}
 
 
@@ -200,8 +203,10 @@ def judge(grade: Grade, run: sandbox.Run) -> None:
             except quiz.AnswerError as problem:
                 grade.reports[item] = f"⚠ {problem}"
         elif item in exercises:
-            earned, grade.reports[item] = exercises[item]
+            earned, grade.reports[item], attempted = exercises[item]
             grade.points[item] = min(float(earned), full)
+            if not attempted:
+                missing.append(item)
         else:
             missing.append(item)
     unanswered = [f"not answered or not run: {', '.join(missing)}"] if missing else []

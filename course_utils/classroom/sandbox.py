@@ -17,8 +17,9 @@ It runs `harness.py` under `python -I` (no current-folder or PYTHONPATH
 imports), with limits on memory, file size, processes and output, in a
 session of its own; at the time limit the whole sandbox is killed at once.
 The harness reports, one JSON line per cell, how the cell ran and the quiz
-answers and exercise results so far, as values. Nothing in those
-lines is trusted: `grading` judges them.
+answers so far, as values. Then it waits while the grader's checkers call the
+learner's code through a `Session` (see remote.py). Nothing that comes out
+of the sandbox is trusted: `grading` judges it.
 
 Where bubblewrap is missing (macOS, or Linux without the package) the grader
 refuses to grade unless told `--unsafe-no-sandbox`: then the harness runs as an

@@ -29,7 +29,7 @@ import torch
 
 from .. import progress, remote
 
-# While `judging()`: (exercise id, points earned, points, report) of each checker that ran.
+# While `judging()`: (exercise id, points earned, status, report) of each checker that ran.
 _judged: list | None = None
 
 
@@ -73,7 +73,7 @@ class Checker:
                       actual=f"your answer runs the course's own {name.replace(':', '.')}",
                       hint="the exercise is to write it yourself: the grader gives no points for the reviewed version")
         if _judged is not None:
-            _judged.append((self.exercise_id, self.points if self.passed else 0, self.points, self.report()))
+            _judged.append((self.exercise_id, self.points if self.passed else 0, self.status, self.report()))
             return True
         print(self.report())
         if self.status != "not attempted" or self.results:  # a stub alone records nothing
