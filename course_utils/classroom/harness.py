@@ -20,8 +20,9 @@ Cells are numbered as JupyterLab numbers them after Run All: [1], [2], ...
 over the code cells that are not empty. What a cell prints is kept up to
 OUTPUT_KEPT characters (its start and its end). Each cell's line carries the
 evidence so far, read from this run's progress log: the value of every quiz
-answer; a run stopped at the time limit is graded on what its finished cells
-gave. What the exercise checkers printed in the notebook is only shown to the
+answer; a run stopped at the time limit keeps the answers its finished cells
+gave (its exercises cannot be checked: the harness is still busy running a
+cell). What the exercise checkers printed in the notebook is only shown to the
 learner: the grader runs the checkers itself, through the requests above.
 
 None of this is trusted. The learner's code runs in this process and could
@@ -115,8 +116,8 @@ class Objects:
             name = getattr(value, "__name__", "")
             return {"object": len(self.held) - 1, "type": kind.__name__, "repr": _safe_repr(value),
                     "name": name[:60] if isinstance(name, str) else "",
-                    "types": [_qualified(cls) for cls in kind.__mro__],
-                    "classes": [_qualified(cls) for cls in value.__mro__] if isinstance(value, type) else []}
+                    "types": [remote.qualified_name(cls) for cls in kind.__mro__],
+                    "classes": [remote.qualified_name(cls) for cls in value.__mro__] if isinstance(value, type) else []}
 
     def resolve(self, value):
         """A request's argument, with each Remote the grader passed back (as a
@@ -156,10 +157,6 @@ def plain(value, depth: int = 0):
         if isinstance(value, kind):
             return kind(plain(item, depth + 1) for item in value)
     raise _NotPlain
-
-
-def _qualified(cls) -> str:
-    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}"
 
 
 def _safe_repr(value) -> str:

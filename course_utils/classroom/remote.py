@@ -122,10 +122,10 @@ class Remote:
         return str(self._description.get("repr", "?"))[:200]
 
     def is_instance(self, cls: type) -> bool:
-        return _qualified(cls) in self._description.get("types", [])
+        return qualified_name(cls) in self._description.get("types", [])
 
     def is_subclass(self, cls: type) -> bool:
-        return _qualified(cls) in self._description.get("classes", [])
+        return qualified_name(cls) in self._description.get("classes", [])
 
 
 def is_instance(value, cls: type) -> bool:
@@ -140,8 +140,9 @@ def is_subclass(value, cls: type) -> bool:
     return isinstance(value, type) and issubclass(value, cls)
 
 
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+def qualified_name(cls: type) -> str:
+    """module.Qualname of a class, the same on both sides of the sandbox."""
+    return f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', '?')}"
 
 
 def gradient(function, args: tuple, wrt: int):
