@@ -4,6 +4,8 @@ whatever a learner's code does."""
 import collections
 import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -66,6 +68,18 @@ def test_an_exception_in_learner_code_is_reported_not_raised(capsys):
 
     out = run(check_count_words, count_words, capsys)
     assert "it raised ZeroDivisionError: division by zero" in out and "at line" in out
+
+
+def test_a_crash_in_a_notebook_names_the_cell_as_jupyterlab_numbers_it():
+    """In IPython (as in JupyterLab), the report says which cell: its [n]."""
+    cells = ["from course_utils.classroom.checks.words import check_count_words",
+             "import collections\n\ndef count_words(text):\n    words = text.split()\n    return collections.Counter(w[9] for w in words)",
+             "check_count_words(count_words, lambda counts, n: 0.5)"]
+    script = ("from IPython.core.interactiveshell import InteractiveShell\n"
+              "shell = InteractiveShell.instance(colors='NoColor')\n"
+              f"for cell in {cells!r}:\n    shell.run_cell(cell, store_history=True)\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "(in cell [2], at line 5: return collections.Counter(w[9] for w in words))" in result.stdout, result.stdout
 
 
 def test_wrong_return_type_and_non_function(capsys):

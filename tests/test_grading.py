@@ -63,6 +63,9 @@ def gradebook(tmp_path_factory):
 
     looping = _with_cell(_reference(), len(_reference().cells), "while True:\n    pass")  # never ends
     nbformat.write(looping, folder / "frank.ipynb")
+    stubborn = _with_cell(_reference(), len(_reference().cells),  # never ends, and swallows the interrupt
+                          "while True:\n    try:\n        sum(range(10**6))\n    except KeyboardInterrupt:\n        pass")
+    nbformat.write(stubborn, folder / "ivan.ipynb")
 
     (folder / "gina.ipynb").write_text('{"cells": [ this is not JSON')
 
@@ -79,7 +82,7 @@ def gradebook(tmp_path_factory):
 
 def test_one_row_per_learner_with_every_item_in_lesson_order(gradebook):
     rows, out = gradebook
-    assert set(rows) == {"alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal"}
+    assert set(rows) == {"alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivan"}
     header = out.read_text().splitlines()[0].split(",")
     assert header[:7] == ["learner", "total", "max", "00 score", "00 max", "00 status", "00 notebook"]
     assert header[7:-1] == list(ITEMS) and header[-1] == "notes" and len(ITEMS) == 7
@@ -119,8 +122,11 @@ def test_an_infinite_loop_times_out_keeps_what_ran_and_says_which_cells(gradeboo
     frank = gradebook[0]["frank"]
     code_cells = sum(cell.cell_type == "code" and bool(cell.source.strip()) for cell in _reference().cells)
     assert frank["00 status"].startswith(f"timed out after 40 s (cells [1]-[{code_cells}] ran)")
-    assert frank["total"] == "6"  # the quiz answers count; the sandbox, still busy, could not be asked about the exercise
-    feedback = (gradebook[1].parent / "grades-feedback" / "frank.txt").read_text()
+    assert frank["total"] == "7"  # the loop was interrupted: what the cells before it defined is checked
+    ivan = gradebook[0]["ivan"]  # his loop swallows the interrupt: the sandbox is killed, and cannot be asked
+    assert ivan["00 status"].startswith(f"timed out after 40 s (cells [1]-[{code_cells}] ran)")
+    assert ivan["total"] == "6"  # the quiz answers still count
+    feedback = (gradebook[1].parent / "grades-feedback" / "ivan.txt").read_text()
     assert "not checked: the notebook did not finish (timed out" in feedback
 
 

@@ -1,13 +1,21 @@
 """The student release: solutions stubbed, answers sealed, and it still runs."""
 
+import ast
+import inspect
+import json
+import os
 import re
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-from course_utils.classroom import lessons, paths, quiz
+from course_utils.classroom import lessons, paths, quiz, sealing
+from course_utils.classroom.checks import exercise_references
 from course_utils.classroom.runner import execute
 from course_utils.classroom.student import ReleaseError, build_release, strip_solutions
 
@@ -67,6 +75,82 @@ def test_no_solution_line_leaks_into_the_release(release):
         assert all(not cell.get("outputs") for cell in notebook.cells), f"{path.name} keeps outputs"
 
 
+def _code_lines(source: str, skip_ranges=()) -> set[str]:
+    """The stripped lines of `source` long enough to be telling, outside the
+    given (first, last) line ranges; comments and docstrings left out."""
+    skip = {number for first, last in skip_ranges for number in range(first, last + 1)}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            skip |= set(range(node.lineno, node.end_lineno + 1))
+    return {line.strip() for number, line in enumerate(source.splitlines(), 1)
+            if number not in skip and len(line.strip()) > 24 and not line.strip().startswith("#")}
+
+
+def _reference_pieces():
+    """Every reviewed piece that answers an exercise, once."""
+    return {piece: exercise for exercise, pieces in sorted(exercise_references().items()) for piece in pieces
+            if not piece.__module__.startswith("course_utils.classroom")}
+
+
+def test_no_reference_code_leaks_into_the_release(release):
+    """The lines of each reviewed answer are nowhere in the release, except the
+    lines it shares with code a learner is meant to read (EncoderLayer's, in
+    DecoderLayer's case) or is given (an exercise's scaffolding)."""
+    pieces = _reference_pieces()
+    shared = set()  # the course's readable code: the model modules outside the answers, the notebooks outside solutions
+    for path in sorted((paths.COURSE_ROOT / "course_utils").glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        answers = {piece.__qualname__ for piece in pieces if piece.__module__ == f"course_utils.{path.stem}"}
+        shared |= _code_lines(source, [(node.lineno, node.end_lineno) for node in tree.body
+                                       if getattr(node, "name", None) in answers])
+    for lesson in LESSONS:
+        text = re.sub(r"# BEGIN SOLUTION.*?# END SOLUTION", "", lesson.source.read_text(encoding="utf-8"), flags=re.DOTALL)
+        shared |= {line.strip() for line in text.splitlines()}
+    released = {path.relative_to(release).as_posix(): path.read_text(encoding="utf-8")
+                for path in sorted(release.rglob("*")) if path.suffix in (".py", ".ipynb", ".md", ".yaml")}
+    leaks = []
+    for piece, exercise in pieces.items():
+        answer = textwrap.dedent(inspect.getsource(piece))
+        header = ast.parse(answer).body[0]
+        for line in _code_lines(answer, [(header.lineno, header.body[0].lineno - 1)]) - shared:
+            leaks += [(exercise, line, where) for where, text in released.items() if line in text]
+    assert not leaks, f"reference code found in the student release: {leaks}"
+
+
+def test_sealed_pieces_run_as_the_reviewed_ones_and_show_no_body(release):
+    for piece in _reference_pieces():
+        module = release.joinpath(*piece.__module__.split(".")).with_suffix(".py").read_text(encoding="utf-8")
+        node = next(node for node in ast.parse(module).body if getattr(node, "name", None) == piece.__qualname__)
+        assert [type(statement) for statement in node.body[1:]] == [ast.Expr], f"{piece.__qualname__} keeps a body"
+        assert f'{piece.__qualname__} = _sealed.reviewed(__name__, "{piece.__qualname__}")' in module
+    script = textwrap.dedent("""
+        import sys, torch
+        from course_utils import attention, data, tokenization
+        assert attention.__file__.startswith(sys.argv[1]), attention.__file__
+        q, k, v = torch.randn(3, 3, 4, generator=torch.Generator().manual_seed(0)).unbind(0)
+        print(attention.scaled_dot_product_attention(q, k, v, attention.causal_mask(3))[0].sum().item())
+        print(sorted(data.word_counts("To be, or not to be: 'tis o'er").items()))
+        print(tokenization.learn_bpe({"lower": 5, "lowest": 2, "newer": 6}, 4))
+        """)
+    outputs = [subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(root)!r}); " + script,
+                               str(root)], capture_output=True, text=True, cwd=root) for root in (paths.COURSE_ROOT, release)]
+    assert all(output.returncode == 0 for output in outputs), [output.stderr[-2000:] for output in outputs]
+    assert outputs[0].stdout == outputs[1].stdout and outputs[0].stdout.count("\n") == 3
+
+
+def test_a_broken_sealed_file_says_how_to_fix_it(release, tmp_path):
+    copy = tmp_path / "copy"
+    (copy / "course_utils").mkdir(parents=True)
+    for path in (release / "course_utils").glob("*.py"):
+        (copy / "course_utils" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    (copy / "course_utils" / sealing.SEALED_FILE).write_bytes(b"not marshal data")
+    result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(copy)!r}); "
+                             "import course_utils.attention"], capture_output=True, text=True, cwd=copy)
+    assert result.returncode == 1
+    assert "is sealed in this student release, but" in result.stderr and "course student" in result.stderr
+
+
 def test_no_plain_answer_or_explanation_in_the_released_quizzes(release):
     released = "\n".join(path.read_text(encoding="utf-8") for path in (release / "quizzes").glob("*.yaml"))
     assert "correct:" not in released and "accept:" not in released and "answer:" not in released
@@ -120,3 +204,32 @@ def test_the_release_runs_and_every_exercise_is_not_attempted_yet(release, lesso
     assert checker_cells and all("not attempted yet" in text and "✓" not in text for text in checker_cells)
     answer_cells = [text for source, text in outputs.items() if "answer(" in source and "None" in source]
     assert answer_cells and all("not answered yet" in text for text in answer_cells)
+
+
+def _in_the_copy(release: Path, *verb: str) -> subprocess.CompletedProcess:
+    """`course VERB` typed in a terminal in the copy: no COURSE_ROOT, no log set."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("COURSE_ROOT", "COURSE_PROGRESS_FILE")}
+    return subprocess.run([sys.executable, "-m", "course_utils.classroom.cli", *verb], cwd=release / "notebooks",
+                          env=environment, capture_output=True, text=True, timeout=600)
+
+
+def test_course_run_and_progress_in_a_practice_copy_use_its_own_log(release):
+    path = release / "notebooks" / LESSONS[0].notebook.name
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        cell.source = cell.source.replace('answer("00.offline", None)', 'answer("00.offline", "A")')
+    nbformat.write(notebook, path)
+    ran = _in_the_copy(release, "run", "00")
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    assert (release / "build" / "executed" / path.name).exists()
+    logged = [json.loads(line) for line in (release / ".progress.jsonl").read_text().splitlines()]
+    assert [(entry["item"], entry["answer"], entry["points"]) for entry in logged] == [("00.offline", "A", 1)]
+    shown = _in_the_copy(release, "progress")
+    assert shown.returncode == 0 and str(release / ".progress.jsonl") in shown.stdout
+    assert re.search(r"00_setup\s+1/6\s+0/\d+\s+1/\d+", shown.stdout), shown.stdout
+
+
+def test_grading_in_a_student_release_is_refused_with_the_reason(release):
+    refused = _in_the_copy(release, "grade", str(release / "notebooks"))
+    assert refused.returncode == 2 and "is a student release, which has no answer keys" in refused.stderr
+    assert not (release / "notebooks" / "grades.csv").exists()

@@ -37,9 +37,22 @@ def cmd_progress(args) -> int:
     return 0
 
 
+def _in_the_authoring_copy(verb: str) -> bool:
+    """`course student` and `course grade` need the answer keys, which a student release has not."""
+    from . import paths
+
+    if paths.is_student_release():
+        print(f"course {verb}: {paths.COURSE_ROOT} is a student release, which has no answer keys; run "
+              f"`course {verb}` in the instructor's copy of the course (or set COURSE_ROOT to it).", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_student(args) -> int:
     from .student import ReleaseError, build_release
 
+    if not _in_the_authoring_copy("student"):
+        return 2
     try:
         written = build_release(args.out)
     except ReleaseError as error:
@@ -55,6 +68,8 @@ def cmd_grade(args) -> int:
     from .grading import feedback_folder, grade_folder
     from .sandbox import Limits
 
+    if not _in_the_authoring_copy("grade"):
+        return 2
     lesson = args.lesson
     if lesson is not None and lesson.strip().isdigit():
         lesson = f"{int(lesson):02d}"

@@ -1,14 +1,15 @@
 """The program `course grade` starts inside the sandbox, once per submission.
 
-It reads the submission's code cells (a JSON list of strings) from stdin,
-runs them in order in one IPython shell, as JupyterLab's "Run All" would (a
+It reads the submission's code cells and its time limit ({"cells": [...],
+"seconds": 600}, one JSON line) from stdin, runs them in order in one IPython shell, as JupyterLab's "Run All" would (a
 failing cell is reported and the next ones still run), and writes JSON lines
 to the stdout it was started with:
 
     {"start": 3}                                     cell [3] is about to run
     {"cell": 3, "error": "ZeroDivisionError: ...", "output": "...",
      "answers": {...}}                              cell [3] ran
-    {"done": true}                                   every cell ran
+    {"timed_out": 12}                                the time limit stopped cell [12]
+    {"done": true}                                   no cell runs any more
 
 Then it serves the grader's requests (one per line on stdin, see remote.py):
 the checkers run in the grader and call the learner's functions and classes
@@ -20,9 +21,11 @@ Cells are numbered as JupyterLab numbers them after Run All: [1], [2], ...
 over the code cells that are not empty. What a cell prints is kept up to
 OUTPUT_KEPT characters (its start and its end). Each cell's line carries the
 evidence so far, read from this run's progress log: the value of every quiz
-answer; a run stopped at the time limit keeps the answers its finished cells
-gave (its exercises cannot be checked: the harness is still busy running a
-cell). What the exercise checkers printed in the notebook is only shown to the
+answer. At the time limit the running cell is interrupted (KeyboardInterrupt,
+as JupyterLab's stop button does) and no later cell runs; the checkers are
+still served, so what the finished cells defined is checked. Code that
+swallows the interrupt only loses this: the grader kills the sandbox a few
+seconds later, and its exercises go unchecked. What the exercise checkers printed in the notebook is only shown to the
 learner: the grader runs the checkers itself, through the requests above.
 
 None of this is trusted. The learner's code runs in this process and could
@@ -32,13 +35,14 @@ filesystem, the network, other processes, memory) is bounded by the sandbox
 and the limits set here before the first cell runs.
 """
 
+import contextlib
 import importlib
 import io
 import json
 import os
 import resource
+import signal
 import sys
-import traceback
 
 import numpy as np
 import torch
@@ -222,9 +226,8 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
                 raise ValueError(f"unknown request {operation!r}")
     except BaseException as error:  # the learner's exception, SystemExit included: the grader reports it
         sys.setprofile(None)
-        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
         return {"error": f"{type(error).__name__}: {error}"[:500], "used": sorted(used),
-                "where": f"at line {frame.lineno}: {frame.line}"[:300] if frame else "",
+                "where": remote.where_it_failed(error.__traceback__)[:300],
                 "not_implemented": isinstance(error, NotImplementedError),
                 "no_attribute": operation == "getattr" and isinstance(error, AttributeError)}
     sys.setprofile(None)
@@ -270,10 +273,37 @@ def serve(namespace: dict, requests, send) -> None:
             send(reply=request.get("id"), error=f"{type(error).__name__}: {error}"[:500], where="", used=[])
 
 
+class TimeLimit:
+    """Interrupts the running cell when the notebook's time is up (SIGALRM);
+    between cells it only notes that the time is up."""
+
+    def __init__(self, seconds: float):
+        self.up = self.in_cell = False
+        signal.signal(signal.SIGALRM, self._ring)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+
+    def _ring(self, *_) -> None:
+        self.up = True
+        if self.in_cell:
+            raise KeyboardInterrupt("the notebook's time limit")
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        self.in_cell = True
+        try:
+            yield
+        finally:
+            self.in_cell = False
+
+    def stop(self) -> None:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def main() -> None:
     report = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     requests = os.fdopen(os.dup(0), "rb")
-    cells = json.loads(requests.readline())
+    submission = json.loads(requests.readline())
+    cells = submission["cells"]
     # What the learner's code writes to the real file descriptors (a
     # subprocess, C code) goes nowhere; what it prints is kept per cell.
     quiet = os.open(os.devnull, os.O_RDWR)
@@ -290,20 +320,29 @@ def main() -> None:
     config = Config()
     config.HistoryManager.enabled = False  # no history database to write
     shell = InteractiveShell.instance(config=config, colors="NoColor")
+    clock = TimeLimit(submission["seconds"])
     for source in cells:
         if not source.strip():
             continue  # JupyterLab gives an empty cell no number
         number = shell.execution_count
+        if clock.up:  # no cell starts after the time limit
+            send(timed_out=number)
+            break
         send(start=number)
         kept = KeptOutput()
         sys.stdout = sys.stderr = kept
         try:
-            result = shell.run_cell(source, store_history=True)
+            with clock.interruptible():
+                result = shell.run_cell(source, store_history=True)
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if clock.up and isinstance(result.error_in_exec, KeyboardInterrupt):
+            send(timed_out=number)
+            break
         error = result.error_before_exec or result.error_in_exec
         send(cell=number, error=f"{type(error).__name__}: {error}"[:300] if error else None, output=kept.text(),
              **evidence(os.environ["COURSE_PROGRESS_FILE"]))
+    clock.stop()
     send(done=True)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # what the learner's code prints while checked goes nowhere
     serve(shell.user_ns, requests, send)

@@ -28,6 +28,7 @@ process, so a reply is only ever evidence: the checker judges it.
 import base64
 import io
 import pickle
+import traceback
 
 import torch
 
@@ -42,11 +43,29 @@ class LearnerError(Exception):
 
     def __init__(self, message: str, where: str = ""):
         super().__init__(message)
-        self.where = where  # "at line 3: return q @ k.T", from the learner's traceback
+        self.where = where  # "in cell [5], at line 3: return q @ k.T" (where_it_failed)
 
 
 class SessionEnded(LearnerError):
     """The sandbox stopped answering; every later request fails the same way."""
+
+
+def where_it_failed(trace) -> str:
+    """The learner's line that an exception came through, as JupyterLab numbers
+    cells: "in cell [5], at line 3: return q @ k.T"; the last line of a cell if
+    any frame is in one, else the last frame's line."""
+    frames = traceback.extract_tb(trace)
+    if not frames:
+        return ""
+    try:
+        from IPython import get_ipython
+
+        cells = get_ipython().compile._filename_map  # a cell's file name -> its execution count
+    except (ImportError, AttributeError):  # not in IPython: no cells to number
+        cells = {}
+    frame = next((frame for frame in reversed(frames) if frame.filename in cells), frames[-1])
+    cell = f"in cell [{cells[frame.filename]}], " if frame.filename in cells else ""
+    return f"{cell}at line {frame.lineno}: {frame.line}"
 
 
 def reference_name(piece) -> str:

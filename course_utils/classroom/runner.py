@@ -94,14 +94,18 @@ class LessonRun:
 
 def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False) -> list[LessonRun]:
     """Execute the lessons in order, each timed; a failing lesson is reported
-    and the others still run. The executed notebooks go to out_dir (a failed
+    and the others still run. In a student release (a practice copy), the
+    answers and checks are recorded in that copy's progress log. The executed notebooks go to out_dir (a failed
     run too, to inspect) or, with in_place, over the stored .ipynb pairs (a
     failed one is left as it was)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = measured_seconds()
     runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        os.environ.update(kernel_environment(Path(scratch) / "progress.jsonl"))
+        # A learner's own copy keeps what its notebooks answer; the worked
+        # notebooks' answers are the keys, and would only fill a log with them.
+        log = progress.progress_file() if paths.is_student_release() else Path(scratch) / "progress.jsonl"
+        os.environ.update(kernel_environment(log))
         for lesson in tqdm(lessons, desc="lessons", unit="lesson"):
             notebook = read_source(lesson)
             start = time.perf_counter()

@@ -15,7 +15,9 @@ sandbox the learner's code sees:
 
 It runs `harness.py` under `python -I` (no current-folder or PYTHONPATH
 imports), with limits on memory, file size, processes and output, in a
-session of its own; at the time limit the whole sandbox is killed at once.
+session of its own. At the time limit the harness interrupts the running cell
+(as JupyterLab's stop button does) and runs no more cells; a sandbox still
+busy INTERRUPT_GRACE_SECONDS later is killed whole, at once.
 The harness reports, one JSON line per cell, how the cell ran and the quiz
 answers so far, as values. Then it waits while the grader's checkers call the
 learner's code through a `Session` (see remote.py). Nothing that comes out
@@ -48,6 +50,7 @@ from . import progress, quiz, remote
 
 RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
 WORKDIR = "/tmp/work"
+INTERRUPT_GRACE_SECONDS = 10  # after the time limit, for the interrupted harness to start answering the checkers
 SHM_BYTES = 64 << 20
 PIDS_CGROUP = Path("/sys/fs/cgroup/pids")  # cgroup v1's process counter, where the grader may write to it
 
@@ -81,6 +84,7 @@ class Run:
     evidence: dict = field(default_factory=lambda: {"answers": {}})  # as of the last cell that ran
     running: int | None = None  # the cell that had started when the run ended
     finished: bool = False  # every cell ran
+    answering: bool = False  # the harness serves the checkers (it may have been stopped at the time limit)
     stopped: str = ""  # why the run ended early
     notes: list[str] = field(default_factory=list)
     judged: object = None  # what run_submission's `judge` returned
@@ -242,7 +246,7 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
         return _judged(Run(stopped=f"the sandbox could not start ({error})"), judge, None)
     try:
         channel = _Channel(process, limits)
-        run = _read_reports(channel, json.dumps(cells).encode() + b"\n", limits)
+        run = _read_reports(channel, json.dumps({"cells": cells, "seconds": limits.seconds}).encode() + b"\n", limits)
         if cgroup and cgroup.hit_limit():
             run.notes.append(f"reached the limit of {limits.processes} processes")
         return _judged(run, judge, channel)
@@ -256,8 +260,8 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
 
 def _judged(run: Run, judge, channel: "_Channel | None") -> Run:
     if judge is not None:
-        why = "" if run.finished else f"the notebook did not finish ({run.status.split(';')[0]}), so the sandbox could not be asked"
-        run.judged = judge(Session(channel if run.finished else None, why))
+        why = "" if run.answering else f"the notebook did not finish ({run.status.split(';')[0]}), so the sandbox could not be asked"
+        run.judged = judge(Session(channel if run.answering else None, why))
     return run
 
 
@@ -306,11 +310,13 @@ def _read_reports(channel: _Channel, cells: bytes, limits: Limits) -> Run:
     time limit, or too much output. A child the notebook left behind may hold
     the pipe open after the last line: the run has finished all the same."""
     run = Run()
-    deadline = time.monotonic() + limits.seconds
+    # The harness interrupts its cell at the time limit, and then answers the
+    # checkers; past the grace, it is not listening and is killed.
+    deadline = time.monotonic() + limits.seconds + INTERRUPT_GRACE_SECONDS
     channel.send(cells)
     try:
-        while not run.finished:
-            _take(run, channel.line(deadline, f"{limits.seconds:g} s"))
+        while not run.answering:
+            _take(run, channel.line(deadline, f"{limits.seconds:g} s"), limits)
     except _Ended as ended:
         run.stopped = str(ended)
         if run.stopped.startswith("stopped: it sent"):
@@ -318,7 +324,7 @@ def _read_reports(channel: _Channel, cells: bytes, limits: Limits) -> Run:
     return run
 
 
-def _take(run: Run, line: bytes) -> None:
+def _take(run: Run, line: bytes, limits: Limits) -> None:
     """Record one report line; a line that is not a report is ignored."""
     try:
         message = json.loads(line)
@@ -333,8 +339,11 @@ def _take(run: Run, line: bytes) -> None:
                           "output": str(message.get("output") or "")})
         run.running = None
         run.evidence = {"answers": message["answers"] if isinstance(message.get("answers"), dict) else {}}
+    elif "timed_out" in message:
+        run.stopped = f"timed out after {limits.seconds:g} s"
+        run.running = message["timed_out"] if isinstance(message["timed_out"], int) else None
     elif message.get("done") is True:
-        run.finished = True
+        run.answering, run.finished = True, not run.stopped
 
 
 class Session:

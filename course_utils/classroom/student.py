@@ -6,6 +6,8 @@
 - Outputs are cleared: an output can show what a solution computes.
 - Quizzes are sealed: right answers are stored only as salted hashes, and the
   explanations (which say which option is right) are obscured.
+- The reviewed answers to the exercises in `course_utils` are sealed: they run
+  for the lessons built on them, but their source is not there (`sealing`).
 """
 
 import re
@@ -16,7 +18,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
-from . import paths, quiz
+from . import paths, quiz, sealing
 from .lessons import Lesson, all_lessons
 from .runner import read_source
 
@@ -101,6 +103,7 @@ def build_release(out: Path, salt: str | None = None, keys: bool = True) -> list
         written.append(out / "quizzes" / source.name)
     shutil.copytree(paths.COURSE_ROOT / "course_utils", out / "course_utils",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    sealing.seal_release(out / "course_utils")
     for name in RELEASE_FILES:
         shutil.copy2(paths.COURSE_ROOT / name, out / name)
     (out / "README.md").write_text(STUDENT_README, encoding="utf-8")

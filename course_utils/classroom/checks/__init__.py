@@ -21,7 +21,6 @@ nothing if the learner's code ran the course's own version of the exercise
 
 import ast
 import contextlib
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +121,7 @@ class Checker:
         if isinstance(error, remote.LearnerError):  # raised in the sandbox: its message names the type
             said, where = str(error), error.where
         else:
-            frame = traceback.extract_tb(error.__traceback__)[-1]
-            said, where = f"{type(error).__name__}: {error}", f"at line {frame.lineno}: {frame.line}"
+            said, where = f"{type(error).__name__}: {error}", remote.where_it_failed(error.__traceback__)
         self.results.append((False, name, f"it raised {said}" + (f"\n      ({where})" if where else "")))
 
     def require_module_class(self, answer, expected: str) -> None:
@@ -209,15 +207,44 @@ def _detail(expected, actual, hint: str) -> str:
     return "\n      ".join(parts)
 
 
-def exercise_points(lesson: str | None = None) -> dict[str, float]:
-    """Every exercise id in the checkers beside this file, with its points:
-    read from the `Checker("NN.name", points=...)` calls, so the id written in
-    a checker is the only list there is. `scores` totals lessons with it."""
-    found = {}
+def _checker_calls():
+    """(checks module name, `Checker(...)` call node) for every checker beside
+    this file: the id written in a checker is the only list of exercises there is."""
     for module in sorted(Path(__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Checker" and node.args
                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-                points = next((k.value.value for k in node.keywords if k.arg == "points" and isinstance(k.value, ast.Constant)), 1)
-                found[node.args[0].value] = points
+                yield module.stem, node
+
+
+def exercise_points(lesson: str | None = None) -> dict[str, float]:
+    """Every exercise id, with its points (`Checker("NN.name", points=...)`);
+    `scores` totals lessons with it."""
+    found = {}
+    for _, node in _checker_calls():
+        points = next((k.value.value for k in node.keywords if k.arg == "points" and isinstance(k.value, ast.Constant)), 1)
+        found[node.args[0].value] = points
     return {item: points for item, points in sorted(found.items()) if lesson is None or item.startswith(f"{lesson}.")}
+
+
+def exercise_references() -> dict[str, list]:
+    """Every exercise id, with the course's pieces that answer it (the
+    `references=[...]` of its Checker, each a name or a dotted attribute)."""
+    import importlib
+
+    found = {}
+    for module_name, node in _checker_calls():
+        listed = next((k.value for k in node.keywords if k.arg == "references"), None)
+        if listed is None:
+            continue
+        namespace = vars(importlib.import_module(f"{__name__}.{module_name}"))
+        found.setdefault(node.args[0].value, []).extend(_resolve(element, namespace) for element in listed.elts)
+    return found
+
+
+def _resolve(node: ast.expr, namespace: dict):
+    if isinstance(node, ast.Name):
+        return namespace[node.id]
+    if isinstance(node, ast.Attribute):
+        return getattr(_resolve(node.value, namespace), node.attr)
+    raise ValueError(f"a checker's references= holds {ast.unparse(node)!r}: name the pieces, e.g. data.word_counts")
