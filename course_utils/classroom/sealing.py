@@ -11,7 +11,7 @@ signature and docstring, and its body is gone:
 
     def scaled_dot_product_attention(q, k, v, mask=None):
         \"\"\"...\"\"\"
-        ...  # sealed: the answer to exercise 02.attention
+        ...  # sealed in the student release: the answer to exercises 02.attention and 03.masked_attention
 
     scaled_dot_product_attention = _sealed.reviewed(__name__, "scaled_dot_product_attention")
 
@@ -21,17 +21,20 @@ namespace: it runs as the reviewed version does. Bytecode can be taken apart
 with enough effort, so this is a seal for a formative course, not a vault; the
 grader gives no points for an answer that runs a reviewed piece (checks/).
 
-Which pieces: the `references=` of every `Checker` (checks.exercise_references).
+Which pieces: the `references=` of every `Checker` (checks.exercise_references),
+and the checkers' own helpers, which compute answers to compare with.
 """
 
 import ast
 import marshal
-
 from pathlib import Path
+
+from types import CodeType
 
 from course_utils._sealed import SEALED_FILE
 
-def seal_module(source: str, filename: str, module: str, pieces: dict[str, str]) -> tuple[str, dict[str, bytes]]:
+
+def seal_module(source: str, filename: str, module: str, pieces: dict[str, str]) -> tuple[str, dict[str, CodeType]]:
     """`source` of `module` with each top-level def or class named in `pieces`
     (name -> why it is sealed) replaced by its stub and `reviewed` call; also the
     compiled statements, by "module:name"."""

@@ -120,4 +120,9 @@ Each exercise says `raise NotImplementedError`: replace that line with your
 code and run the checker cell after it. Answer each quiz with the widgets, and
 put your graded answers in the cell after the quiz, replacing each `None`.
 Hand in the notebooks as they are; they are graded by running them.
+
+Later lessons run the course's reviewed version of each earlier exercise, from
+`course_utils/`, so a slip in one exercise never breaks the next lesson. Those
+versions are sealed here: they run, but their code is not shown (a note marks
+each one). Run `course progress` in this folder to see your scores.
 """
