@@ -334,3 +334,28 @@ def test_no_hint_hands_over_the_solution(checker, wrong, capsys):
     hints = "\n".join(line for line in out.splitlines() if "hint:" in line or "your output is exactly" in line)
     for fragment in SOLUTION_FRAGMENTS:
         assert fragment not in hints, (fragment, out)
+
+
+def test_a_table_of_right_outputs_passes_only_on_the_inputs_it_was_made_for(capsys):
+    """A table of the reviewed outputs for the notebook's inputs fools the
+    notebook's self-check, not the grader, whose seed draws other inputs."""
+    from course_utils.classroom import checks
+
+    table = {}
+
+    def recording(q, k, v):
+        table[q.numpy().tobytes()] = scaled_dot_product_attention(q, k, v)
+        return table[q.numpy().tobytes()]
+
+    with checks.judging() as made:  # the notebook's inputs, as the lesson's checker cell draws them
+        checks.attention.check_attention(recording)
+    assert made[0][1] == 1
+
+    def from_the_table(q, k, v):
+        return table[q.numpy().tobytes()]
+
+    with checks.judging() as notebook:
+        checks.attention.check_attention(from_the_table)
+    with checks.judging(seed=123457) as graded:
+        checks.attention.check_attention(from_the_table)
+    assert notebook[0][1] == 1 and graded[0][1] == 0 and "it raised KeyError" in graded[0][3]

@@ -75,7 +75,7 @@ def cmd_grade(args) -> int:
         lesson = f"{int(lesson):02d}"
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
     grades = grade_folder(args.submissions, args.out, lesson=lesson, limits=limits, fmt=args.format,
-                          sandboxed=not args.unsafe_no_sandbox)
+                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
     grade.add_argument("--memory-limit", type=float, default=6,
                        help="GiB of address space for each process of a submission (default 6)")
+    grade.add_argument("--seed", type=int, help="draws the random inputs the checkers give learners' code "
+                       "(default: a new draw each run, printed, so that no table of answers made in advance passes)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="grade without bubblewrap (e.g. on macOS): the notebooks then run as you and can "
                        "read and change what you can; only for notebooks you trust")

@@ -30,6 +30,7 @@ import functools
 import importlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ def find_submissions(folder: Path) -> list[Path]:
 
 
 def grade_one(folder: Path, submission: Path, expected_lesson: str | None, release: Path,
-              limits: sandbox.Limits, sandboxed: bool = True) -> Grade:
+              limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0) -> Grade:
     grade = Grade(submission=submission.as_posix(), learner=learner_of(submission))
     path = folder / submission
     grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
@@ -110,7 +111,7 @@ def grade_one(folder: Path, submission: Path, expected_lesson: str | None, relea
         grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
         return grade
     run = sandbox.run_submission(cells, release, limits, sandboxed,
-                                 judge=functools.partial(check_exercises, grade.lesson))
+                                 judge=functools.partial(check_exercises, grade.lesson, seed=seed))
     judge(grade, run)
     return grade
 
@@ -160,10 +161,11 @@ class _Undefined:
         return self.why
 
 
-def check_exercises(lesson: str, session: sandbox.Session) -> dict:
-    """Run the lesson's checkers here, on the learner's objects in the sandbox:
-    {item: (points, report, attempted)}, and {"": notes} if a checker itself
-    failed. Not attempted: still the stub, or the answer is not defined."""
+def check_exercises(lesson: str, session: sandbox.Session, seed: int = 0) -> dict:
+    """Run the lesson's checkers here, on the learner's objects in the sandbox,
+    with random inputs moved by `seed` (checks.seeded): {item: (points, report,
+    attempted)}, and {"": notes} if a checker itself failed. Not attempted:
+    still the stub, or the answer is not defined."""
     judged, notes = {}, []
     for name, checker, answer_names in checker_calls(lesson):
         answers = []
@@ -173,7 +175,7 @@ def check_exercises(lesson: str, session: sandbox.Session) -> dict:
             except remote.LearnerError as error:
                 answers.append(_Undefined(str(error)))
         defined = not any(isinstance(answer, _Undefined) for answer in answers)
-        with checks.judging() as results:
+        with checks.judging(seed) as results:
             try:
                 checker(*answers)
             except Exception as error:  # a bug of ours, or a learner object no checker foresaw
@@ -285,9 +287,10 @@ def _clear_feedback(folder: Path) -> None:
 
 
 def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limits: sandbox.Limits = sandbox.Limits(),
-                 fmt: str = "csv", sandboxed: bool = True, echo=print) -> list[Grade]:
+                 fmt: str = "csv", sandboxed: bool = True, echo=print, seed: int | None = None) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
-    (an interrupted run keeps what it graded) and one feedback file per notebook."""
+    (an interrupted run keeps what it graded) and one feedback file per notebook.
+    `seed` draws the checkers' random inputs (default: a new draw, shown)."""
     folder, gradebook = Path(folder), Path(gradebook)
     known = [lesson.number for lesson in all_lessons()]
     if lesson is not None and lesson not in known:
@@ -304,6 +307,8 @@ def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limit
     if sandboxed and sandbox.process_counter().startswith("none"):
         echo(f"Warning: nothing bounds the number of processes here ({sandbox.process_counter()}); a fork bomb "
              "in a submission would run until the time limit. Grade as an ordinary user to bound it.")
+    seed = secrets.randbelow(1 << 30) if seed is None else seed
+    echo(f"The checkers' random inputs are drawn with seed {seed} (`--seed {seed}` draws them again).")
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
@@ -314,7 +319,7 @@ def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limit
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
         for number, submission in enumerate(submissions, start=1):
             try:
-                grade = grade_one(folder, submission, lesson, release, limits, sandboxed)
+                grade = grade_one(folder, submission, lesson, release, limits, sandboxed, seed)
             except Exception as error:  # a grader bug must not cost the other learners their grades
                 grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
                               status=f"grader error: {type(error).__name__}: {error}")

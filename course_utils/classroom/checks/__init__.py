@@ -30,17 +30,30 @@ from .. import progress, remote
 
 # While `judging()`: (exercise id, points earned, status, report) of each checker that ran.
 _judged: list | None = None
+_seed_offset = 0  # while `judging(seed)`: added to the seeds of the checkers' random inputs
 
 
 @contextlib.contextmanager
-def judging():
-    """Collect the checkers' results instead of printing and recording them."""
-    global _judged
-    before, _judged = _judged, []
+def judging(seed: int = 0):
+    """Collect the checkers' results instead of printing and recording them;
+    `seed` moves the checkers' random inputs (see `seeded`)."""
+    global _judged, _seed_offset
+    before = _judged, _seed_offset
+    _judged, _seed_offset = [], seed
     try:
         yield _judged
     finally:
-        _judged = before
+        _judged, _seed_offset = before
+
+
+def seeded(base: int) -> int:
+    """The seed of a checker's random inputs: `base` in the notebook, so that a
+    report reads the same at every run; moved by the grader's seed when judged,
+    so that the inputs are unknown while the notebook runs and no table of the
+    right outputs can be made for them. Only for checkers that compare with the
+    reviewed version on the same inputs: a statistical check keeps its inputs,
+    whose tolerances were set on them."""
+    return base + _seed_offset
 
 
 class _StopChecking(Exception):

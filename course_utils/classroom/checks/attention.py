@@ -15,7 +15,7 @@ import torch
 
 from course_utils.attention import causal_mask as reference_causal_mask
 from course_utils.attention import padding_mask, scaled_dot_product_attention
-from . import Checker
+from . import Checker, seeded
 
 NEG_INF = float("-inf")
 
@@ -30,7 +30,7 @@ _K_DOT_T = ("k.T on a batched k (it reverses ALL the axes, (B, L, d) -> (d, L, B
 
 
 def _random(seed: int, *shapes) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seeded(seed))
     return [torch.randn(*shape, generator=generator) for shape in shapes]
 
 

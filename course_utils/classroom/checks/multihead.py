@@ -20,7 +20,7 @@ from torch import nn
 
 from course_utils.attention import MultiHeadAttention, causal_mask, padding_mask
 from .. import remote
-from . import Checker
+from . import Checker, seeded
 
 # Small but not square, so that a swapped axis changes a shape or a value:
 # batch 2, length 6, width 32 in 4 heads of 8.
@@ -93,7 +93,7 @@ def _reference_and_input():
     missing W^O cannot hide), and a seeded input; the caller's random state is
     left as it was."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(404)
+        torch.manual_seed(seeded(404))
         reference = MultiHeadAttention(D_MODEL, HEADS).eval()
         with torch.no_grad():
             for parameter in reference.parameters():

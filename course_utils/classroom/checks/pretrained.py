@@ -9,7 +9,7 @@ checks that the same text gives the same vector alone and in a padded batch.
 import torch
 
 from course_utils import pretrained
-from . import Checker
+from . import Checker, seeded
 
 
 def _padded_batch(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,7 +27,7 @@ def check_mean_pool(mean_pool) -> None:
     """Check a learner's `mean_pool(hidden, attention_mask)`: on made-up
     vectors with padding, then on MiniLM's own output for a short line alone
     and padded beside a long one."""
-    hidden, attention_mask = _padded_batch(torch.Generator().manual_seed(9))
+    hidden, attention_mask = _padded_batch(torch.Generator().manual_seed(seeded(9)))
     real = attention_mask.unsqueeze(-1).float()
     mistakes = {
         "the mean over every position, padding included": hidden.mean(dim=1),
