@@ -1,9 +1,10 @@
 """The program `course grade` starts inside the sandbox, once per submission.
 
-It reads the submission's code cells and its time limit ({"cells": [...],
-"seconds": 600}, one JSON line) from stdin, runs them in order in one IPython shell, as JupyterLab's "Run All" would (a
-failing cell is reported and the next ones still run), and writes JSON lines
-to the stdout it was started with:
+It reads the submission's code cells and its time limit from stdin, as one
+JSON line ({"cells": [...], "seconds": 600}), runs the cells in order in one
+IPython shell, as JupyterLab's "Run All" would (a failing cell is reported and
+the next ones still run), and writes JSON lines to the stdout it was started
+with:
 
     {"start": 3}                                     cell [3] is about to run
     {"cell": 3, "error": "ZeroDivisionError: ...", "output": "...",
@@ -25,8 +26,9 @@ answer. At the time limit the running cell is interrupted (KeyboardInterrupt,
 as JupyterLab's stop button does) and no later cell runs; the checkers are
 still served, so what the finished cells defined is checked. Code that
 swallows the interrupt only loses this: the grader kills the sandbox a few
-seconds later, and its exercises go unchecked. What the exercise checkers printed in the notebook is only shown to the
-learner: the grader runs the checkers itself, through the requests above.
+seconds later, and its exercises go unchecked. What the exercise checkers
+printed in the notebook is only shown to the learner: the grader runs the
+checkers itself, through the requests above.
 
 None of this is trusted. The learner's code runs in this process and could
 write any line; the grader outside treats every line as a claim to judge, and
