@@ -28,7 +28,6 @@ and the checkers' own helpers, which compute answers to compare with.
 import ast
 import marshal
 from pathlib import Path
-
 from types import CodeType
 
 from course_utils._sealed import SEALED_FILE
