@@ -95,9 +95,9 @@ class LessonRun:
 def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False) -> list[LessonRun]:
     """Execute the lessons in order, each timed; a failing lesson is reported
     and the others still run. In a student release (a practice copy), the
-    answers and checks are recorded in that copy's progress log. The executed notebooks go to out_dir (a failed
-    run too, to inspect) or, with in_place, over the stored .ipynb pairs (a
-    failed one is left as it was)."""
+    answers and checks are recorded in that copy's progress log. The executed
+    notebooks go to out_dir (a failed run too, to inspect) or, with in_place,
+    over the stored .ipynb pairs (a failed one is left as it was)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = measured_seconds()
     runs = []
