@@ -2,7 +2,12 @@
 # and holds the pinned packages; that step is skipped once done (the stamp file
 # is newer than pyproject.toml), so everything after set-up works offline.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Every Python the pinned packages have wheels for (pyproject.toml's
+# requires-python; tests/test_packaging.py keeps the two in step). Without
+# PYTHON=..., the newest of them that runs here; stored outputs are made with
+# 3.11, CI's.
+SUPPORTED_PYTHONS := 3.14 3.13 3.12 3.11
+PYTHON ?= $(shell for v in $(SUPPORTED_PYTHONS); do python$$v -c '' 2>/dev/null && { echo python$$v; exit 0; }; done)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -15,7 +20,11 @@ PRACTICE := practice
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "The course needs Python 3.11: run make PYTHON=/path/to/python3.11")'
+	@test -n "$(PYTHON)" || { echo "No Python $(SUPPORTED_PYTHONS) found (as python3.14 ... python3.11). Install one (python.org, your package manager, or pyenv), or name it: make PYTHON=/path/to/python3.12"; exit 1; }
+	@$(PYTHON) -c 'import sys; ok = f"{sys.version_info[0]}.{sys.version_info[1]}" in "$(SUPPORTED_PYTHONS)".split(); sys.exit(0 if ok else f"{sys.executable} is Python {sys.version.split()[0]}; the course supports $(SUPPORTED_PYTHONS): make PYTHON=/path/to/python3.12")'
+	@$(PYTHON) -c 'import sys; print(f"Setting up .venv with Python {sys.version.split()[0]} ({sys.executable}); make PYTHON=... picks another")'
+	@# Only for Python 3.11 do course machines keep a CPU build of torch on disk;
+	@# for any other, Linux x86_64 takes PyPI's, a CUDA build of a few GB.
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# torch is pinned in pyproject.toml (2.13.0, the CPU build on course machines);

@@ -134,7 +134,7 @@ def encode_chars(tokenizer: Tokenizer, text: str) -> torch.Tensor:
 
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0 to 4, in this order
 WORDPIECE_VOCAB_SIZE = 4000
-WORDPIECE_VERSION = 2  # bump when the recipe below changes, to refresh the cache
+WORDPIECE_VERSION = 3  # bump when the recipe below changes, to refresh the cache
 
 
 def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
@@ -151,6 +151,15 @@ def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
                                         show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
+    # The trainer learns the same pieces on every run, but numbers them in an
+    # order that changes from run to run (it follows a hash map's), and a model
+    # trained on other ids ends elsewhere: lesson 08's loss printed 5.08 on one
+    # machine and 5.12 on another. Specials first, then the pieces in sorted
+    # order: the same ids everywhere (WordPiece encodes by longest match, so
+    # the order is only a numbering).
+    learned = sorted(set(tokenizer.get_vocab()) - set(WORDPIECE_SPECIALS))
+    tokenizer.model = models.WordPiece({piece: i for i, piece in enumerate([*WORDPIECE_SPECIALS, *learned])},
+                                       unk_token="[UNK]")
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

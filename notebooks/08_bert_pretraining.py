@@ -63,7 +63,10 @@ device = setup_notebook(seed=0)
 # `tokenization.shakespeare_wordpiece()` trains a 4,000-piece WordPiece on
 # the 34 training plays with the `tokenizers` library, saves it with
 # `save_pretrained` and loads it back through `AutoTokenizer`, exactly as a
-# tokenizer from the Hugging Face hub is loaded. Its five special tokens are
+# tokenizer from the Hugging Face hub is loaded. (The trainer learns the same
+# pieces in every run, but numbers them in an order that changes from run to
+# run; a model trained on other numbers ends elsewhere, so
+# `train_wordpiece` numbers them in sorted order, the same on every machine.) Its five special tokens are
 # BERT's: `[PAD]`, `[UNK]`, `[CLS]` (the start, whose vector the NSP head
 # reads), `[SEP]` (the end of a segment) and `[MASK]`.
 
@@ -323,6 +326,7 @@ right.axhline(math.log(2), color="grey", linestyle=":", label="coin toss, ln 2")
 right.set(title="NSP loss", xlabel="step")
 right.legend()
 plt.show()
+# NBVAL_TOLERANCE ±0.08 "MLM loss": moved 0.04 between machines whose vocabularies were numbered differently
 print(f"mean of the last 100 steps: MLM loss {sum(mlm_losses[-100:]) / 100:.2f}, NSP loss {sum(nsp_losses[-100:]) / 100:.2f}")
 
 # %% [markdown]
@@ -350,7 +354,7 @@ baseline = (labels == commonest).float().mean().item()
 short_run = bert.pretraining_accuracy(model, held_out["other"], tokenizer.mask_token_id)
 print(f"held-out [MASK] positions: {short_run['mlm_count']:,}")
 print(f"unigram baseline (always {tokenizer.convert_ids_to_tokens(commonest)!r}): {baseline:.3f}")
-print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}")
+print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}")  # NBVAL_TOLERANCE ±0.02 "our BERT"
 assert short_run["mlm"] > 2 * baseline
 
 # %% [markdown]
@@ -374,18 +378,23 @@ from course_utils.bert import interval95
 where = {"other": "another play", "same": "the same play"}
 
 
-def report(name, accuracy, count):
+def report(name, accuracy, count, verdict=True):
     low, high = interval95(accuracy, count)
-    verdict = "above chance" if low > 0.5 else "not above chance"
-    print(f"{name:<52} {accuracy:.3f}  (95%: {low:.3f} to {high:.3f}) {verdict}")
+    judged = ("above chance" if low > 0.5 else "not above chance") if verdict else ""
+    print(f"{name:<52} {accuracy:.3f}  (95%: {low:.3f} to {high:.3f}) {judged}".rstrip())
 
 
+# A trained model's score moves a little from machine to machine, so its
+# rows carry no verdict that could flip: the text below judges them.
+# NBVAL_TOLERANCE ±0.04 "our BERT": moved 0.017 between machines whose vocabularies were numbered differently
 for negatives, batches in held_out.items():
     result = bert.pretraining_accuracy(model, batches, tokenizer.mask_token_id)
-    report(f"our BERT, {recipe.steps} steps, negatives from {where[negatives]}", result["nsp"], result["nsp_count"])
+    report(f"our BERT, {recipe.steps} steps, negatives from {where[negatives]}", result["nsp"], result["nsp_count"],
+           verdict=False)
 
 # %% [markdown]
-# Chance, in both settings. Perhaps a minute is simply too short.
+# Chance, or a point or two from it, in both settings: the intervals sit on
+# 0.5, where a guesser's would. Perhaps a minute is simply too short.
 # `course train bert` trains the same model on the same data for 4,000
 # steps (about 10 minutes on the 2-core CPU, evaluations included; it shows
 # a progress bar and, stopped, resumes from its last checkpoint, at most 250
@@ -562,9 +571,12 @@ for negatives in ("other", "same"):
 # `pipeline("fill-mask")`
 # fills the `[MASK]` of lines from the held-out plays. We print its best
 # guess and, with the pipeline's `targets` argument, the probability it
-# gives the true word:
+# gives the true word. (What a minute of training guesses is the kind of
+# result that changes from one machine to the next, so the notebook tests
+# do not compare this cell's text; its assertion checks the claim below.)
 
 # %%
+# NBVAL_IGNORE_OUTPUT: a minute's guesses change with the machine; the assertion checks what the text claims
 import tempfile
 
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
@@ -578,11 +590,15 @@ lines = {"Macbeth: Is this a dagger which I see before [MASK]?": "me",
          "Orsino: If music be the [MASK] of love, play on": "food",
          "Prospero: We are such stuff as dreams are made [MASK]": "on",
          "King Henry: Once more unto the breach, dear [MASK], once more": "friends"}
+guesses = []
 for line, truth in lines.items():
     best = fill(line)[0]
     true = fill(line, targets=[truth])[0]  # the score of the true word, wherever it ranks
     print(f"{line}\n    best guess {best['token_str']!r} ({best['score']:.2f}); "
           f"the true word {truth!r} ({true['score']:.3f})")
+    guesses.append(best["token"])
+commonest_30 = {piece for piece, _ in counts.most_common(30)}
+assert sum(guess in commonest_30 for guess in guesses) >= 3, "most guesses are among the 30 commonest pieces"
 
 # %% [markdown]
 # After a minute of training, the model's guesses are mostly punctuation

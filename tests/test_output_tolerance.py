@@ -8,8 +8,9 @@ import nbformat
 import pytest
 
 from course_utils.classroom import paths
-from course_utils.classroom.output_tolerance import numbers_agree, reconcile_outputs, reconcile_text
+from course_utils.classroom.output_tolerance import Band, declared_bands, numbers_agree, reconcile_outputs, reconcile_text
 
+TRAINED = "step 500 mean of the last 100 steps: MLM loss 5.10\nshape (2, 5)\nplay 0.507 (95%: 0.485 to 0.529)\n"
 STORED = "weight of 'with' 0.4869\ntensor([[ 0.1000, -0.0000],\n        [ 0.2500,  1.0000]])\nshape (2, 5, 8)\n"
 
 
@@ -81,9 +82,9 @@ def test_a_stream_is_compared_only_with_the_same_stream():
 
 # --- the same rules, end to end through nbval ------------------------------------------------
 
-def _notebook(stored_text: str) -> nbformat.NotebookNode:
-    """One cell that prints STORED, stored with `stored_text` as its output."""
-    cell = nbformat.v4.new_code_cell(f"print({STORED!r}, end='')", execution_count=1,
+def _notebook(stored_text: str, printed: str = STORED, marker: str = "") -> nbformat.NotebookNode:
+    """One cell that prints `printed`, stored with `stored_text` as its output."""
+    cell = nbformat.v4.new_code_cell(f"print({printed!r}, end=''){marker}", execution_count=1,
                                      outputs=[nbformat.v4.new_output("stream", name="stdout", text=stored_text)])
     return nbformat.v4.new_notebook(cells=[cell])
 
@@ -96,9 +97,13 @@ def test_nbval_passes_numbers_within_tolerance_and_fails_every_other_change(tmp_
         "changed_word": (STORED.replace("weight", "height"), "failed"),
         "changed_shape": (STORED.replace("(2, 5, 8)", "(2, 5)"), "failed"),
         "missing_line": (STORED.replace("shape (2, 5, 8)\n", ""), "failed"),
+        "trained_within_band": (TRAINED.replace("5.10", "5.14"), "passed"),
+        "trained_beyond_band": (TRAINED.replace("5.10", "5.17"), "failed"),
     }
     for name, (stored_text, _) in cases.items():
-        nbformat.write(_notebook(stored_text), tmp_path / f"{name}.ipynb")
+        trained = name.startswith("trained")
+        notebook = _notebook(stored_text, TRAINED, '  # NBVAL_TOLERANCE ±0.05 "MLM loss": a test') if trained else _notebook(stored_text)
+        nbformat.write(notebook, tmp_path / f"{name}.ipynb")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-o", "addopts=", "-p", "no:cacheprovider", "-p", "course_utils.classroom.pytest_plugin",
          "--nbval", "--nbval-current-env", f"--nbval-sanitize-with={paths.COURSE_ROOT / 'tests' / 'nbval_sanitize.cfg'}",
@@ -106,3 +111,53 @@ def test_nbval_passes_numbers_within_tolerance_and_fails_every_other_change(tmp_
         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     outcomes = {name: ("passed" if f"PASSED {name}.ipynb::Cell 0" in result.stdout else "failed") for name in cases}
     assert outcomes == {name: want for name, (_, want) in cases.items()}, result.stdout[-3000:]
+
+
+# --- declared bands: numbers that come out of training --------------------------------
+
+def test_a_declared_band_is_read_from_the_cell_source():
+    source = 'print(loss)  # NBVAL_TOLERANCE ±0.05 "MLM loss": moved 0.02 between CPUs\n# NBVAL_TOLERANCE ±3%\nx = 1'
+    assert declared_bands(source) == [Band(0.05, key="MLM loss"), Band(0.03, relative=True)]
+    assert declared_bands("print(1)  # no marker here") == []
+
+
+@pytest.mark.parametrize("source", ['# NBVAL_TOLERANCE 0.05', '# NBVAL_TOLERANCE ±abc', '# NBVAL_TOLERANCE ±0.05 MLM loss',
+                                    '# NBVAL_TOLERANCE ±0.05 "MLM loss" and more'])
+def test_a_malformed_band_is_an_error_that_shows_the_form(source):
+    with pytest.raises(ValueError, match='NBVAL_TOLERANCE ±0.05 "text on the output line"'):
+        declared_bands(source)
+
+
+def test_a_number_moved_less_than_its_band_passes_and_more_fails():
+    band = [Band(0.05, key="MLM loss")]
+    assert reconcile_text(TRAINED.replace("5.10", "5.08"), TRAINED, band) == TRAINED  # two CPUs' 5.10 and 5.08
+    assert reconcile_text(TRAINED.replace("5.10", "5.15"), TRAINED, band) == TRAINED  # at the band's edge (+ last digit)
+    assert reconcile_text(TRAINED.replace("5.10", "5.17"), TRAINED, band) != TRAINED
+    assert reconcile_text(TRAINED.replace("5.10", "5.08"), TRAINED) != TRAINED, "without the band it fails"
+
+
+def test_a_band_covers_only_the_lines_with_its_text_and_never_words():
+    band = [Band(0.05, key="MLM loss")]
+    assert reconcile_text(TRAINED.replace("0.507", "0.520"), TRAINED, band) != TRAINED, "another line keeps the default"
+    assert reconcile_text(TRAINED.replace("MLM loss 5.10", "MLM loss 5.11 (worse)"), TRAINED, band) != TRAINED
+    every_line = [Band(0.03)]
+    assert reconcile_text(TRAINED.replace("0.507", "0.520").replace("0.529", "0.541"), TRAINED, every_line) == TRAINED
+    assert reconcile_text(TRAINED.replace("(2, 5)", "(2, 6)"), TRAINED, every_line) != TRAINED, "a shape moved by 1 > 0.03"
+    assert reconcile_text(TRAINED.replace("95%", "96%"), TRAINED, every_line) != TRAINED
+
+
+def test_integers_on_a_banded_line_move_within_the_band():
+    stored = "correct 487 of 1000\n"
+    assert reconcile_text("correct 480 of 1000\n", stored, [Band(10, key="correct")]) == stored
+    assert reconcile_text("correct 470 of 1000\n", stored, [Band(10, key="correct")]) != stored
+
+
+def test_a_relative_band_scales_with_the_value():
+    stored = "perplexity 200.0\n"
+    assert reconcile_text("perplexity 205.0\n", stored, [Band(0.03, relative=True)]) == stored
+    assert reconcile_text("perplexity 210.0\n", stored, [Band(0.03, relative=True)]) != stored
+
+
+def test_every_marker_in_the_lessons_is_well_formed():
+    for source in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py")):
+        declared_bands(source.read_text())  # raises on a malformed one

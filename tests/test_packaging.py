@@ -27,7 +27,17 @@ def test_environment_yml_lists_the_same_packages():
     assert set(pip_section) == _pyproject_pins(), (
         f"only in environment.yml: {sorted(set(pip_section) - _pyproject_pins())}; "
         f"only in pyproject.toml: {sorted(_pyproject_pins() - set(pip_section))}")
-    assert "python=3.11" in environment["dependencies"]
+    assert "python>=3.11,<3.15" in environment["dependencies"]
+
+
+def test_the_makefile_tries_every_python_that_pyproject_allows():
+    import tomllib
+
+    from packaging.specifiers import SpecifierSet
+
+    allowed = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    tried = re.search(r"^SUPPORTED_PYTHONS := (.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE).group(1).split()
+    assert sorted(tried) == [f"3.{minor}" for minor in range(8, 20) if f"3.{minor}" in allowed]
 
 
 def test_ci_runs_the_readme_test_command():

@@ -198,3 +198,27 @@ def test_as_transformers_encodes_the_same_and_saves(bpe, tmp_path):
     wrapped.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded(text)["input_ids"] == bpe.encode(text).ids and reloaded.decode(reloaded(text)["input_ids"]) == text
+
+
+WORDPIECE_IDS = """
+import hashlib, json
+from course_utils import data
+from course_utils.tokenization import train_wordpiece
+train_text, _ = data.shakespeare_splits()
+vocab = train_wordpiece(train_text.split("\\n")[:20000], 2000).get_vocab()
+print(hashlib.sha1(json.dumps(sorted(vocab.items())).encode()).hexdigest())
+"""
+
+
+def test_wordpiece_numbers_its_pieces_the_same_in_every_process():
+    """The `tokenizers` trainer numbers the same pieces in another order in
+    each process (it follows a hash map's): lesson 08's model then trained to
+    other numbers on every machine. `train_wordpiece` renumbers them."""
+    import os
+    import subprocess
+    import sys
+
+    fingerprints = {subprocess.run([sys.executable, "-c", WORDPIECE_IDS], capture_output=True, text=True, check=True,
+                                   env={**os.environ, "RAYON_NUM_THREADS": threads}).stdout
+                    for threads in ("1", "2", "2")}
+    assert len(fingerprints) == 1, fingerprints

@@ -85,13 +85,27 @@ def _check_sandbox() -> list[str]:
     return [f"  grading sandbox: bubblewrap works; processes bounded by {process_counter()}"]
 
 
+def _supported_pythons():
+    """The Python versions the installed course declares (pyproject's
+    requires-python), or None when it is not installed as a package."""
+    from importlib import metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    try:
+        return SpecifierSet(metadata.metadata("transformers-course")["Requires-Python"])
+    except (metadata.PackageNotFoundError, TypeError):
+        return None
+
+
 def run_doctor() -> int:
     """Print the report; return the exit code (1 if anything needs fixing)."""
     problems: list[str] = []
     print(f"Python {platform.python_version()} at {sys.executable}")
-    if sys.version_info[:2] != (3, 11):
-        problems.append(f"The course is pinned for Python 3.11; this is {platform.python_version()}. "
-                        "Fix: make setup PYTHON=python3.11")
+    supported = _supported_pythons()
+    if supported and platform.python_version() not in supported:
+        problems.append(f"The course's packages support Python {supported}; this is {platform.python_version()}. "
+                        "Fix: make distclean, then make setup PYTHON=/path/to/python3.12 (any supported one)")
     print("Packages:")
     print("\n".join(_check_packages(problems)))
     try:

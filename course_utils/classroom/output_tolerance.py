@@ -15,6 +15,21 @@ course compares text outputs token by token:
   number, so "-0.0000" for "0.0000" shifts a whole row), and runs of spaces
   between words count as one.
 
+A number that comes out of training is a measurement with noise, not
+arithmetic: after hundreds of steps another CPU's kernels move it far more than
+that (lesson 08's MLM loss printed 5.10 on one CPU and 5.08 on another). Its
+cell declares how far it may move, in a comment next to the print:
+
+    print(f"MLM loss {loss:.2f}")  # NBVAL_TOLERANCE ±0.05 "MLM loss": moved 0.03 (output_spread)
+
+Every number on an output line that contains the quoted text (every line of
+the cell's output if no text is quoted) then passes within ±0.05 (or ±2% with
+a percent sign), plus one unit of its last printed digit; an integer on such
+a line (a count, otherwise exact) passes within the band itself. Words still compare exactly: a verdict printed
+next to such a number must be one that cannot flip inside its band. Size the
+band from a measured spread (`benchmarks/output_spread.py` runs the lessons
+as other CPUs would, see `perturbation`) and say so after the colon.
+
 `reconcile_outputs` applies this to a cell's outputs before nbval's own exact
 comparison runs (see `pytest_plugin`): each number that agrees is written back
 as stored, so nbval passes the cell when everything agrees and otherwise shows
@@ -24,6 +39,7 @@ its usual diff, naming only what really changed.
 import copy
 import math
 import re
+from dataclasses import dataclass
 
 # float32 sums in another order differ in about the 7th digit, and a deep
 # network or a softmax can grow that to the 5th; 1e-3 leaves a wide margin, yet
@@ -38,14 +54,52 @@ _NUMBER = r"(?<![\w.])[-+]?(?:\d+\.\d+(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\d+)(?![
 _TOKEN = re.compile(rf"(?P<number>{_NUMBER})|(?P<space>[ \t]+)|(?P<newline>\n)|(?P<other>.)", re.DOTALL)
 _PLACEHOLDER = "\0"
 
+MARKER = "NBVAL_TOLERANCE"
+_DECLARATION = re.compile(rf'#\s*{MARKER}\b(?P<rest>.*)$', re.MULTILINE)
+_BAND = re.compile(r'^\s*±\s*(?P<size>\d+(?:\.\d+)?)(?P<percent>%?)(?:\s+"(?P<key>[^"\n]+)")?(?:\s*:.*|\s*)$')
 
-def _split(text: str) -> tuple[str, list[str]]:
+
+@dataclass(frozen=True)
+class Band:
+    """How far the numbers on some output lines may move: `size` absolute, or
+    a share of the value if `relative`; the lines that contain `key`, or all."""
+
+    size: float
+    relative: bool = False
+    key: str | None = None
+
+    def covers(self, line: str) -> bool:
+        return self.key is None or self.key in line
+
+    def allows(self, a: float, b: float) -> float:
+        return self.size * max(abs(a), abs(b)) if self.relative else self.size
+
+
+def declared_bands(source: str) -> list[Band]:
+    """The `# NBVAL_TOLERANCE ±size ["text"]: why` comments of a cell's source.
+    A malformed one is an error, so that a typo cannot leave a number unchecked
+    or hide a band."""
+    bands = []
+    for declaration in _DECLARATION.finditer(source):
+        band = _BAND.match(declaration.group("rest"))
+        if band is None:
+            raise ValueError(f"malformed {MARKER} comment: {declaration.group().strip()!r}; write it as "
+                             f'# {MARKER} ±0.05 "text on the output line": why (or ±2% for a share of the value)')
+        size = float(band.group("size")) / (100 if band.group("percent") else 1)
+        bands.append(Band(size, bool(band.group("percent")), band.group("key")))
+    return bands
+
+
+def _split(text: str) -> tuple[str, list[str], list[str]]:
     """(the text with each number replaced by a placeholder and spacing
-    normalised, the numbers in order)."""
-    pieces, numbers = [], []
+    normalised, the numbers in order, the line each number stands on)."""
+    pieces, numbers, lines = [], [], []
     for match in _TOKEN.finditer(text):
         if match.lastgroup == "number":
             numbers.append(match.group())
+            start = text.rfind("\n", 0, match.start()) + 1
+            end = text.find("\n", match.end())
+            lines.append(text[start:end if end >= 0 else len(text)])
             pieces.append(_PLACEHOLDER)
         elif match.lastgroup == "space":
             pieces.append(" ")
@@ -55,7 +109,7 @@ def _split(text: str) -> tuple[str, list[str]]:
     skeleton = re.sub(r" *\0 *", _PLACEHOLDER, skeleton)  # padding next to a number
     skeleton = re.sub(r" +", " ", skeleton)
     skeleton = re.sub(r" *\n *", "\n", skeleton).strip(" ")
-    return skeleton, numbers
+    return skeleton, numbers, lines
 
 
 def _is_integer(number: str) -> bool:
@@ -70,49 +124,61 @@ def _last_digit_unit(number: str) -> float:
     return 10.0 ** (int(exponent or 0) - decimals)
 
 
-def numbers_agree(fresh: str, stored: str, rtol: float = RTOL, atol: float = ATOL) -> bool:
-    if _is_integer(fresh) and _is_integer(stored):
-        return int(fresh) == int(stored)
+def numbers_agree(fresh: str, stored: str, band: Band | None = None) -> bool:
+    """Whether two printed numbers agree: integers exactly and decimals within
+    the arithmetic tolerance, or either within a declared band."""
     a, b = float(fresh), float(stored)
-    rounding = (_last_digit_unit(fresh) + _last_digit_unit(stored)) / 2
-    return math.isclose(a, b, rel_tol=0, abs_tol=atol + rtol * max(abs(a), abs(b)) + rounding)
+    counts = _is_integer(fresh) and _is_integer(stored)  # exact, not rounded: no last-digit allowance
+    rounding = 0.0 if counts else (_last_digit_unit(fresh) + _last_digit_unit(stored)) / 2
+    if band is not None and abs(a - b) <= band.allows(a, b) + rounding:
+        return True
+    if counts:
+        return int(fresh) == int(stored)
+    return math.isclose(a, b, rel_tol=0, abs_tol=ATOL + RTOL * max(abs(a), abs(b)) + rounding)
 
 
-def reconcile_text(fresh: str, stored: str) -> str:
+def _band_for(line: str, bands: list[Band]) -> Band | None:
+    return next((band for band in bands if band.covers(line)), None)
+
+
+def reconcile_text(fresh: str, stored: str, bands: list[Band] = ()) -> str:
     """`stored` itself if the two texts agree (numbers within tolerance, all
     else exactly); otherwise `fresh`, with each number that agrees with its
     stored counterpart written as stored, so that a diff shows only the rest.
-    Texts whose words or number of numbers differ come back unchanged."""
-    fresh_skeleton, fresh_numbers = _split(fresh)
-    stored_skeleton, stored_numbers = _split(stored)
+    Texts whose words or number of numbers differ come back unchanged.
+    `bands` are the cell's declared tolerances, matched on the stored line."""
+    fresh_skeleton, fresh_numbers, _ = _split(fresh)
+    stored_skeleton, stored_numbers, stored_lines = _split(stored)
     if fresh_skeleton != stored_skeleton:
         return fresh
-    agree = [numbers_agree(a, b) for a, b in zip(fresh_numbers, stored_numbers)]
+    agree = [numbers_agree(a, b, _band_for(line, bands))
+             for a, b, line in zip(fresh_numbers, stored_numbers, stored_lines)]
     if all(agree):
         return stored
     replacements = iter(b if ok else a for a, b, ok in zip(fresh_numbers, stored_numbers, agree))
     return _TOKEN.sub(lambda m: next(replacements) if m.lastgroup == "number" else m.group(), fresh)
 
 
-def reconcile_outputs(fresh: list, stored: list, sanitize=lambda text: text) -> list:
+def reconcile_outputs(fresh: list, stored: list, sanitize=lambda text: text, bands: list[Band] = ()) -> list:
     """A copy of a cell's fresh outputs in which every text that agrees with the
     stored output at the same place (same kind, same stream) is replaced by the
-    stored text. `sanitize` is nbval's, applied to both sides first."""
+    stored text. `sanitize` is nbval's, applied to both sides first; `bands`
+    are the cell's declared tolerances (`declared_bands`)."""
     fresh = copy.deepcopy(fresh)
     for new, old in zip(fresh, stored):
         if new.get("output_type") != old.get("output_type"):
             continue
         if new["output_type"] == "stream":
             if new.get("name") == old.get("name"):
-                new["text"] = _reconcile_sanitized(new["text"], old["text"], sanitize)
+                new["text"] = _reconcile_sanitized(new["text"], old["text"], sanitize, bands)
         elif "data" in new and "data" in old:
             for mime, value in new["data"].items():
                 if isinstance(value, str) and isinstance(old["data"].get(mime), str) and not mime.startswith("image/"):
-                    new["data"][mime] = _reconcile_sanitized(value, old["data"][mime], sanitize)
+                    new["data"][mime] = _reconcile_sanitized(value, old["data"][mime], sanitize, bands)
     return fresh
 
 
-def _reconcile_sanitized(fresh: str, stored: str, sanitize) -> str:
+def _reconcile_sanitized(fresh: str, stored: str, sanitize, bands: list[Band]) -> str:
     clean_fresh, clean_stored = sanitize(fresh), sanitize(stored)
-    reconciled = reconcile_text(clean_fresh, clean_stored)
+    reconciled = reconcile_text(clean_fresh, clean_stored, bands)
     return stored if reconciled == clean_stored else reconciled

@@ -12,12 +12,20 @@ notebooks` stores the lessons as run on PyTorch's default (every core: 2 on the
 course's CPU). So each run of the suite also shows that no stored output depends
 on the thread count; and the two pytest-xdist workers fill two cores, not four.
 
+They also train as another CPU would (`perturbation`): every optimizer step is
+followed by a last-bit nudge of the weights, in the pattern of variant
+COURSE_PERTURB_TRAINING, drawn from 1-4 for each run unless set (0 turns it
+off) and shown in the header, so that each run is another machine's and a
+failure can be repeated. So each run also shows that every number that comes
+out of training stays within the band its cell declares.
+
 nbval's strict comparison is kept, with one change: numbers in text outputs
 compare within a tolerance (see `output_tolerance`), so that a stored output
 made on another CPU or thread count still passes while any real change fails.
 """
 
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -25,20 +33,31 @@ import pytest
 from nbval.plugin import IPyNbCell
 
 from course_utils import env
-from course_utils.classroom import output_tolerance, runner
+from course_utils.classroom import output_tolerance, perturbation, runner
 
 THREADS_VARIABLE = "COURSE_TEST_THREADS"
 
 _scratch = tempfile.mkdtemp(prefix="course-tests-")
 os.environ.update(runner.kernel_environment(Path(_scratch) / "progress.jsonl"))
 os.environ["OMP_NUM_THREADS"] = os.environ.get(THREADS_VARIABLE, "1")  # read by PyTorch in each new kernel
+# pytest-xdist's workers import this plugin too, and inherit the variant the
+# controller drew: one machine per run.
+os.environ.setdefault(perturbation.VARIABLE, str(random.randint(1, 4)))
+perturbation.variant()  # a malformed value stops the run here, with its reason
+os.environ.update(perturbation.kernel_startup(Path(_scratch) / "ipython"))
 env.block_network()
+
+
+def pytest_report_header(config):
+    return (f"notebook kernels: {os.environ['OMP_NUM_THREADS']} thread(s), training nudged as another CPU would "
+            f"({perturbation.VARIABLE}={os.environ[perturbation.VARIABLE]}; set it to repeat this run, 0 for none)")
 
 _compare_exactly = IPyNbCell.compare_outputs
 
 
 def _compare_numbers_within_tolerance(cell, fresh, stored, skip_compare=None):
-    fresh = output_tolerance.reconcile_outputs(fresh, stored, cell.sanitize)
+    bands = output_tolerance.declared_bands(cell.cell.source)
+    fresh = output_tolerance.reconcile_outputs(fresh, stored, cell.sanitize, bands)
     return _compare_exactly(cell, fresh, stored, skip_compare)
 
 

@@ -15,28 +15,32 @@ signature and docstring, and its body is gone:
 
     scaled_dot_product_attention = _sealed.reviewed(__name__, "scaled_dot_product_attention")
 
-`_sealed.reviewed` then defines the piece from its compiled code, stored in
-`course_utils/reviewed.sealed` (bytecode, no source), in the module's own
-namespace: it runs as the reviewed version does. Bytecode can be taken apart
-with enough effort, so this is a seal for a formative course, not a vault; the
-grader gives no points for an answer that runs a reviewed piece (checks/).
+`_sealed.reviewed` then defines the piece from its statement, stored
+compressed in `course_utils/reviewed.sealed` and compiled when the module is
+imported, in the module's own namespace and at its own line numbers: it runs as
+the reviewed version does, on whatever Python the learner has (bytecode would
+tie the release to the Python that built it). No text file of the release
+holds the answer, but a learner who decompresses the file can read it, so this
+is a seal for a formative course, not a vault; the grader gives no points for
+an answer that runs a reviewed piece (checks/).
 
 Which pieces: the `references=` of every `Checker` (checks.exercise_references),
 and the checkers' own helpers, which compute answers to compare with.
 """
 
 import ast
-import marshal
+import json
+import zlib
 from pathlib import Path
-from types import CodeType
 
 from course_utils._sealed import SEALED_FILE
 
 
-def seal_module(source: str, filename: str, module: str, pieces: dict[str, str]) -> tuple[str, dict[str, CodeType]]:
+def seal_module(source: str, filename: str, module: str, pieces: dict[str, str]) -> tuple[str, dict[str, dict]]:
     """`source` of `module` with each top-level def or class named in `pieces`
-    (name -> why it is sealed) replaced by its stub and `reviewed` call; also the
-    compiled statements, by "module:name"."""
+    (name -> why it is sealed) replaced by its stub and `reviewed` call; also,
+    by "module:name", each statement taken out: its source, file name and first
+    line."""
     tree = ast.parse(source)
     nodes = {node.name: node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
     missing = sorted(set(pieces) - set(nodes))
@@ -47,8 +51,8 @@ def seal_module(source: str, filename: str, module: str, pieces: dict[str, str])
     for name in sorted(pieces, key=lambda name: -nodes[name].lineno):  # from the bottom: earlier lines keep their numbers
         node = nodes[name]
         start = min([node.lineno] + [decorator.lineno for decorator in node.decorator_list]) - 1
-        statement = ast.Module(body=[node], type_ignores=[])
-        codes[f"{module}:{name}"] = compile(statement, f"<sealed {filename}>", "exec")
+        codes[f"{module}:{name}"] = {"source": "".join(lines[start:node.end_lineno]), "filename": f"<sealed {filename}>",
+                                     "line": start + 1}
         lines[start:node.end_lineno] = _stub(lines, node, pieces[name])
     if codes:
         first = _first_statement_line(tree)
@@ -112,5 +116,5 @@ def seal_release(package: Path) -> list[str]:
         source, sealed = seal_module(path.read_text(encoding="utf-8"), where, module, pieces)
         path.write_text(source, encoding="utf-8")
         codes.update(sealed)
-    (package / SEALED_FILE).write_bytes(marshal.dumps(codes))
+    (package / SEALED_FILE).write_bytes(zlib.compress(json.dumps(codes).encode()))
     return sorted(codes)

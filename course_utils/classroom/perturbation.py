@@ -1,0 +1,83 @@
+"""Training as another CPU would run it: the last bit of every weight nudged
+after every optimizer step.
+
+A number that comes out of training depends on the order in which each kernel
+adds things up, and that order differs between CPUs (AVX2, AVX-512, AMX, an
+ARM Mac's NEON): each step rounds a few last bits differently, and after
+hundreds of steps the runs part ways. Lesson 08's MLM loss printed 5.10 on one
+CPU and 5.08 on another, each every time.
+
+The switches that select other kernels on one machine (`ATEN_CPU_CAPABILITY`,
+`MKL_CBWR`, `ONEDNN_MAX_CPU_ISA`, the thread count) do not reproduce that: on
+the course's AVX2 machine, 600 steps of lesson 10's GPT ended on the same loss
+to ten digits under all of them. So the notebook tests make the difference
+themselves. With COURSE_PERTURB_TRAINING=v (v = 1, 2, 3, ...), every optimizer
+step is followed by a change in the last bit of about half the weights: the
+lowest bit of each float32 weight is flipped where its bit v is set. That is
+the size of a rounding difference, made in a pattern that depends only on the
+weights, so two identical trainings in one notebook stay identical (lesson 09
+checks `Trainer` against a plain loop weight for weight), while every printed
+result of training moves as far as it would on another machine. Each v is
+another such machine; v = 0 (or unset) leaves training alone.
+
+The tests set it in every notebook kernel (`pytest_plugin`), and
+`benchmarks/output_spread.py` runs the lessons under several v to measure how
+far each printed number moves, which sizes the tolerances the lessons declare
+(`output_tolerance`).
+"""
+
+import os
+from pathlib import Path
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+VARIABLE = "COURSE_PERTURB_TRAINING"
+
+_installed = None
+
+
+def variant() -> int:
+    """The perturbation this process asks for: 0 for none."""
+    value = os.environ.get(VARIABLE, "0").strip() or "0"
+    if not value.isdigit() or not 0 <= int(value) <= 22:
+        raise ValueError(f"{VARIABLE}={value!r}: give a whole number from 0 (no perturbation) to 22")
+    return int(value)
+
+
+def nudge_last_bits(tensor: torch.Tensor, bit: int) -> None:
+    """Flip the lowest mantissa bit of each float32 element whose bit `bit` is
+    set: a change of one unit in the last place, in place, where it happens
+    depending on the value alone."""
+    if tensor.dtype != torch.float32 or bit == 0:
+        return
+    bits = tensor.data.view(torch.int32)
+    bits.bitwise_xor_(bits.bitwise_right_shift(bit).bitwise_and_(1))
+
+
+def _after_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    with torch.no_grad():
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                nudge_last_bits(parameter, _installed)
+
+
+def install() -> None:
+    """Nudge the weights after every optimizer step of this process, if
+    COURSE_PERTURB_TRAINING asks for it (once, however often it is called)."""
+    global _installed
+    bit = variant()
+    if bit and _installed is None:
+        register_optimizer_step_post_hook(_after_step)
+        _installed = bit
+
+
+def kernel_startup(folder: Path) -> dict[str, str]:
+    """The environment that makes every IPython kernel started with it call
+    `install()` before its first cell, whatever the notebook does: an IPython
+    profile in `folder` whose start-up file does it."""
+    startup = Path(folder) / "profile_default" / "startup"
+    startup.mkdir(parents=True, exist_ok=True)
+    (startup / "00-perturb-training.py").write_text(
+        "from course_utils.classroom import perturbation\nperturbation.install()\n")
+    return {"IPYTHONDIR": str(folder)}
