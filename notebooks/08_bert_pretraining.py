@@ -60,13 +60,15 @@ device = setup_notebook(seed=0)
 # it, and so on. Like the *uncased* BERT, ours also lower-cases, and it
 # splits off punctuation before it cuts words.
 #
-# `tokenization.shakespeare_wordpiece()` trains a 4,000-piece WordPiece on
-# the 34 training plays with the `tokenizers` library, saves it with
-# `save_pretrained` and loads it back through `AutoTokenizer`, exactly as a
-# tokenizer from the Hugging Face hub is loaded. (The trainer learns the same
-# pieces in every run, but numbers them in an order that changes from run to
-# run; a model trained on other numbers ends elsewhere, so
-# `train_wordpiece` numbers them in sorted order, the same on every machine.) Its five special tokens are
+# `tokenization.shakespeare_wordpiece()` gives a 4,000-piece WordPiece
+# trained on the 34 training plays with the `tokenizers` library, saved with
+# `save_pretrained` and loaded back through `AutoTokenizer`, exactly as a
+# tokenizer from the Hugging Face hub is loaded. (Its pieces come from a
+# file that ships with the course: the trainer numbers its pieces in an
+# order that changes from run to run, and where two pairs are equally
+# frequent at the end it may keep either, while a model trained on other
+# numbers ends elsewhere. So `train_wordpiece` numbers them in sorted order,
+# and the course keeps the 4,000 it learned.) Its five special tokens are
 # BERT's: `[PAD]`, `[UNK]`, `[CLS]` (the start, whose vector the NSP head
 # reads), `[SEP]` (the end of a segment) and `[MASK]`.
 
@@ -393,8 +395,10 @@ for negatives, batches in held_out.items():
            verdict=False)
 
 # %% [markdown]
-# Chance, or a point or two from it, in both settings: the intervals sit on
-# 0.5, where a guesser's would. Perhaps a minute is simply too short.
+# At chance or a few points above it, in both settings: between 0.50 and
+# 0.53 on the machines we ran it on, each interval reaching to within a
+# point of 0.5, far below the 0.58 to 0.77 of the simple rules further
+# down. Perhaps a minute is simply too short.
 # `course train bert` trains the same model on the same data for 4,000
 # steps (about 10 minutes on the 2-core CPU, evaluations included; it shows
 # a progress bar and, stopped, resumes from its last checkpoint, at most 250

@@ -200,25 +200,22 @@ def test_as_transformers_encodes_the_same_and_saves(bpe, tmp_path):
     assert reloaded(text)["input_ids"] == bpe.encode(text).ids and reloaded.decode(reloaded(text)["input_ids"]) == text
 
 
-WORDPIECE_IDS = """
-import hashlib, json
-from course_utils import data
-from course_utils.tokenization import train_wordpiece
-train_text, _ = data.shakespeare_splits()
-vocab = train_wordpiece(train_text.split("\\n")[:20000], 2000).get_vocab()
-print(hashlib.sha1(json.dumps(sorted(vocab.items())).encode()).hexdigest())
-"""
+
+def test_lesson_08_reads_the_shipped_wordpiece_vocabulary():
+    shipped = tokenization.SHAKESPEARE_WORDPIECE.read_text(encoding="utf-8").splitlines()
+    vocab = tokenization.shakespeare_wordpiece().get_vocab()
+    assert len(shipped) == tokenization.WORDPIECE_VOCAB_SIZE == len(vocab)
+    assert vocab == {piece: i for i, piece in enumerate(shipped)}
 
 
-def test_wordpiece_numbers_its_pieces_the_same_in_every_process():
-    """The `tokenizers` trainer numbers the same pieces in another order in
-    each process (it follows a hash map's): lesson 08's model then trained to
-    other numbers on every machine. `train_wordpiece` renumbers them."""
-    import os
-    import subprocess
-    import sys
-
-    fingerprints = {subprocess.run([sys.executable, "-c", WORDPIECE_IDS], capture_output=True, text=True, check=True,
-                                   env={**os.environ, "RAYON_NUM_THREADS": threads}).stdout
-                    for threads in ("1", "2", "2")}
-    assert len(fingerprints) == 1, fingerprints
+def test_training_again_learns_the_shipped_pieces_numbered_in_sorted_order():
+    """The `tokenizers` trainer numbers its pieces in another order in each
+    process and may keep either of two equally frequent pairs at the end, so
+    the pieces are renumbered and the vocabulary is shipped; training again
+    still learns it, but for such ties."""
+    train_text, _ = data.shakespeare_splits()
+    trained = tokenization.train_wordpiece(train_text.split("\n")).get_vocab()
+    pieces = sorted(trained, key=trained.get)
+    assert pieces[:5] == list(tokenization.WORDPIECE_SPECIALS) and pieces[5:] == sorted(pieces[5:])
+    shipped = set(tokenization.SHAKESPEARE_WORDPIECE.read_text(encoding="utf-8").splitlines())
+    assert len(shipped & set(trained)) >= 3990, sorted(shipped ^ set(trained))
