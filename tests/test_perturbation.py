@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+import torch.optim.optimizer as optimizer_hooks
 
 from course_utils.classroom import perturbation
 
@@ -68,6 +69,36 @@ def test_training_moves_under_each_variant_and_two_identical_runs_stay_identical
     totals = [total for _, total in runs.values()]
     assert len(set(totals)) == 3, f"each variant trains to other last digits: {totals}"
     assert max(totals) - min(totals) < 1e-3, "by a rounding difference, not a different model"
+
+
+def test_only_what_a_step_changed_is_nudged(monkeypatch):
+    """A row of an embedding that got no gradient is left exactly as it was,
+    as on any CPU (lesson 01 counts such rows)."""
+    monkeypatch.setenv(perturbation.VARIABLE, "1")
+    monkeypatch.setattr(perturbation, "_installed", None)
+    handles = []
+    monkeypatch.setattr(perturbation, "register_optimizer_step_pre_hook", lambda hook: handles.append(
+        optimizer_hooks.register_optimizer_step_pre_hook(hook)))
+    monkeypatch.setattr(perturbation, "register_optimizer_step_post_hook", lambda hook: handles.append(
+        optimizer_hooks.register_optimizer_step_post_hook(hook)))
+    perturbation.install()
+    try:
+        torch.manual_seed(0)
+        table = torch.nn.Embedding(100, 8)
+        start = table.weight.detach().clone()
+        optimizer = torch.optim.SGD(table.parameters(), lr=0.1)
+        for _ in range(5):
+            optimizer.zero_grad()
+            table(torch.tensor([3, 7])).sum().backward()
+            optimizer.step()
+        untouched = torch.ones(100, dtype=torch.bool)
+        untouched[[3, 7]] = False
+        assert torch.equal(table.weight[untouched], start[untouched])
+        plain = start[[3, 7]] - 0.5  # five steps of lr 0.1 on a gradient of ones
+        assert not torch.equal(table.weight[[3, 7]].detach(), plain), "the rows it trained were nudged"
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @pytest.mark.parametrize("value", ["x", "-1", "23"])

@@ -12,10 +12,11 @@ The switches that select other kernels on one machine (`ATEN_CPU_CAPABILITY`,
 the course's AVX2 machine, 600 steps of lesson 10's GPT ended on the same loss
 to ten digits under all of them. So the notebook tests make the difference
 themselves. With COURSE_PERTURB_TRAINING=v (v = 1, 2, 3, ...), every optimizer
-step is followed by a change in the last bit of about half the weights: the
-lowest bit of each float32 weight is flipped where its bit v is set. That is
-the size of a rounding difference, made in a pattern that depends only on the
-weights, so two identical trainings in one notebook stay identical (lesson 09
+step is followed by a change in the last bit of about half the weights it
+changed: the lowest bit of each float32 weight is flipped where its bit v is
+set. That is the size of a rounding difference, and like one it touches only
+what the step computed (a row of an embedding that got no update stays as it
+was, as lesson 01 counts), in a pattern that depends only on the weights, so two identical trainings in one notebook stay identical (lesson 09
 checks `Trainer` against a plain loop weight for weight), while every printed
 result of training moves as far as it would on another machine. Each v is
 another such machine; v = 0 (or unset) leaves training alone.
@@ -30,11 +31,12 @@ import os
 from pathlib import Path
 
 import torch
-from torch.optim.optimizer import register_optimizer_step_post_hook
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 VARIABLE = "COURSE_PERTURB_TRAINING"
 
 _installed = None
+_before_step: dict[int, list[torch.Tensor]] = {}  # each optimizer's weights before the step being taken
 
 
 def variant() -> int:
@@ -45,21 +47,34 @@ def variant() -> int:
     return int(value)
 
 
-def nudge_last_bits(tensor: torch.Tensor, bit: int) -> None:
+def nudge_last_bits(tensor: torch.Tensor, bit: int, where: torch.Tensor | None = None) -> None:
     """Flip the lowest mantissa bit of each float32 element whose bit `bit` is
-    set: a change of one unit in the last place, in place, where it happens
-    depending on the value alone."""
+    set (and `where` is True, if given): a change of one unit in the last
+    place, in place, where it happens depending on the value alone."""
     if tensor.dtype != torch.float32 or bit == 0:
         return
     bits = tensor.data.view(torch.int32)
-    bits.bitwise_xor_(bits.bitwise_right_shift(bit).bitwise_and_(1))
+    flips = bits.bitwise_right_shift(bit).bitwise_and_(1)
+    if where is not None:
+        flips.mul_(where)
+    bits.bitwise_xor_(flips)
 
 
-def _after_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    return [parameter for group in optimizer.param_groups for parameter in group["params"]]
+
+
+def _remember(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    _before_step[id(optimizer)] = [parameter.detach().clone() for parameter in _parameters(optimizer)]
+
+
+def _nudge(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    before = _before_step.pop(id(optimizer), None)
+    if before is None:
+        return
     with torch.no_grad():
-        for group in optimizer.param_groups:
-            for parameter in group["params"]:
-                nudge_last_bits(parameter, _installed)
+        for parameter, old in zip(_parameters(optimizer), before):
+            nudge_last_bits(parameter, _installed, where=parameter != old)
 
 
 def install() -> None:
@@ -68,7 +83,8 @@ def install() -> None:
     global _installed
     bit = variant()
     if bit and _installed is None:
-        register_optimizer_step_post_hook(_after_step)
+        register_optimizer_step_pre_hook(_remember)
+        register_optimizer_step_post_hook(_nudge)
         _installed = bit
 
 
