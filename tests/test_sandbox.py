@@ -388,3 +388,46 @@ def test_kept_output_keeps_the_start_and_the_end_of_a_flood():
     small = KeptOutput(keep=10)
     small.write("short")
     assert small.text() == "short"
+
+
+# --- no privilege inside, even for a grader running as root ------------------------------
+
+ESCAPES = '''
+import os, shutil, subprocess
+print("uid", os.getuid(), "gid", os.getgid())
+print("caps", [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff")])
+for command in (["mount", "-o", "remount,rw", "/course"], ["unshare", "--user", "--map-root-user", "true"]):
+    if shutil.which(command[0]):
+        print(command[0], "exit", subprocess.run(command, capture_output=True).returncode)
+try:
+    open("/course/course_utils/planted.py", "w")
+    print("wrote into the release")
+except OSError as error:
+    print("release read-only:", type(error).__name__)
+print("environment of pid 1:", open("/proc/1/environ").read().replace("\\0", " "))
+'''
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    from course_utils.classroom.student import build_release
+
+    folder = tmp_path_factory.mktemp("sealed") / "release"
+    build_release(folder, keys=False)
+    return folder
+
+
+def test_the_sandbox_has_no_privilege_and_none_of_the_grader_s_environment(release, monkeypatch):
+    """Graded as root (as CI grades), bubblewrap once kept every capability in
+    its user namespace: a notebook remounted the release writable and planted
+    code that ran as root outside. And it read the grader's environment from
+    /proc/1/environ, pid 1 being bubblewrap."""
+    monkeypatch.setenv("GRADER_CLOUD_TOKEN", "s3cret-value")
+    run = sandbox.run_submission([ESCAPES], release, LIMITS)
+    output = run.cells[0]["output"]
+    assert f"uid {sandbox.SANDBOX_ID} gid {sandbox.SANDBOX_ID}" in output, output
+    assert "caps ['0000000000000000']" in output, output
+    assert "mount exit 0" not in output and "unshare exit 0" not in output, output
+    assert "mount exit" in output, "the remount was tried"
+    assert "release read-only" in output and not (release / "course_utils" / "planted.py").exists()
+    assert "s3cret" not in output and "GRADER_CLOUD_TOKEN" not in output, output

@@ -11,7 +11,13 @@ sandbox the learner's code sees:
 - a private /tmp (a size-limited tmpfs, its working folder) and /dev/shm,
   the only places it can write, and its own /proc, in which only its own
   processes exist;
-- no network at all (a network namespace with nothing but loopback).
+- no network at all (a network namespace with nothing but loopback);
+- no privilege, even when the grader runs as root (as in most containers):
+  it runs as the unprivileged uid/gid SANDBOX_ID with every capability
+  dropped, so it cannot remount its read-only binds writable, and it cannot
+  make user namespaces of its own, where it would get capabilities back;
+- none of the grader's environment: bubblewrap itself starts with a minimal
+  one (the sandbox's pid 1 is bubblewrap, whose /proc/1/environ it can read).
 
 It runs `harness.py` under `python -I` (no current-folder or PYTHONPATH
 imports), with limits on memory, file size, processes and output, in a
@@ -49,6 +55,8 @@ from course_utils import env
 from . import progress, quiz, remote
 
 RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
+SANDBOX_ID = 65534  # the uid and gid of the learner's code inside: "nobody", never root
+BUBBLEWRAP_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # all bwrap itself sees of the grader's
 WORKDIR = "/tmp/work"
 INTERRUPT_GRACE_SECONDS = 10  # after the time limit, for the interrupted harness to start answering the checkers
 SHM_BYTES = 64 << 20
@@ -109,12 +117,16 @@ class Run:
 
 
 def bubblewrap() -> str | None:
-    """The bwrap program, if this machine has one that works."""
+    """The bwrap program, if this machine has one (0.8 or newer) that works."""
     program = shutil.which("bwrap")
     if program is None:
         return None
     try:
-        probe = subprocess.run([program, "--unshare-all", "--ro-bind", "/", "/", "true"], capture_output=True, timeout=20)
+        # With the options that drop privilege: bubblewrap before 0.8 lacks
+        # --disable-userns, and a sandbox without it is not one to grade in.
+        probe = subprocess.run([program, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID),
+                                "--cap-drop", "ALL", "--disable-userns", "--ro-bind", "/", "/", "true"],
+                               capture_output=True, timeout=20, env=BUBBLEWRAP_ENVIRONMENT)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return program if probe.returncode == 0 else None
@@ -161,6 +173,7 @@ def _bwrap_command(program: str, release: Path, limits: Limits) -> list[str]:
     # Every writable place is a size-limited tmpfs: /tmp, and /dev/shm (which
     # multiprocessing needs); everything else, the root included, is read-only.
     command = [program, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+               "--uid", str(SANDBOX_ID), "--gid", str(SANDBOX_ID), "--cap-drop", "ALL", "--disable-userns",
                "--ro-bind", "/usr", "/usr", "--proc", "/proc",
                "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp", "--dir", WORKDIR, "--chdir", WORKDIR]
@@ -226,7 +239,7 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
         program = bubblewrap()
         if program is None:
             return _judged(Run(stopped="bubblewrap (bwrap) is missing or does not work on this machine"), judge, None)
-        command, environment, cwd = _bwrap_command(program, release, limits), None, None
+        command, environment, cwd = _bwrap_command(program, release, limits), BUBBLEWRAP_ENVIRONMENT, None
 
         def before_exec():
             cgroup.enter()
