@@ -7,7 +7,13 @@
 # PYTHON=..., the newest of them that runs here; stored outputs are made with
 # 3.11, CI's.
 SUPPORTED_PYTHONS := 3.14 3.13 3.12 3.11
-PYTHON ?= $(shell for v in $(SUPPORTED_PYTHONS); do python$$v -c '' 2>/dev/null && { echo python$$v; exit 0; }; done)
+# A candidate must run and have venv (Debian splits it off); pyenv's shims for
+# versions not selected exist but fail, and are passed over. Probed once.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for candidate in $(addprefix python,$(SUPPORTED_PYTHONS)) python3; do \
+	$$candidate -c 'import sys, venv, ensurepip; sys.exit(f"{sys.version_info[0]}.{sys.version_info[1]}" not in "$(SUPPORTED_PYTHONS)".split())' \
+	2>/dev/null && { echo $$candidate; exit 0; }; done)
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -20,7 +26,7 @@ PRACTICE := practice
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "No Python $(SUPPORTED_PYTHONS) found (as python3.14 ... python3.11). Install one (python.org, your package manager, or pyenv), or name it: make PYTHON=/path/to/python3.12"; exit 1; }
+	@test -n "$(PYTHON)" || { echo "No Python $(SUPPORTED_PYTHONS) with venv found (as python3.14 ... python3.11, or python3). Install one (python.org, your package manager, pyenv; on Debian/Ubuntu also python3.X-venv), or name it: make PYTHON=/path/to/python3.12"; exit 1; }
 	@$(PYTHON) -c 'import sys; ok = f"{sys.version_info[0]}.{sys.version_info[1]}" in "$(SUPPORTED_PYTHONS)".split(); sys.exit(0 if ok else f"{sys.executable} is Python {sys.version.split()[0]}; the course supports $(SUPPORTED_PYTHONS): make PYTHON=/path/to/python3.12")'
 	@$(PYTHON) -c 'import sys; print(f"Setting up .venv with Python {sys.version.split()[0]} ({sys.executable}); make PYTHON=... picks another")'
 	@# Only for Python 3.11 do course machines keep a CPU build of torch on disk;

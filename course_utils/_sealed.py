@@ -17,7 +17,11 @@ def reviewed(module: str, name: str):
         path = Path(__file__).resolve().parent / SEALED_FILE
         try:
             _statements = json.loads(zlib.decompress(path.read_bytes()))
-        except (OSError, ValueError, zlib.error) as error:
+            if not all(isinstance(entry, dict) and {"source", "filename", "line"} <= set(entry)
+                       for entry in _statements.values()):
+                raise ValueError("an entry is not a sealed statement")
+        except (OSError, ValueError, AttributeError, zlib.error) as error:
+            _statements = None
             raise ImportError(f"{module}.{name} is sealed in this student release, but {path} cannot be read "
                               f"({error}): build the release again with `course student`") from None
     key = f"{module}:{name}"

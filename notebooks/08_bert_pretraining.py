@@ -26,8 +26,8 @@
 #
 # **In this lesson you will**
 #
-# - train a **WordPiece** tokenizer, BERT's, and load it back as any Hugging
-#   Face tokenizer;
+# - meet **WordPiece**, BERT's tokenizer, trained on Shakespeare, and load it
+#   as any Hugging Face tokenizer is loaded;
 # - write BERT's **masking**, 80% `[MASK]`, 10% a random word, 10% unchanged
 #   (exercise);
 # - build **next-sentence pairs** from the plays (exercise);
@@ -66,9 +66,10 @@ device = setup_notebook(seed=0)
 # tokenizer from the Hugging Face hub is loaded. (Its pieces come from a
 # file that ships with the course: the trainer numbers its pieces in an
 # order that changes from run to run, and where two pairs are equally
-# frequent at the end it may keep either, while a model trained on other
-# numbers ends elsewhere. So `train_wordpiece` numbers them in sorted order,
-# and the course keeps the 4,000 it learned.) Its five special tokens are
+# frequent at the end it may keep either; a BERT trained on other numbers
+# starts from other weights for each piece, and ends elsewhere. So
+# `train_wordpiece` numbers them in sorted order, and the course keeps the
+# 4,000 it learned.) Its five special tokens are
 # BERT's: `[PAD]`, `[UNK]`, `[CLS]` (the start, whose vector the NSP head
 # reads), `[SEP]` (the end of a segment) and `[MASK]`.
 
@@ -328,7 +329,7 @@ right.axhline(math.log(2), color="grey", linestyle=":", label="coin toss, ln 2")
 right.set(title="NSP loss", xlabel="step")
 right.legend()
 plt.show()
-# NBVAL_TOLERANCE ±0.08 "MLM loss": moved 0.04 between machines whose vocabularies were numbered differently
+# NBVAL_TOLERANCE ±0.08 "MLM loss": a margin; it moved 0.04 when the vocabulary was numbered otherwise (no longer)
 print(f"mean of the last 100 steps: MLM loss {sum(mlm_losses[-100:]) / 100:.2f}, NSP loss {sum(nsp_losses[-100:]) / 100:.2f}")
 
 # %% [markdown]
@@ -356,8 +357,9 @@ baseline = (labels == commonest).float().mean().item()
 short_run = bert.pretraining_accuracy(model, held_out["other"], tokenizer.mask_token_id)
 print(f"held-out [MASK] positions: {short_run['mlm_count']:,}")
 print(f"unigram baseline (always {tokenizer.convert_ids_to_tokens(commonest)!r}): {baseline:.3f}")
-print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}")  # NBVAL_TOLERANCE ±0.02 "our BERT"
-assert short_run["mlm"] > 2 * baseline
+# NBVAL_TOLERANCE ±0.01 "our BERT": a margin; threads, other kernels and nudged weights did not move it
+print(f"our BERT after {recipe.steps} steps:             {short_run['mlm']:.2f}")
+assert 2.2 < short_run["mlm"] / baseline < 2.9, "about two and a half times the baseline, as the text says"
 
 # %% [markdown]
 # MLM works even in a minute: the model fills in about two and a half
@@ -388,24 +390,27 @@ def report(name, accuracy, count, verdict=True):
 
 # A trained model's score moves a little from machine to machine, so its
 # rows carry no verdict that could flip: the text below judges them.
-# NBVAL_TOLERANCE ±0.04 "our BERT": moved 0.017 between machines whose vocabularies were numbered differently
+# NBVAL_TOLERANCE ±0.02 "our BERT": a margin; it moved 0.03 when the vocabulary was numbered otherwise (no longer)
 for negatives, batches in held_out.items():
     result = bert.pretraining_accuracy(model, batches, tokenizer.mask_token_id)
     report(f"our BERT, {recipe.steps} steps, negatives from {where[negatives]}", result["nsp"], result["nsp_count"],
            verdict=False)
+    assert 0.48 < result["nsp"] < 0.55, "about 0.5, as the text says"
 
 # %% [markdown]
-# At chance or a few points above it, in both settings: between 0.50 and
-# 0.53 on the machines we ran it on, each interval reaching to within a
-# point of 0.5, far below the 0.58 to 0.77 of the simple rules further
-# down. Perhaps a minute is simply too short.
+# About 0.5 in both settings, a few points above it at most (0.50 to 0.53
+# on the machines we ran it on), below the 0.58 to 0.77 that a rule
+# counting shared pieces and MiniLM reach further down. Perhaps a minute is
+# simply too short.
 # `course train bert` trains the same model on the same data for 4,000
 # steps (about 10 minutes on the 2-core CPU, evaluations included; it shows
 # a progress bar and, stopped, resumes from its last checkpoint, at most 250
 # steps back). Its learning rate cools down over its own last 30%, so our
 # lesson's run, which cooled down from step 420, is not a point on its path,
 # only a comparison at the same step. The curve it stored, with the command
-# that made it, ships with the course:
+# that made it, ships with the course. (It was stored before the course
+# fixed the vocabulary's numbering: the same pieces, numbered otherwise, so
+# its model started from other weights. Same recipe and data, another run.)
 
 # %%
 from course_utils.classroom.train import load_results
@@ -580,7 +585,8 @@ for negatives in ("other", "same"):
 # do not compare this cell's text; its assertion checks the claim below.)
 
 # %%
-# NBVAL_IGNORE_OUTPUT: a minute's guesses change with the machine; the assertion checks what the text claims
+# NBVAL_IGNORE_OUTPUT
+# A minute's guesses are not compared word for word; the assertion checks what the text claims.
 import tempfile
 
 from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline

@@ -134,7 +134,8 @@ def test_invalid_json_and_another_lesson_are_reported_in_their_rows(gradebook):
     rows, _ = gradebook
     assert rows["gina"]["00 status"].startswith("unreadable notebook (") and rows["gina"]["total"] == "0"
     assert rows["gina"]["max"] == "7" and rows["gina"]["00.offline"] == "0"
-    assert rows["hal"]["00 status"] == "wrong lesson: this is lesson 05's notebook, lesson 00 was asked for"
+    assert rows["hal"]["00 status"] == "no submission" and rows["hal"]["max"] == "7"
+    assert rows["hal"]["notes"] == "hal.ipynb: not assigned: this is lesson 05's notebook, and lesson 00 was asked for"
 
 
 def test_each_notebook_gets_feedback_that_says_why_points_were_lost(gradebook):
@@ -151,11 +152,15 @@ def test_the_long_format_has_one_row_per_learner_lesson_and_item(gradebook, tmp_
 
     grades = [Grade("bob.ipynb", "bob", "00", "finished", points=dict.fromkeys(ITEMS, 1.0), maximum=dict(ITEMS)),
               Grade("x/notes.ipynb", "x", "", "not a lesson of this course")]
-    write_gradebook(tmp_path / "long.csv", grades, fmt="long")
+    write_gradebook(tmp_path / "long.csv", grades, fmt="long", lessons=["00"])
     rows = list(csv.reader((tmp_path / "long.csv").open()))
     assert rows[0] == ["learner", "lesson", "item", "points", "max"]
     assert rows[1:] == [["bob", "00", item, "1", f"{full:g}"] for item, full in ITEMS.items()] + \
-        [["x", "00", item, "0", f"{full:g}"] for item, full in ITEMS.items()]
+        [["x", "00", item, "0", f"{full:g}"] for item, full in ITEMS.items()], "x was assigned lesson 00: a true 0"
+    write_gradebook(tmp_path / "long.csv", grades, fmt="long")
+    rows = list(csv.reader((tmp_path / "long.csv").open()))
+    assert rows[1:] == [["bob", "00", item, "1", f"{full:g}"] for item, full in ITEMS.items()], \
+        "with no assignment, no 0 for a lesson x never handed in, which an LMS import would write over a grade"
 
 
 def test_a_learner_with_two_notebooks_of_a_lesson_keeps_the_better_one(tmp_path):
@@ -175,7 +180,7 @@ def test_regrading_replaces_the_feedback_folder(tmp_path):
     (tmp_path / "subs" / "x.ipynb").write_text("not json")
     (tmp_path / "grades-feedback" / "old").mkdir(parents=True)
     (tmp_path / "grades-feedback" / "old" / "learner.txt").write_text("from last week")
-    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lessons=["00"], echo=lambda _: None)
     assert sorted(p.name for p in (tmp_path / "grades-feedback").iterdir()) == ["x.txt"]
     assert paths.COURSE_ROOT.exists()
 
@@ -186,7 +191,7 @@ def test_a_stale_partial_file_or_folder_beside_the_gradebook_changes_nothing(tmp
     (tmp_path / "subs").mkdir()
     (tmp_path / "subs" / "x.ipynb").write_text("not json")
     (tmp_path / "grades.csv.partial").mkdir()
-    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lessons=["00"], echo=lambda _: None)
     assert (tmp_path / "grades.csv").read_text().startswith("learner,total,max")
 
 
@@ -198,7 +203,7 @@ def test_a_feedback_file_that_cannot_be_written_is_reported_in_its_row(tmp_path)
     (tmp_path / "subs" / "y.ipynb").write_text("not json either")
     (tmp_path / "grades-feedback" / "x.txt").mkdir(parents=True)  # a folder where the file should go
     (tmp_path / "grades-feedback" / "x.txt" / "notes").write_text("the instructor's")
-    grades = grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lesson="00", echo=lambda _: None)
+    grades = grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lessons=["00"], echo=lambda _: None)
     assert "its feedback file could not be written" in grades[0].status
     assert (tmp_path / "grades-feedback" / "y.txt").exists()
 
@@ -229,3 +234,78 @@ def test_unsafe_grading_without_a_sandbox_judges_the_same_way(tmp_path):
     row = next(csv.DictReader(out.open()))
     assert (row["00.offline"], row["00.edit"], row["total"]) == ("1", "0", "1")
     assert row["00 status"].startswith("finished; not answered or not run: 00.checker")
+
+
+# --- names, files and gradebooks a submission cannot turn against the grader ------------
+
+def test_a_fifo_a_control_character_and_an_ambiguous_name_are_refused_without_running(tmp_path):
+    import os
+    import signal
+
+    from course_utils.classroom import sandbox
+    from course_utils.classroom.grading import grade_folder
+
+    subs = tmp_path / "subs"
+    (subs / "alice").mkdir(parents=True)
+    (subs / "bob").mkdir()
+    os.mkfifo(subs / "alice" / "00_setup.ipynb")  # opened to read, a FIFO blocks until someone writes
+    nbformat.write(_reference(), subs / "eve\nmallory.ipynb")
+    nbformat.write(_reference(), subs / "=HYPERLINK(1).ipynb")
+    nbformat.write(_reference(), subs / "bob.ipynb")  # whose: bob's folder's, or a learner named bob?
+    nbformat.write(_reference(), subs / "bob" / "00_setup.ipynb")
+    signal.alarm(120)  # a test that blocks fails instead of hanging the suite
+    try:
+        grades = {grade.submission: grade for grade in grade_folder(subs, tmp_path / "g.csv", lessons=["00"],
+                                                                    limits=sandbox.Limits(seconds=60), echo=lambda _: None)}
+    finally:
+        signal.alarm(0)
+    assert grades["alice/00_setup.ipynb"].status.startswith("unreadable notebook (it is not a regular file")
+    assert grades["eve\nmallory.ipynb"].status.startswith("refused: its path has control characters")
+    assert grades["eve\nmallory.ipynb"].learner == "eve\\nmallory"
+    assert grades["bob.ipynb"].status.startswith("refused: both bob.ipynb and the folder bob/ are there")
+    assert grades["bob/00_setup.ipynb"].total == 7
+    rows = list(csv.reader((tmp_path / "g.csv").open()))
+    assert len(rows) == 1 + 4, "one line per learner, whatever their names hold"
+    assert sorted(row[0] for row in rows[1:]) == ["'=HYPERLINK(1)", "alice", "bob", "eve\\nmallory"]
+    assert grades["=HYPERLINK(1).ipynb"].total == 7, "a strange name is graded, and shown as text"
+
+
+@pytest.mark.parametrize("cell, shown", [("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+1", "'+1+1"),
+                                         ("@SUM(A1)", "'@SUM(A1)"), ("-2+3", "'-2+3"), ("\tx", "'\tx"),
+                                         ("-1", "-1"), ("7", "7"), ("0.5", "0.5"), ("alice", "alice")])
+def test_gradebook_cells_are_never_formulas(cell, shown):
+    from course_utils.classroom.grading import _spreadsheet_safe
+
+    assert _spreadsheet_safe(cell) == shown
+
+
+def _grade(learner, lesson, points):
+    from course_utils.classroom.grading import Grade
+
+    items = lesson_items(lesson)
+    return Grade(submission=f"{learner}/{lesson}.ipynb", learner=learner, lesson=lesson, status="finished",
+                 points=dict.fromkeys(items, points), maximum=items)
+
+
+def test_a_lesson_nobody_was_assigned_changes_no_one_s_maximum_or_rows():
+    from course_utils.classroom.grading import gradebook_rows, long_rows
+
+    grades = [_grade("alice", "00", 1), _grade("mallory", "00", 1), _grade("mallory", "05", 1)]
+    header, *rows = gradebook_rows(grades, ["00"])
+    assert not any(column.startswith("05") for column in header)
+    assert {row[0]: row[2] for row in rows} == {"alice": "7", "mallory": "7"}
+    long = long_rows(grades, ["00"])
+    assert {row[1] for row in long[1:]} == {"00"}
+    # Without an assignment, the long format never writes a 0 for a lesson a
+    # learner did not hand in, which an LMS import would write over a real grade.
+    unassigned = long_rows(grades)
+    assert not [row for row in unassigned[1:] if row[0] == "alice" and row[1] == "05"]
+    assert [row for row in unassigned[1:] if row[0] == "mallory" and row[1] == "05"]
+
+
+def test_a_report_nested_past_the_recursion_limit_is_ignored_not_a_grader_error():
+    from course_utils.classroom import sandbox
+
+    run = sandbox.Run()
+    sandbox._take(run, b"[" * 100_000 + b"]" * 100_000, sandbox.Limits())
+    assert sandbox._reply(b'{"a":' * 5_000 + b"1" + b"}" * 5_000) == {}

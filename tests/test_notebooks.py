@@ -123,3 +123,17 @@ def test_kernels_under_test_run_on_the_test_thread_count(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import torch; print(torch.get_num_threads())")])
     execute(notebook, tmp_path, "threads", quiet=True)
     assert notebook.cells[0].outputs[0].text.strip() == os.environ.get(THREADS_VARIABLE, "1")
+
+
+def test_every_nbval_marker_is_one_that_nbval_or_the_course_reads():
+    """nbval reads `# NBVAL_IGNORE_OUTPUT` only when the comment is exactly
+    that: with words after it, the cell is compared after all, and passes
+    only on the machine that stored it."""
+    from nbval.plugin import find_comment_markers
+
+    from course_utils.classroom.output_tolerance import MARKER
+
+    for source in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py")):
+        for line in source.read_text(encoding="utf-8").splitlines():
+            if "NBVAL_" in line and MARKER not in line:
+                assert list(find_comment_markers(line.strip())), f"{source.name}: nbval does not read {line.strip()!r}"

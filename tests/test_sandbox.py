@@ -246,7 +246,7 @@ def _snapshot(*roots: Path) -> dict:
 
 
 def _grade(folder: Path, gradebook: Path):
-    grades = grade_folder(folder, gradebook, lesson="00", limits=LIMITS, echo=lambda _: None)
+    grades = grade_folder(folder, gradebook, lessons=["00"], limits=LIMITS, echo=lambda _: None)
     with gradebook.open() as file:
         return {grade.submission: grade for grade in grades}, {row["learner"]: row for row in csv.DictReader(file)}
 

@@ -144,7 +144,7 @@ def test_a_broken_sealed_file_says_how_to_fix_it(release, tmp_path):
     (copy / "course_utils").mkdir(parents=True)
     for path in (release / "course_utils").glob("*.py"):
         (copy / "course_utils" / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    (copy / "course_utils" / sealing.SEALED_FILE).write_bytes(b"not marshal data")
+    (copy / "course_utils" / sealing.SEALED_FILE).write_bytes(b"not a sealed file")
     result = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(copy)!r}); "
                              "import course_utils.attention"], capture_output=True, text=True, cwd=copy)
     assert result.returncode == 1

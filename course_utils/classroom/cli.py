@@ -70,11 +70,9 @@ def cmd_grade(args) -> int:
 
     if not _in_the_authoring_copy("grade"):
         return 2
-    lesson = args.lesson
-    if lesson is not None and lesson.strip().isdigit():
-        lesson = f"{int(lesson):02d}"
+    lessons = [f"{int(lesson):02d}" if lesson.strip().isdigit() else lesson for lesson in args.lessons or []]
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
-    grades = grade_folder(args.submissions, args.out, lesson=lesson, limits=limits, fmt=args.format,
+    grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
                           sandboxed=not args.unsafe_no_sandbox, seed=args.seed)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
@@ -133,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--format", choices=["csv", "long"], default="csv",
                        help="csv: one row per learner, a column per lesson total and item (default); "
                        "long: one row per learner, lesson and item (learner, lesson, item, points, max), for an LMS")
-    grade.add_argument("--lesson", help="the lesson being graded: a submission of another lesson is reported, not graded")
+    grade.add_argument("--lessons", "--lesson", nargs="+", metavar="N",
+                       help="the lessons assigned (e.g. --lessons 0 2): every learner's maximum counts them, and a "
+                            "notebook of another lesson is reported, not graded (default: the lessons handed in)")
     grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
     grade.add_argument("--memory-limit", type=float, default=6,
                        help="GiB of address space for each process of a submission (default 6)")

@@ -103,8 +103,9 @@ def run_doctor() -> int:
     problems: list[str] = []
     print(f"Python {platform.python_version()} at {sys.executable}")
     supported = _supported_pythons()
-    if supported and platform.python_version() not in supported:
-        problems.append(f"The course's packages support Python {supported}; this is {platform.python_version()}. "
+    if supported and not supported.contains(platform.python_version(), prereleases=True):
+        readable = " and ".join(sorted(str(spec) for spec in supported))
+        problems.append(f"The course's packages support Python {readable}; this is {platform.python_version()}. "
                         "Fix: make distclean, then make setup PYTHON=/path/to/python3.12 (any supported one)")
     print("Packages:")
     print("\n".join(_check_packages(problems)))

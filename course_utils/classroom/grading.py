@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,41 @@ class Grade:
 
 
 def learner_of(submission: Path) -> str:
-    """alice/02_x.ipynb -> alice; bob.ipynb -> bob (see the module docstring)."""
-    return submission.parts[0] if len(submission.parts) > 1 else submission.stem
+    """alice/02_x.ipynb -> alice; bob.ipynb -> bob (see the module docstring).
+    Control characters are shown escaped, so a name cannot split a row."""
+    name = submission.parts[0] if len(submission.parts) > 1 else submission.stem
+    return ascii(name)[1:-1] if _CONTROL.search(name) else name
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _refused_name(submission: Path, folder: Path) -> str | None:
+    """Why a submission's path cannot be graded as it stands, or None."""
+    if _CONTROL.search(submission.as_posix()):
+        return "refused: its path has control characters (a line break, a tab, ...); rename it and grade again"
+    if len(submission.parts) == 1 and (folder / submission.stem).is_dir():
+        return (f"refused: both {submission.name} and the folder {submission.stem}/ are there, so whose it is is "
+                f"unclear; move it into {submission.stem}/")
+    return None
+
+
+def _read_regular_file(path: Path) -> str:
+    """The text of `path`, which must be a regular file: never a link, a FIFO or
+    a device, which could block the grader or read what it should not."""
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as error:
+        if path.is_symlink():
+            raise ValueError("it is a symbolic link, which is not followed: hand in the notebook itself") from None
+        raise error
+    with os.fdopen(handle, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError("it is not a regular file (a pipe or a device?): hand in the notebook itself")
+        if status.st_size > MAX_NOTEBOOK_BYTES:
+            raise ValueError(f"it is larger than {MAX_NOTEBOOK_BYTES >> 20} MB")
+        return file.read(MAX_NOTEBOOK_BYTES + 1).decode("utf-8")
 
 
 def lesson_of(notebook: nbformat.NotebookNode, path: Path) -> str:
@@ -85,17 +119,20 @@ def find_submissions(folder: Path) -> list[Path]:
     return found
 
 
-def grade_one(folder: Path, submission: Path, expected_lesson: str | None, release: Path,
+def grade_one(folder: Path, submission: Path, assigned: list[str] | None, release: Path,
               limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0) -> Grade:
+    """Grade one notebook; `assigned`, if given, the lessons being graded
+    (a notebook of another lesson is reported, not run)."""
     grade = Grade(submission=submission.as_posix(), learner=learner_of(submission))
     path = folder / submission
-    grade.lesson = expected_lesson or (path.name[:2] if path.name[:2].isdigit() else "")
+    # Until the notebook is read: its file name's lesson, or the one assigned.
+    grade.lesson = path.name[:2] if path.name[:2].isdigit() else assigned[0] if assigned and len(assigned) == 1 else ""
+    refused = _refused_name(submission, folder)
+    if refused:
+        grade.status = refused
+        return grade
     try:
-        if path.is_symlink():
-            raise ValueError("it is a symbolic link, which is not followed: hand in the notebook itself")
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise ValueError(f"it is larger than {MAX_NOTEBOOK_BYTES >> 20} MB")
-        notebook = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        notebook = nbformat.reads(_read_regular_file(path), as_version=4)
         cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
         if not all(isinstance(source, str) for source in cells):
             raise ValueError("a code cell's source is not text")
@@ -103,9 +140,11 @@ def grade_one(folder: Path, submission: Path, expected_lesson: str | None, relea
         reason = str(error) if isinstance(error, ValueError) and str(error).startswith("it ") else type(error).__name__
         return _no_points(grade, f"unreadable notebook ({reason}): not a valid .ipynb file; nothing was run")
     found = lesson_of(notebook, path)
-    if expected_lesson and found != expected_lesson:
-        return _no_points(grade, f"wrong lesson: this is lesson {found or '?'}'s notebook, lesson {expected_lesson} "
-                                 "was asked for")
+    if assigned and found not in assigned:
+        grade.lesson = ""  # not in the gradebook's columns: an unassigned lesson changes nobody's maximum
+        grade.status = (f"not assigned: this is lesson {found or '?'}'s notebook, and lesson"
+                        f"{'s' if len(assigned) > 1 else ''} {', '.join(assigned)} {'were' if len(assigned) > 1 else 'was'} asked for")
+        return grade
     grade.lesson = found
     if grade.lesson not in {lesson.number for lesson in all_lessons()}:
         grade.status = "not a lesson of this course (no lesson number in its metadata or file name)"
@@ -286,15 +325,20 @@ def _clear_feedback(folder: Path) -> None:
             empty.rmdir()
 
 
-def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limits: sandbox.Limits = sandbox.Limits(),
-                 fmt: str = "csv", sandboxed: bool = True, echo=print, seed: int | None = None) -> list[Grade]:
+def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
+                 limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
+                 seed: int | None = None) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
+    `lessons` are the assignment: every learner's maximum counts exactly these,
+    and a notebook of another lesson is reported, not graded (default: the
+    lessons handed in, which one stray notebook changes for everyone).
     `seed` draws the checkers' random inputs (default: a new draw, shown)."""
     folder, gradebook = Path(folder), Path(gradebook)
     known = [lesson.number for lesson in all_lessons()]
-    if lesson is not None and lesson not in known:
-        raise SystemExit(f"There is no lesson {lesson!r}: the lessons are {known[0]} to {known[-1]}.")
+    unknown = [lesson for lesson in lessons or [] if lesson not in known]
+    if unknown:
+        raise SystemExit(f"There is no lesson {', '.join(map(repr, unknown))}: the lessons are {known[0]} to {known[-1]}.")
     if fmt not in FORMATS:
         raise SystemExit(f"Unknown gradebook format {fmt!r}: choose {' or '.join(FORMATS)}.")
     if not folder.is_dir():
@@ -319,7 +363,7 @@ def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limit
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
         for number, submission in enumerate(submissions, start=1):
             try:
-                grade = grade_one(folder, submission, lesson, release, limits, sandboxed, seed)
+                grade = grade_one(folder, submission, lessons, release, limits, sandboxed, seed)
             except Exception as error:  # a grader bug must not cost the other learners their grades
                 grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
                               status=f"grader error: {type(error).__name__}: {error}")
@@ -330,7 +374,7 @@ def grade_folder(folder: Path, gradebook: Path, lesson: str | None = None, limit
             grades.append(grade)
             echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
                  f"({grade.status})")
-            write_gradebook(gradebook, grades, fmt)
+            write_gradebook(gradebook, grades, fmt, lessons)
     return grades
 
 
@@ -346,16 +390,25 @@ knowing the above, pass --unsafe-no-sandbox."""
 
 # --- the gradebook ----------------------------------------------------------------
 
-def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv") -> None:
-    rows = gradebook_rows(grades) if fmt == "csv" else long_rows(grades)
+def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None) -> None:
+    rows = gradebook_rows(grades, lessons) if fmt == "csv" else long_rows(grades, lessons)
     with tempfile.SpooledTemporaryFile(mode="w+", newline="", encoding="utf-8") as buffer:
-        csv.writer(buffer).writerows(rows)
+        csv.writer(buffer).writerows([[_spreadsheet_safe(cell) for cell in row] for row in rows])
         buffer.seek(0)
         write_atomically(path, buffer.read())
 
 
-def _lessons_graded(grades: list[Grade]) -> list[str]:
-    graded = {grade.lesson for grade in grades if grade.maximum}
+def _spreadsheet_safe(cell: str) -> str:
+    """A cell that a spreadsheet will show as text, never run as a formula: a
+    learner's name or file name such as =HYPERLINK(...) or +1+1 gets a
+    leading apostrophe (OWASP's advice for CSV injection); numbers stay."""
+    if cell[:1] in ("=", "+", "-", "@", "\t", "\r") and not re.fullmatch(r"-?\d+(\.\d+)?", cell):
+        return "'" + cell
+    return cell
+
+
+def _lessons_graded(grades: list[Grade], assigned: list[str] | None = None) -> list[str]:
+    graded = set(assigned) if assigned else {grade.lesson for grade in grades if grade.maximum}
     return [lesson.number for lesson in all_lessons() if lesson.number in graded]
 
 
@@ -380,10 +433,10 @@ def _notes(grades: list[Grade], learner: str, counted: dict[str, Grade]) -> str:
                      for grade in others)
 
 
-def gradebook_rows(grades: list[Grade]) -> list[list[str]]:
+def gradebook_rows(grades: list[Grade], assigned: list[str] | None = None) -> list[list[str]]:
     """One row per learner: the course total, then per lesson its score, status,
     notebook and items in lesson order; a last column for anything else."""
-    lessons = _lessons_graded(grades)
+    lessons = _lessons_graded(grades, assigned)
     items = {lesson: lesson_items(lesson) for lesson in lessons}
     header = ["learner", "total", "max"]
     for lesson in lessons:
@@ -404,13 +457,17 @@ def gradebook_rows(grades: list[Grade]) -> list[list[str]]:
     return rows
 
 
-def long_rows(grades: list[Grade]) -> list[list[str]]:
-    """One row per learner, lesson and item, for an LMS import."""
+def long_rows(grades: list[Grade], assigned: list[str] | None = None) -> list[list[str]]:
+    """One row per learner, lesson and item, for an LMS import: only the
+    lessons a learner handed in, so that an import never writes a 0 over a
+    grade kept elsewhere; with an assignment, its lessons for every learner."""
     rows = [["learner", "lesson", "item", "points", "max"]]
     table = _by_learner(grades)
     for learner in sorted({grade.learner for grade in grades}):
-        for lesson in _lessons_graded(grades):
+        for lesson in _lessons_graded(grades, assigned):
             grade = table.get(learner, {}).get(lesson)
+            if grade is None and not assigned:
+                continue
             for item, full in lesson_items(lesson).items():
                 rows.append([learner, lesson, item, f"{grade.points.get(item, 0) if grade else 0:g}", f"{full:g}"])
     return rows

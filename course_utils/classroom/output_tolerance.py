@@ -15,20 +15,24 @@ course compares text outputs token by token:
   number, so "-0.0000" for "0.0000" shifts a whole row), and runs of spaces
   between words count as one.
 
-A number that comes out of training is a measurement with noise, not
-arithmetic: after hundreds of steps another CPU's kernels move it far more than
-that (lesson 08's MLM loss printed 5.10 on one CPU and 5.08 on another). Its
-cell declares how far it may move, in a comment next to the print:
+A number that comes out of training is a measurement, not arithmetic: what
+it depends on (the data's order, a vocabulary's numbering, the kernels) may
+differ on another machine, and after hundreds of steps it moves further than
+rounding can (lesson 08's MLM loss printed 5.08 on one machine and 5.12 on
+another, until its vocabulary was fixed; see the README). Its cell declares
+how far it may move, in a comment:
 
-    print(f"MLM loss {loss:.2f}")  # NBVAL_TOLERANCE ±0.05 "MLM loss": moved 0.03 (output_spread)
+    # NBVAL_TOLERANCE ±0.05 "MLM loss": moved 0.03 between ... (why this size)
+    print(f"MLM loss {loss:.2f}")
 
-Every number on an output line that contains the quoted text (every line of
-the cell's output if no text is quoted) then passes within ±0.05 (or ±2% with
-a percent sign), plus one unit of its last printed digit; an integer on such
-a line (a count, otherwise exact) passes within the band itself. Words still compare exactly: a verdict printed
-next to such a number must be one that cannot flip inside its band. Size the
-band from a measured spread (`benchmarks/output_spread.py` runs the lessons
-as other CPUs would, see `perturbation`) and say so after the colon.
+Every decimal number on an output line that contains the quoted text (every
+line of the cell's output if no text is quoted) then passes within ±0.05 (or
+±2% with a percent sign), plus one unit of its last printed digit; the first
+band whose text the line contains applies. Integers (counts, steps, shapes)
+and words still compare exactly: a verdict printed next to such a number must
+be one that cannot flip inside its band. Size the band from a measured spread
+(`benchmarks/output_spread.py`) and say why after the colon. Only comments
+count, and a comment that names the marker but does not parse is an error.
 
 `reconcile_outputs` applies this to a cell's outputs before nbval's own exact
 comparison runs (see `pytest_plugin`): each number that agrees is written back
@@ -37,8 +41,10 @@ its usual diff, naming only what really changed.
 """
 
 import copy
+import io
 import math
 import re
+import tokenize
 from dataclasses import dataclass
 
 # float32 sums in another order differ in about the 7th digit, and a deep
@@ -55,7 +61,7 @@ _TOKEN = re.compile(rf"(?P<number>{_NUMBER})|(?P<space>[ \t]+)|(?P<newline>\n)|(
 _PLACEHOLDER = "\0"
 
 MARKER = "NBVAL_TOLERANCE"
-_DECLARATION = re.compile(rf'#\s*{MARKER}\b(?P<rest>.*)$', re.MULTILINE)
+_DECLARATION = re.compile(rf'^#\s*{MARKER}(?P<rest>\s.*)?$')
 _BAND = re.compile(r'^\s*±\s*(?P<size>\d+(?:\.\d+)?)(?P<percent>%?)(?:\s+"(?P<key>[^"\n]+)")?(?:\s*:.*|\s*)$')
 
 
@@ -75,15 +81,28 @@ class Band:
         return self.size * max(abs(a), abs(b)) if self.relative else self.size
 
 
+def _comments(source: str) -> list[str]:
+    """The comments of a cell's source (not text in strings), or, for a cell
+    that is not plain Python (a magic), its lines that start with #."""
+    try:
+        return [token.string for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                if token.type == tokenize.COMMENT]
+    except (tokenize.TokenError, SyntaxError):
+        return [line.strip() for line in source.splitlines() if line.strip().startswith("#")]
+
+
 def declared_bands(source: str) -> list[Band]:
     """The `# NBVAL_TOLERANCE ±size ["text"]: why` comments of a cell's source.
-    A malformed one is an error, so that a typo cannot leave a number unchecked
-    or hide a band."""
+    A malformed one, or a misspelt marker, is an error, so that a typo cannot
+    leave a number unchecked or hide a band."""
     bands = []
-    for declaration in _DECLARATION.finditer(source):
-        band = _BAND.match(declaration.group("rest"))
+    for comment in _comments(source):
+        if "NBVAL_TOL" not in comment.upper():
+            continue
+        declaration = _DECLARATION.match(comment)
+        band = _BAND.match(declaration.group("rest") or "") if declaration else None
         if band is None:
-            raise ValueError(f"malformed {MARKER} comment: {declaration.group().strip()!r}; write it as "
+            raise ValueError(f"malformed {MARKER} comment: {comment!r}; write it as "
                              f'# {MARKER} ±0.05 "text on the output line": why (or ±2% for a share of the value)')
         size = float(band.group("size")) / (100 if band.group("percent") else 1)
         bands.append(Band(size, bool(band.group("percent")), band.group("key")))
@@ -125,15 +144,14 @@ def _last_digit_unit(number: str) -> float:
 
 
 def numbers_agree(fresh: str, stored: str, band: Band | None = None) -> bool:
-    """Whether two printed numbers agree: integers exactly and decimals within
-    the arithmetic tolerance, or either within a declared band."""
+    """Whether two printed numbers agree: integers exactly, decimals within the
+    arithmetic tolerance or a declared band."""
+    if _is_integer(fresh) and _is_integer(stored):
+        return int(fresh) == int(stored)
     a, b = float(fresh), float(stored)
-    counts = _is_integer(fresh) and _is_integer(stored)  # exact, not rounded: no last-digit allowance
-    rounding = 0.0 if counts else (_last_digit_unit(fresh) + _last_digit_unit(stored)) / 2
+    rounding = (_last_digit_unit(fresh) + _last_digit_unit(stored)) / 2
     if band is not None and abs(a - b) <= band.allows(a, b) + rounding:
         return True
-    if counts:
-        return int(fresh) == int(stored)
     return math.isclose(a, b, rel_tol=0, abs_tol=ATOL + RTOL * max(abs(a), abs(b)) + rounding)
 
 

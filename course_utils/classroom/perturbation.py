@@ -1,33 +1,33 @@
-"""Training as another CPU would run it: the last bit of every weight nudged
-after every optimizer step.
+"""A check on every notebook test run: training with the last bit of the
+weights nudged after every optimizer step, as other kernels' rounding would.
 
-A number that comes out of training depends on the order in which each kernel
-adds things up, and that order differs between CPUs (AVX2, AVX-512, AMX, an
-ARM Mac's NEON): each step rounds a few last bits differently, and after
-hundreds of steps the runs part ways. Lesson 08's MLM loss printed 5.10 on one
-CPU and 5.08 on another, each every time.
+A number that comes out of training could depend on the order in which each
+kernel adds things up, which differs between CPUs (AVX2, AVX-512, AMX, an ARM
+Mac's NEON) and thread counts: if a training run grew such a difference, its
+printed result would hold only on the machine that stored it. The switches
+that select other kernels on one machine (`ATEN_CPU_CAPABILITY`, `MKL_CBWR`,
+`ONEDNN_MAX_CPU_ISA`) changed nothing measurable on the course's machine, so
+the tests make the difference themselves. With COURSE_PERTURB_TRAINING=v
+(v = 1, 2, 3, ...), every optimizer step is followed by a change in the last
+bit of about half the weights it changed: the lowest bit of each float32
+weight is flipped where its bit v is set. That is the size of a rounding
+difference, and like one it touches only what the step computed (a row of an
+embedding that got no update stays as it was, as lesson 01 counts), in a
+pattern that depends only on the weights, so two identical trainings in one
+notebook stay identical (lesson 09 checks `Trainer` against a plain loop
+weight for weight). v = 0 (or unset) leaves training alone.
 
-The switches that select other kernels on one machine (`ATEN_CPU_CAPABILITY`,
-`MKL_CBWR`, `ONEDNN_MAX_CPU_ISA`, the thread count) do not reproduce that: on
-the course's AVX2 machine, 600 steps of lesson 10's GPT ended on the same loss
-to ten digits under all of them. So the notebook tests make the difference
-themselves. With COURSE_PERTURB_TRAINING=v (v = 1, 2, 3, ...), every optimizer
-step is followed by a change in the last bit of about half the weights it
-changed: the lowest bit of each float32 weight is flipped where its bit v is
-set. That is the size of a rounding difference, and like one it touches only
-what the step computed (a row of an embedding that got no update stays as it
-was, as lesson 01 counts), in a pattern that depends only on the weights, so two identical trainings in one notebook stay identical (lesson 09
-checks `Trainer` against a plain loop weight for weight), while every printed
-result of training moves as far as it would on another machine. Each v is
-another such machine; v = 0 (or unset) leaves training alone.
-
-The tests set it in every notebook kernel (`pytest_plugin`), and
-`benchmarks/output_spread.py` runs the lessons under several v to measure how
-far each printed number moves, which sizes the tolerances the lessons declare
-(`output_tolerance`).
+What it showed (README, "Numbers that reproduce"): the course's small models
+forget such a difference rather than grow it; every lesson's stored outputs
+hold under it. It does not reproduce everything another machine may change:
+lesson 08's results moved between machines because its vocabulary was
+numbered differently, which no nudge imitates. The tests set it in every
+notebook kernel (`pytest_plugin`); `benchmarks/output_spread.py` runs lessons
+under several v.
 """
 
 import os
+import weakref
 from pathlib import Path
 
 import torch
@@ -36,7 +36,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook, register_op
 VARIABLE = "COURSE_PERTURB_TRAINING"
 
 _installed = None
-_before_step: dict[int, list[torch.Tensor]] = {}  # each optimizer's weights before the step being taken
+# Each optimizer's weights before the step being taken (gone with the optimizer).
+_before_step: "weakref.WeakKeyDictionary[torch.optim.Optimizer, list[torch.Tensor]]" = weakref.WeakKeyDictionary()
 
 
 def variant() -> int:
@@ -65,11 +66,11 @@ def _parameters(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 def _remember(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-    _before_step[id(optimizer)] = [parameter.detach().clone() for parameter in _parameters(optimizer)]
+    _before_step[optimizer] = [parameter.detach().clone() for parameter in _parameters(optimizer)]
 
 
 def _nudge(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-    before = _before_step.pop(id(optimizer), None)
+    before = _before_step.pop(optimizer, None)
     if before is None:
         return
     with torch.no_grad():

@@ -12,12 +12,12 @@ notebooks` stores the lessons as run on PyTorch's default (every core: 2 on the
 course's CPU). So each run of the suite also shows that no stored output depends
 on the thread count; and the two pytest-xdist workers fill two cores, not four.
 
-They also train as another CPU would (`perturbation`): every optimizer step is
-followed by a last-bit nudge of the weights, in the pattern of variant
-COURSE_PERTURB_TRAINING, drawn from 1-4 for each run unless set (0 turns it
-off) and shown in the header, so that each run is another machine's and a
-failure can be repeated. So each run also shows that every number that comes
-out of training stays within the band its cell declares.
+They also train with rounding-sized nudges (`perturbation`): every optimizer
+step is followed by a last-bit change of the weights it changed, in the
+pattern of variant COURSE_PERTURB_TRAINING, drawn from 1-4 for each run unless
+set (0 turns it off) and shown in the header, so that a failure can be
+repeated. So each run also shows that no stored result of training hangs on
+a last bit.
 
 nbval's strict comparison is kept, with one change: numbers in text outputs
 compare within a tolerance (see `output_tolerance`), so that a stored output
@@ -49,7 +49,7 @@ env.block_network()
 
 
 def pytest_report_header(config):
-    return (f"notebook kernels: {os.environ['OMP_NUM_THREADS']} thread(s), training nudged as another CPU would "
+    return (f"notebook kernels: {os.environ['OMP_NUM_THREADS']} thread(s), weights nudged by a last bit after each step "
             f"({perturbation.VARIABLE}={os.environ[perturbation.VARIABLE]}; set it to repeat this run, 0 for none)")
 
 _compare_exactly = IPyNbCell.compare_outputs

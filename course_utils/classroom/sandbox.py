@@ -341,7 +341,7 @@ def _take(run: Run, line: bytes, limits: Limits) -> None:
     """Record one report line; a line that is not a report is ignored."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested past Python's recursion limit
         return
     if not isinstance(message, dict):
         return
@@ -429,7 +429,7 @@ def read_reply(session, reply: dict, args: tuple, kwargs: dict):
 def _reply(line: bytes) -> dict:
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line nested past Python's recursion limit
         return {}
     return message if isinstance(message, dict) else {}
 

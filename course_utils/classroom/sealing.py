@@ -29,6 +29,7 @@ and the checkers' own helpers, which compute answers to compare with.
 """
 
 import ast
+import io
 import json
 import zlib
 from pathlib import Path
@@ -46,7 +47,7 @@ def seal_module(source: str, filename: str, module: str, pieces: dict[str, str])
     missing = sorted(set(pieces) - set(nodes))
     if missing:
         raise ValueError(f"{filename}: no top-level def or class named {', '.join(missing)} to seal")
-    lines = source.splitlines(keepends=True)
+    lines = io.StringIO(source, newline="").readlines()  # line ends as ast counts them (not \f or \x85)
     codes = {}
     for name in sorted(pieces, key=lambda name: -nodes[name].lineno):  # from the bottom: earlier lines keep their numbers
         node = nodes[name]

@@ -113,7 +113,7 @@ def build_release(out: Path, salt: str | None = None, keys: bool = True) -> list
 STUDENT_README = """\
 # Transformers, hands on: student edition
 
-Open the course with `make lab` (Python 3.11 and `make` needed; the first run
+Open the course with `make lab` (Python 3.11 to 3.14 and `make` needed; the first run
 installs the packages into `.venv`), then start with `notebooks/00_setup.ipynb`.
 
 Each exercise says `raise NotImplementedError`: replace that line with your
