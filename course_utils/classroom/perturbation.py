@@ -92,9 +92,12 @@ def install() -> None:
 def kernel_startup(folder: Path) -> dict[str, str]:
     """The environment that makes every IPython kernel started with it call
     `install()` before its first cell, whatever the notebook does: an IPython
-    profile in `folder` whose start-up file does it."""
-    startup = Path(folder) / "profile_default" / "startup"
-    startup.mkdir(parents=True, exist_ok=True)
-    (startup / "00-perturb-training.py").write_text(
+    profile in `folder` whose start-up file does it. The profile keeps its
+    history in memory: kernels of one test run start and stop close together,
+    and need not share a history database on disk."""
+    profile = Path(folder) / "profile_default"
+    (profile / "startup").mkdir(parents=True, exist_ok=True)
+    (profile / "ipython_config.py").write_text("c.HistoryManager.hist_file = ':memory:'\n")
+    (profile / "startup" / "00-perturb-training.py").write_text(
         "from course_utils.classroom import perturbation\nperturbation.install()\n")
     return {"IPYTHONDIR": str(folder)}
