@@ -309,3 +309,32 @@ def test_a_report_nested_past_the_recursion_limit_is_ignored_not_a_grader_error(
     run = sandbox.Run()
     sandbox._take(run, b"[" * 100_000 + b"]" * 100_000, sandbox.Limits())
     assert sandbox._reply(b'{"a":' * 5_000 + b"1" + b"}" * 5_000) == {}
+
+
+def test_a_thousand_notebooks_from_one_learner_cost_only_that_learner(tmp_path):
+    """Run at most twice the lessons of one learner's notebooks: the rest are
+    reported, not run, and the authoring lessons are read once per run."""
+    from course_utils.classroom import grading, lessons
+
+    (tmp_path / "subs" / "mallory").mkdir(parents=True)
+    for number in range(1000):
+        (tmp_path / "subs" / "mallory" / f"{number:04d}.ipynb").write_text("not json")
+    (tmp_path / "subs" / "alice.ipynb").write_text("not json either")
+    reads = []
+    original = lessons.all_lessons
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        return original(*args, **kwargs)
+
+    lessons.all_lessons, saved = counted, lessons.all_lessons
+    try:
+        grades = grading.grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lessons=["00"], echo=lambda _: None,
+                                      per_learner=3)
+    finally:
+        lessons.all_lessons = saved
+    mallory = [grade for grade in grades if grade.learner == "mallory"]
+    assert sum(grade.status.startswith("unreadable") for grade in mallory) == 3
+    assert sum("handed in more than 3 notebooks" in grade.status for grade in mallory) == 997
+    assert next(grade for grade in grades if grade.learner == "alice").status.startswith("unreadable")
+    assert len(reads) == 1, "the authoring lessons are read once, not per notebook or gradebook rewrite"

@@ -8,13 +8,15 @@ import csv
 import os
 import socket
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import jupytext
 import nbformat
 import pytest
+import torch
 
-from course_utils.classroom import paths, sandbox
+from course_utils.classroom import paths, remote, sandbox
 from course_utils.classroom.grading import grade_folder
 from course_utils.classroom.lessons import find_lessons
 from course_utils.classroom.student import student_notebook
@@ -431,3 +433,156 @@ def test_the_sandbox_has_no_privilege_and_none_of_the_grader_s_environment(relea
     assert "mount exit" in output, "the remount was tried"
     assert "release read-only" in output and not (release / "course_utils" / "planted.py").exists()
     assert "s3cret" not in output and "GRADER_CLOUD_TOKEN" not in output, output
+
+
+# --- the evidence channel, write-back and the course's own code ------------------------
+
+QUICK = sandbox.Limits(seconds=60, memory_bytes=2 << 30, check_seconds=20)
+
+
+def _judged(release, source: str, lesson: str = "02", limits: sandbox.Limits = QUICK):
+    """Run one cell in the sandbox, then the lesson's checkers on what it defined."""
+    import functools
+
+    from course_utils.classroom.grading import check_exercises
+
+    return sandbox.run_submission([source], release, limits, judge=functools.partial(check_exercises, lesson, seed=3))
+
+
+RIGHT_ATTENTION = """
+import math, torch
+def attention(q, k, v):
+    weights = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).softmax(-1)
+    return weights @ v, weights
+"""
+
+# Writes to every pipe it holds (the harness's report among them) replies for
+# the first thousand request numbers, made in advance, and one whose value is a
+# dict keyed by a tuple nested 200,000 deep (hashing it recursed in C and
+# crashed the grader); then makes the harness send that value for real requests.
+FORGED_REPLIES = RIGHT_ATTENTION + '''
+import base64, io, json, os, stat, zipfile
+import torch
+from course_utils.classroom import remote
+
+def bomb():
+    buffer = io.BytesIO()
+    torch.save({}, buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    pickle = b"\\x80\\x02}K\\x01" + b"\\x85" * 200_000 + b"K\\x00s."  # {((((1,),),)...): 0}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name in source.namelist():
+            archive.writestr(name, pickle if name.endswith("data.pkl") else source.read(name))
+    return base64.b64encode(out.getvalue()).decode()
+
+value = bomb()
+forged = "".join(json.dumps({"reply": n, "value": remote.encode_value(((torch.zeros(2, 5, 8), torch.zeros(2, 5, 5))))}) + "\\n"
+                 for n in range(1, 1000))
+for name in os.listdir("/proc/self/fd"):
+    try:
+        if stat.S_ISFIFO(os.fstat(int(name)).st_mode):
+            os.write(int(name), forged.encode())
+    except OSError:
+        pass
+'''
+
+
+def test_replies_written_in_advance_answer_nothing(release):
+    run = _judged(release, FORGED_REPLIES)
+    earned, report, _ = run.judged["02.attention"]
+    assert earned == 1, report  # the real answers were read, not the zeros written before any request
+
+
+def test_a_reply_nested_past_any_limit_costs_only_its_item(release):
+    run = _judged(release, FORGED_REPLIES + "\nremote.encode_value = lambda _: value\n")
+    earned, report, _ = run.judged["02.attention"]
+    assert earned == 0 and "could not be read" in report, report
+
+
+def test_a_sandbox_that_stops_reading_cannot_hold_the_grader(release):
+    import time
+
+    silent = RIGHT_ATTENTION + "\nimport time\nimport course_utils.classroom.harness as harness\n" \
+                               "harness.serve = lambda *_: time.sleep(3600)\n"
+    started = time.monotonic()
+    limits = replace(QUICK, check_seconds=3)
+
+    def judge(session):  # a request far larger than a pipe holds
+        try:
+            session.lookup("attention")(torch.zeros(1 << 22), torch.zeros(1), torch.zeros(1))
+        except remote.SessionEnded as ended:
+            return str(ended)
+
+    said = sandbox.run_submission([silent], release, limits, judge=judge).judged
+    assert "stopped reading" in said or "timed out" in said, said
+    assert time.monotonic() - started < 45
+
+
+def test_zeroing_the_grader_s_inputs_earns_nothing(release):
+    """The answer for all-zero inputs, after zeroing them: once written back
+    into the grader's tensors, the checker compared it with attention of zeros."""
+    zeroing = """
+import torch
+def attention(q, k, v):
+    for tensor in (q, k, v):
+        tensor.zero_()
+    weights = torch.full(q.shape[:-1] + k.shape[-2:-1], 1 / k.size(-2))
+    return weights @ v, weights
+"""
+    earned, report, _ = _judged(release, zeroing).judged["02.attention"]
+    assert earned == 0 and "✗" in report, report
+
+
+@pytest.mark.parametrize("disguise", [
+    "threading",  # from a thread of its own
+    "profile",  # the profiler switched off first
+    "copy",  # a renamed copy of the code object
+])
+def test_the_course_s_own_attention_in_disguise_earns_nothing(release, disguise):
+    calls = {
+        "threading": "box = []\n    thread = threading.Thread(target=lambda: box.append(sdpa(q, k, v)))\n"
+                     "    thread.start()\n    thread.join()\n    return box[0]",
+        "profile": "sys.setprofile(None)\n    return sdpa(q, k, v)",
+        "copy": "return copied(q, k, v)",
+    }
+    source = f"""
+import sys, threading, types
+from course_utils.attention import scaled_dot_product_attention as sdpa
+copied = types.FunctionType(sdpa.__code__.replace(co_name="mine", co_firstlineno=1), sdpa.__globals__, "mine",
+                            sdpa.__defaults__)
+def attention(q, k, v):
+    {calls[disguise]}
+"""
+    earned, report, _ = _judged(release, source).judged["02.attention"]
+    assert earned == 0, report
+    assert "course's own" in report or "switched off the profiler" in report, report
+
+
+def test_the_sandbox_s_processes_share_one_memory_bound(release):
+    """Three processes of 1 GiB each and 600 MB in /tmp: each within its own
+    address-space limit, together past the sandbox's memory cgroup."""
+    if "memory cgroup" not in sandbox.memory_bound() and not os.environ.get("CI"):  # CI's machine has one
+        pytest.skip(f"no memory cgroup can be made here: {sandbox.memory_bound()}")
+    hog = """
+import os, time
+for part in range(3):  # each file within the limit on one file's size
+    with open(f"/tmp/fill{part}", "wb") as file:
+        file.write(b"x" * (200 << 20))
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            block = bytearray(1 << 30)
+            for i in range(0, len(block), 4096):
+                block[i] = 1
+            time.sleep(5)
+        finally:
+            os._exit(0)
+    children.append(pid)
+print([os.waitpid(pid, 0)[1] for pid in children])
+"""
+    limits = replace(LIMITS, memory_bytes=4 << 30, sandbox_memory_bytes=2 << 30, tmp_bytes=1 << 30)
+    run = sandbox.run_submission([hog], release, limits)
+    assert "reached the memory limit of 2 GiB" in run.status, run.status

@@ -73,7 +73,7 @@ def cmd_grade(args) -> int:
     lessons = [f"{int(lesson):02d}" if lesson.strip().isdigit() else lesson for lesson in args.lessons or []]
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
-                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed)
+                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--time-limit", type=float, default=600, help="seconds for one submission (default 600)")
     grade.add_argument("--memory-limit", type=float, default=6,
                        help="GiB of address space for each process of a submission (default 6)")
+    grade.add_argument("--per-learner", type=int, metavar="N",
+                       help="run at most N notebooks of one learner, in name order (default: twice the number of lessons)")
     grade.add_argument("--seed", type=int, help="draws the random inputs the checkers give learners' code "
                        "(default: a new draw each run, printed, so that no table of answers made in advance passes)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",

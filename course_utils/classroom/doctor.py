@@ -77,12 +77,13 @@ def _check_offline(problems: list[str]) -> list[str]:
 
 def _check_sandbox() -> list[str]:
     """Only `course grade` needs the sandbox: reported, never a problem for a learner."""
-    from .sandbox import bubblewrap, process_counter
+    from .sandbox import bubblewrap, memory_bound, process_counter
 
     if bubblewrap() is None:
         return ["  grading sandbox: bubblewrap MISSING (only `course grade` needs it; Debian/Ubuntu: "
                 "apt-get install bubblewrap)"]
-    return [f"  grading sandbox: bubblewrap works; processes bounded by {process_counter()}"]
+    return [f"  grading sandbox: bubblewrap works; processes bounded by {process_counter()}; "
+            f"memory bounded by {memory_bound()}"]
 
 
 def _supported_pythons():

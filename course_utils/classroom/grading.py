@@ -39,10 +39,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import checks, quiz, remote, sandbox
-from .lessons import all_lessons
+from . import checks, quiz, remote, sandbox, scores
+from . import lessons as authoring
 from .runner import read_source
-from .scores import lesson_items
 from .student import build_release
 
 MAX_NOTEBOOK_BYTES = 64 << 20
@@ -155,9 +154,31 @@ def grade_one(folder: Path, submission: Path, assigned: list[str] | None, releas
     return grade
 
 
+# The authoring lessons, quizzes and checkers, read once per grading run
+# (grade_folder clears them): not once per notebook and gradebook rewrite.
+@functools.cache
+def all_lessons() -> list:
+    return authoring.all_lessons()
+
+
+@functools.cache
+def lesson_items(lesson: str) -> dict[str, float]:
+    return scores.lesson_items(lesson)
+
+
+@functools.cache
+def quiz_questions(lesson: str) -> dict:
+    return quiz.load_quiz(lesson).questions  # the authoring file: the real keys
+
+
+def _read_authoring_afresh() -> None:
+    for cached in (all_lessons, lesson_items, quiz_questions, checker_calls):
+        cached.cache_clear()
+
+
 def _no_points(grade: Grade, status: str) -> Grade:
     if grade.lesson in {lesson.number for lesson in all_lessons()}:
-        grade.maximum = lesson_items(grade.lesson)
+        grade.maximum = dict(lesson_items(grade.lesson))
         grade.points = dict.fromkeys(grade.maximum, 0.0)
     grade.status = status
     return grade
@@ -226,8 +247,8 @@ def check_exercises(lesson: str, session: sandbox.Session, seed: int = 0) -> dic
 
 def judge(grade: Grade, run: sandbox.Run) -> None:
     """Points from the run's evidence, judged here (see the module docstring)."""
-    grade.maximum = lesson_items(grade.lesson)
-    questions = quiz.load_quiz(grade.lesson).questions  # the authoring file: the real keys
+    grade.maximum = dict(lesson_items(grade.lesson))
+    questions = quiz_questions(grade.lesson)
     answers, exercises = run.evidence["answers"], dict(run.judged or {})
     printed = item_reports("\n".join(cell["output"] for cell in run.cells))
     missing = []
@@ -327,15 +348,20 @@ def _clear_feedback(folder: Path) -> None:
 
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
-                 seed: int | None = None) -> list[Grade]:
+                 seed: int | None = None, per_learner: int | None = None) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
     and a notebook of another lesson is reported, not graded (default: the
     lessons handed in, which one stray notebook changes for everyone).
-    `seed` draws the checkers' random inputs (default: a new draw, shown)."""
+    `seed` draws the checkers' random inputs (default: a new draw, shown).
+    At most `per_learner` notebooks of one learner are run (in name order;
+    default twice the lessons): a thousand handed in cost that learner's row
+    only, not everyone's time."""
     folder, gradebook = Path(folder), Path(gradebook)
+    _read_authoring_afresh()
     known = [lesson.number for lesson in all_lessons()]
+    per_learner = per_learner or 2 * len(known)
     unknown = [lesson for lesson in lessons or [] if lesson not in known]
     if unknown:
         raise SystemExit(f"There is no lesson {', '.join(map(repr, unknown))}: the lessons are {known[0]} to {known[-1]}.")
@@ -356,14 +382,26 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
-    grades = []
+    grades, handed_in = [], {}
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         release = Path(scratch) / "release"
-        build_release(release, keys=False)  # what learners have, less the quiz keys: the sandbox sees only this
+        build_release(release, keys=False)  # what learners have, less the quiz keys: a sandbox sees only a copy of this
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
         for number, submission in enumerate(submissions, start=1):
+            learner = learner_of(submission)
+            handed_in[learner] = handed_in.get(learner, 0) + 1
             try:
-                grade = grade_one(folder, submission, lessons, release, limits, sandboxed, seed)
+                if handed_in[learner] > per_learner:
+                    grade = Grade(submission=submission.as_posix(), learner=learner,
+                                  status=f"not graded: {learner} handed in more than {per_learner} notebooks, "
+                                         f"and only the first {per_learner} (in name order) are run")
+                else:  # each sandbox gets a copy of its own of the release, never mounted before
+                    own = Path(scratch) / f"release-{number}"
+                    shutil.copytree(release, own, symlinks=True)
+                    try:
+                        grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
+                    finally:
+                        shutil.rmtree(own, ignore_errors=True)
             except Exception as error:  # a grader bug must not cost the other learners their grades
                 grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
                               status=f"grader error: {type(error).__name__}: {error}")

@@ -45,6 +45,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -172,9 +173,17 @@ def _safe_repr(value) -> str:
         return f"<{type(value).__name__}>"
 
 
+def _fingerprint(code) -> tuple:
+    """What a code object does, without its name, file or line numbers: a
+    copy of the course's code renamed or moved (code.replace(...)) has the
+    same fingerprint."""
+    return (code.co_code, code.co_names, tuple(_fingerprint(const) if hasattr(const, "co_code") else repr(const)
+                                               for const in code.co_consts))
+
+
 def reference_codes(names: tuple[str, ...]) -> dict:
-    """The code objects of the course pieces `names` (module:qualname): a
-    function's own, or every method of a class."""
+    """The fingerprints of the code of the course pieces `names`
+    (module:qualname): a function's own, or every method of a class."""
     codes = {}
     for name in names:
         module, _, qualname = name.partition(":")
@@ -189,27 +198,56 @@ def reference_codes(names: tuple[str, ...]) -> dict:
             function = getattr(member, "__func__", getattr(member, "fget", member))
             code = getattr(getattr(function, "__wrapped__", function), "__code__", None)
             if code is not None:
-                codes[code] = name
+                codes[_fingerprint(code)] = name
     return codes
+
+
+class Watch:
+    """Notes every call into the course's pieces `names`, in every thread
+    (those started before the request too, on Python 3.12 and later), while a
+    request runs; `switched_off` if the learner's code removed the watch."""
+
+    def __init__(self, names):
+        self.codes, self.used, self.switched_off = reference_codes(tuple(names)), set(), False
+        self.seen_codes: dict = {}  # code object -> name or None: each is fingerprinted once
+
+    def __call__(self, frame, event, _):
+        if event == "call":
+            code = frame.f_code
+            if code not in self.seen_codes:
+                self.seen_codes[code] = self.codes.get(_fingerprint(code))
+            if self.seen_codes[code]:
+                self.used.add(self.seen_codes[code])
+
+    def __enter__(self) -> "Watch":
+        if self.codes:
+            self._install(self)
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.codes:
+            self.switched_off = sys.getprofile() is not self
+            self._install(None)
+
+    @staticmethod
+    def _install(function) -> None:
+        if hasattr(threading, "setprofile_all_threads"):  # Python 3.12+: the threads already running too
+            threading.setprofile_all_threads(function)
+        else:
+            threading.setprofile(function)
+            sys.setprofile(function)
 
 
 def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
     """Do one request on the learner's objects; see remote.py."""
-    codes = reference_codes(tuple(request.get("watch", ())))
-    used = set()
-
-    def watch(frame, event, _):
-        if event == "call" and frame.f_code in codes:
-            used.add(codes[frame.f_code])
-
+    watch = Watch(request.get("watch", ()))
     operation = request["op"]
     target = objects.held[request["target"]] if request.get("target") is not None else None
     args, kwargs = objects.resolve(tuple(request.get("args", ()))), objects.resolve(dict(request.get("kwargs", {})))
     inputs = {**dict(enumerate(args)), **kwargs}
     before = {key: _snapshot(value) for key, value in inputs.items() if isinstance(value, (torch.Tensor, list, dict))}
     try:
-        sys.setprofile(watch if codes else None)
-        with torch.set_grad_enabled(bool(request.get("grad", True))):
+        with watch, torch.set_grad_enabled(bool(request.get("grad", True))):
             if operation == "name":
                 if args[0] not in namespace:
                     raise NameError(f"name {args[0]!r} is not defined: is its cell in your notebook, and did it run?")
@@ -227,20 +265,14 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
             else:
                 raise ValueError(f"unknown request {operation!r}")
     except BaseException as error:  # the learner's exception, SystemExit included: the grader reports it
-        sys.setprofile(None)
-        return {"error": f"{type(error).__name__}: {error}"[:500], "used": sorted(used),
-                "where": remote.where_it_failed(error.__traceback__)[:300],
+        return {"error": f"{type(error).__name__}: {error}"[:500], "used": sorted(watch.used),
+                "unwatched": watch.switched_off, "where": remote.where_it_failed(error.__traceback__)[:300],
                 "not_implemented": isinstance(error, NotImplementedError),
                 "no_attribute": operation == "getattr" and isinstance(error, AttributeError)}
-    sys.setprofile(None)
     reply = objects.hold(result)
-    changed = {key: inputs[key] for key, value in before.items() if not _same(_snapshot(inputs[key]), value)}
-    if changed:  # the learner's code wrote into its arguments: the grader's copies change the same way
-        try:
-            reply["changed"] = remote.encode_value(plain(changed))
-        except _NotPlain:
-            pass
-    return {**reply, "used": sorted(used)}
+    # The learner's code wrote into these arguments: said, never sent back.
+    changed = [key for key, value in before.items() if not remote.same_value(_snapshot(inputs[key]), value)]
+    return {**reply, "changed": changed, "used": sorted(watch.used), "unwatched": watch.switched_off}
 
 
 def _snapshot(value):
@@ -250,16 +282,6 @@ def _snapshot(value):
         return plain(value)
     except _NotPlain:
         return None
-
-
-def _same(now, before) -> bool:
-    if isinstance(now, torch.Tensor) and isinstance(before, torch.Tensor):
-        return now.shape == before.shape and now.dtype == before.dtype and bool(torch.equal(now, before))
-    try:
-        return bool(now == before)
-    except Exception:  # tensors inside containers: compare them one by one
-        return type(now) is type(before) and len(now) == len(before) and all(
-            _same(a, b) for a, b in (zip(now.values(), before.values()) if isinstance(now, dict) else zip(now, before)))
 
 
 def serve(namespace: dict, requests, send) -> None:

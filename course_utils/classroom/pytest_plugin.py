@@ -97,7 +97,7 @@ class Loopback:
             "id": self.count, "op": operation, "target": target, "args": args, "kwargs": kwargs or {},
             "grad": torch.is_grad_enabled(), "watch": ()}))  # the tests pass the course's own code as answers
         reply = json.loads(json.dumps(harness.do_request(request, self.namespace, self.objects)))
-        return sandbox.read_reply(self, reply, args, kwargs or {})
+        return sandbox.read_reply(self, reply)
 
 
 @pytest.fixture(params=["in the notebook", "judged by the grader"])

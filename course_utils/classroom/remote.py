@@ -13,8 +13,13 @@ does it there, on the learner's object, and answers with the result.
   (a module, a bound method, a class) stays in the sandbox and comes back as
   another `Remote`. Reading a tensor attribute gives a copy: writing into it
   changes nothing in the sandbox (load weights with `load_state_dict`).
-- A tensor argument that the learner's code changes in place is changed here
-  too, so that "did you write into my input?" can still be checked.
+- Nothing the learner's code does reaches the grader's own objects: an
+  argument travels as a copy, and what the learner's code writes into it stays
+  in the sandbox. The reply only names the arguments it wrote into
+  (`written()`), so that "did you write into my input?" can still be checked.
+- A reply is decoded within bounds (`decode_value`): nesting, items and
+  tensor sizes, so that no reply makes the grader recurse, hash or allocate
+  without end.
 - An exception in the learner's code is raised here as `LearnerError` (or
   `NotImplementedError` for a stub), with the learner's own line.
 - While a checker runs, the sandbox watches for the course's own version of
@@ -28,13 +33,16 @@ process, so a reply is only ever evidence: the checker judges it.
 import base64
 import io
 import pickle
+import pickletools
 import traceback
+import zipfile
 
 import torch
 
 # While a checker runs (see `watching`): the course's own functions and
 # classes that the learner's answer must not run, and those it ran.
 _watching: "watching | None" = None
+_written: tuple = ()  # the arguments that the last request's learner code wrote into, by position or name
 
 
 class LearnerError(Exception):
@@ -81,6 +89,7 @@ class watching:
     def __init__(self, pieces):
         self.names = tuple(reference_name(piece) for piece in pieces)
         self.seen: set[str] = set()
+        self.switched_off = False  # the learner's code removed the sandbox's watch while it answered
 
     def __enter__(self) -> "watching":
         global _watching
@@ -100,6 +109,34 @@ def saw(names) -> None:
     """Note the watched pieces that a reply says ran."""
     if _watching and isinstance(names, list):
         _watching.seen.update(name for name in names if name in _watching.names)
+
+
+def saw_watch_switched_off() -> None:
+    if _watching:
+        _watching.switched_off = True
+
+
+def note_written(keys) -> None:
+    """Note the arguments that a reply says the learner's code wrote into."""
+    global _written
+    _written = tuple(key for key in keys if isinstance(key, (int, str)))[:100] if isinstance(keys, list) else ()
+
+
+def written() -> tuple:
+    """The arguments (positions, or names of keyword arguments) that the
+    learner's code wrote into during the last request."""
+    return _written
+
+
+def same_value(now, before) -> bool:
+    """Equal values, tensors compared by shape, dtype and every element."""
+    if isinstance(now, torch.Tensor) and isinstance(before, torch.Tensor):
+        return now.shape == before.shape and now.dtype == before.dtype and bool(torch.equal(now, before))
+    try:
+        return bool(now == before)
+    except Exception:  # tensors inside containers: compare them one by one
+        return type(now) is type(before) and len(now) == len(before) and all(
+            same_value(a, b) for a, b in (zip(now.values(), before.values()) if isinstance(now, dict) else zip(now, before)))
 
 
 class Remote:
@@ -224,11 +261,87 @@ def encode_value(value) -> str:
 
 
 NUMPY_TAG = "__numpy_array__"  # {NUMPY_TAG: tensor} is a numpy array of numbers on its way out
+MAX_NESTING = 64  # containers in containers: a checker's values nest a few deep
+MAX_ITEMS = 10_000_000  # items of a value counted as a tree, a shared item once per place it appears
 
 
-def decode_value(text: str):
-    """The sandbox's value: only tensors and plain Python containers can come out."""
-    return _with_numpy(torch.load(io.BytesIO(base64.b64decode(text, validate=True)), weights_only=True))
+class Unreadable(ValueError):
+    """A value from the sandbox that the grader will not decode."""
+
+
+def decode_value(text: str, max_bytes: int = 64 << 20):
+    """The sandbox's value: only tensors and plain Python containers can come
+    out (weights_only loading builds nothing else), within bounds: the pickle is
+    read for its shape before it is loaded, so that a structure nested
+    thousands deep (whose hashing recurses in C and crashes the grader) or a
+    small pickle that shares one item into an exponential tree is refused
+    unbuilt; and no tensor may claim more elements than its bytes hold."""
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) > max_bytes:
+        raise Unreadable(f"more than {max_bytes >> 20} MB")
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
+        if len(pickles) != 1:
+            raise Unreadable("not a value saved by torch.save")
+        _bounded_pickle(archive.read(pickles[0]))
+    value = torch.load(io.BytesIO(raw), weights_only=True)
+    _bounded_tensors(value, max_bytes)
+    return _with_numpy(value)
+
+
+def _bounded_pickle(data: bytes) -> None:
+    """Follow the pickle's stack without building anything: every entry is
+    [nesting, items], shared through the memo as the real objects would be."""
+    stack, marks, memo = [], [], {}
+    in_place = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+    for opcode, argument, _ in pickletools.genops(data):
+        name = opcode.name
+        if name == "MARK":
+            marks.append(stack)
+            stack = []
+            continue
+        if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            memo[len(memo) if name == "MEMOIZE" else argument] = stack[-1]
+            continue
+        if name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo[argument])
+            continue
+        if name == "DUP":
+            stack.append(stack[-1])
+            continue
+        taken = []
+        if pickletools.stackslice in opcode.stack_before:  # everything down to the last MARK
+            taken, stack = stack, marks.pop()
+        for _ in range(len([kind for kind in opcode.stack_before if kind not in (pickletools.markobject, pickletools.stackslice)])):
+            taken.insert(0, stack.pop())
+        if name in in_place:  # items go into the container below them, the same object
+            container, items = taken[0], taken[1:]
+            container[0] = max([container[0], *(item[0] + 1 for item in items)])
+            container[1] = min(container[1] + sum(item[1] for item in items), MAX_ITEMS + 1)
+            made = [container]
+        else:
+            made = [[1 + max((item[0] for item in taken), default=0),
+                     min(1 + sum(item[1] for item in taken), MAX_ITEMS + 1)] for _ in opcode.stack_after]
+        for entry in made:
+            if entry[0] > MAX_NESTING:
+                raise Unreadable(f"nested more than {MAX_NESTING} deep")
+            if entry[1] > MAX_ITEMS:
+                raise Unreadable(f"more than {MAX_ITEMS:,} items")
+        stack.extend(made)
+
+
+def _bounded_tensors(value, max_bytes: int) -> None:
+    if isinstance(value, torch.Tensor):
+        claimed = value.numel() * value.element_size()
+        if value.layout != torch.strided or claimed > max_bytes or claimed > value.untyped_storage().nbytes():
+            raise Unreadable("a tensor that claims more elements than it holds (a strided view, or not a plain tensor)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _bounded_tensors(key, max_bytes)
+            _bounded_tensors(item, max_bytes)
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            _bounded_tensors(item, max_bytes)
 
 
 def _with_numpy(value):

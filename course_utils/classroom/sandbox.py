@@ -38,6 +38,7 @@ size and the same time limit, but it can read and write what the instructor can.
 import json
 import os
 import resource
+import secrets
 import selectors
 import shutil
 import signal
@@ -60,7 +61,7 @@ BUBBLEWRAP_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # all bwr
 WORKDIR = "/tmp/work"
 INTERRUPT_GRACE_SECONDS = 10  # after the time limit, for the interrupted harness to start answering the checkers
 SHM_BYTES = 64 << 20
-PIDS_CGROUP = Path("/sys/fs/cgroup/pids")  # cgroup v1's process counter, where the grader may write to it
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Limits:
 
     seconds: float = 600  # the whole notebook
     memory_bytes: int = 6 << 30  # address space of each process
+    sandbox_memory_bytes: int = 8 << 30  # all its processes and its /tmp together, where a memory cgroup can be made
     processes: int = 128  # at once, in the sandbox
     file_bytes: int = 256 << 20  # one file
     tmp_bytes: int = 1 << 30  # all of /tmp together
@@ -134,15 +136,20 @@ def bubblewrap() -> str | None:
 
 def process_counter() -> str:
     """How a fork bomb is bounded here, in words (for `course doctor`)."""
-    if _pids_cgroup_root():
-        return f"a pids cgroup ({PIDS_CGROUP})"
+    if any("pids.max" in settings for _, settings in _cgroup_roots(Limits())):
+        return f"a pids cgroup per sandbox (under {CGROUP_ROOT})"
     if os.geteuid() != 0:
         return "RLIMIT_NPROC in the sandbox's user namespace"
     return "none: root is exempt from RLIMIT_NPROC and no pids cgroup is writable"
 
 
-def _pids_cgroup_root() -> Path | None:
-    return PIDS_CGROUP if os.access(PIDS_CGROUP / "cgroup.procs", os.W_OK) else None
+def memory_bound() -> str:
+    """How the memory of one sandbox is bounded here, in words (for `course doctor`)."""
+    limits = Limits()
+    if any("memory.max" in settings or "memory.limit_in_bytes" in settings for _, settings in _cgroup_roots(limits)):
+        return f"a memory cgroup per sandbox ({limits.sandbox_memory_bytes >> 30} GiB, its /tmp included)"
+    return (f"none for the sandbox as a whole: {limits.memory_bytes >> 30} GiB of address space per process, "
+            f"up to {limits.processes} processes, and a {limits.tmp_bytes >> 30} GiB /tmp (no writable memory cgroup)")
 
 
 def sandbox_environment(release: Path, tmp: str) -> dict[str, str]:
@@ -193,40 +200,77 @@ def _bwrap_command(program: str, release: Path, limits: Limits) -> list[str]:
     return [*command, "--setenv", "COURSE_GRADING_LIMITS", limits_json, "--", *_harness_command(RELEASE_MOUNT)]
 
 
-class _ProcessCgroup:
-    """A pids cgroup of its own for one sandbox, where the grader may make one:
-    the only bound on a fork bomb when the grader runs as root (RLIMIT_NPROC
-    does not apply to root). Elsewhere it does nothing."""
+class _Cgroups:
+    """Cgroups of its own for one sandbox, where the grader may make them:
+    `pids` bounds the processes (the only bound on a fork bomb when the grader
+    runs as root: RLIMIT_NPROC does not apply to root), `memory` bounds the
+    memory of all its processes together, its tmpfs pages included (RLIMIT_AS
+    bounds one process). Cgroup v1 hierarchies, or the v2 one; where neither is
+    writable, nothing (see `sandbox_bounds`)."""
 
-    def __init__(self, limit: int):
-        root = _pids_cgroup_root()
-        self.path = root / f"course-grade-{os.getpid()}-{time.monotonic_ns()}" if root else None
-        if self.path:
+    def __init__(self, limits: Limits):
+        name = f"course-grade-{os.getpid()}-{time.monotonic_ns()}"
+        self.paths: list[Path] = []
+        for root, settings in _cgroup_roots(limits):
             try:
-                self.path.mkdir()
-                (self.path / "pids.max").write_text(str(limit))
+                (root / name).mkdir()
+                self.paths.append(root / name)
+                for setting, value in settings.items():
+                    (root / name / setting).write_text(str(value))
             except OSError:
-                self.path = None
+                pass  # a setting this kernel lacks (memsw without swap accounting): the others still hold
 
     def enter(self) -> None:
-        """In the child, before exec: join the cgroup (children inherit it)."""
-        if self.path:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        """In the child, before exec: join the cgroups (children inherit them)."""
+        for path in self.paths:
+            (path / "cgroup.procs").write_text(str(os.getpid()))
 
-    def hit_limit(self) -> bool:
-        try:
-            return self.path is not None and " 0" not in (self.path / "pids.events").read_text()
-        except OSError:
-            return False
+    def limits_reached(self, limits: Limits) -> list[str]:
+        notes = []
+        for path in self.paths:
+            try:
+                events = {f.name: f.read_text() for f in path.iterdir() if f.name in
+                          ("pids.events", "memory.events", "memory.oom_control", "memory.failcnt")}
+            except OSError:
+                continue
+            if " 0" not in events.get("pids.events", " 0"):
+                notes.append(f"reached the limit of {limits.processes} processes")
+            killed = [line for text in (events.get("memory.events", ""), events.get("memory.oom_control", ""))
+                      for line in text.splitlines() if line.startswith("oom_kill ") and line != "oom_kill 0"]
+            if killed:
+                notes.append(f"reached the memory limit of {limits.sandbox_memory_bytes / (1 << 30):g} GiB")
+        return notes
 
     def remove(self) -> None:
-        if self.path:
+        for path in self.paths:
             for _ in range(50):  # the last processes may take a moment to be reaped
                 try:
-                    self.path.rmdir()
-                    return
+                    path.rmdir()
+                    break
                 except OSError:
                     time.sleep(0.1)
+
+
+def _cgroup_roots(limits: Limits) -> list[tuple[Path, dict]]:
+    """(a folder to make a sandbox's cgroup in, its settings) for each writable
+    hierarchy: v1's pids and memory controllers, or v2 with both enabled."""
+    v2 = CGROUP_ROOT / "cgroup.subtree_control"
+    if v2.exists():
+        try:
+            enabled = v2.read_text().split()
+        except OSError:
+            enabled = []
+        if {"pids", "memory"} <= set(enabled) and os.access(CGROUP_ROOT / "cgroup.procs", os.W_OK):
+            return [(CGROUP_ROOT, {"pids.max": limits.processes, "memory.max": limits.sandbox_memory_bytes,
+                                   "memory.swap.max": 0})]
+        return []
+    roots = []
+    for controller, settings in (("pids", {"pids.max": limits.processes}),
+                                 ("memory", {"memory.limit_in_bytes": limits.sandbox_memory_bytes,
+                                             "memory.memsw.limit_in_bytes": limits.sandbox_memory_bytes})):
+        if os.access(CGROUP_ROOT / controller / "cgroup.procs", os.W_OK):
+            roots.append((CGROUP_ROOT / controller, settings))
+    return roots
 
 
 def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: bool = True, judge=None) -> Run:
@@ -234,7 +278,7 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
     docstring. Then, if given, `judge(session)` runs in this process while
     the sandbox waits, and calls the learner's objects through the `Session`;
     what it returns is `run.judged`."""
-    cgroup = _ProcessCgroup(limits.processes) if sandboxed else None
+    cgroup = _Cgroups(limits) if sandboxed else None
     if sandboxed:
         program = bubblewrap()
         if program is None:
@@ -260,8 +304,8 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
     try:
         channel = _Channel(process, limits)
         run = _read_reports(channel, json.dumps({"cells": cells, "seconds": limits.seconds}).encode() + b"\n", limits)
-        if cgroup and cgroup.hit_limit():
-            run.notes.append(f"reached the limit of {limits.processes} processes")
+        if cgroup:
+            run.notes += cgroup.limits_reached(limits)
         return _judged(run, judge, channel)
     finally:
         _kill(process)
@@ -290,12 +334,35 @@ class _Channel:
         self.selector = selectors.DefaultSelector()
         self.selector.register(process.stdout, selectors.EVENT_READ)
 
-    def send(self, data: bytes) -> None:
-        try:
-            self.process.stdin.write(data)
-            self.process.stdin.flush()
-        except OSError:
-            pass  # the harness died; reading says how
+    def send(self, data: bytes, deadline: float, what: str) -> None:
+        """Write all of `data` by the deadline: a harness that stops reading
+        (its pipe full) cannot hold the grader."""
+        descriptor = self.process.stdin.fileno()
+        os.set_blocking(descriptor, False)
+        with selectors.DefaultSelector() as writable:
+            writable.register(descriptor, selectors.EVENT_WRITE)
+            while data:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _Ended(f"timed out after {what}: the sandbox stopped reading")
+                if not writable.select(timeout=min(remaining, 1.0)):
+                    continue
+                try:
+                    data = data[os.write(descriptor, data):]
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return  # the harness died; reading says how
+
+    def discard_pending(self) -> None:
+        """Drop what the sandbox wrote before a request was sent: a reply
+        written in advance answers nothing (it still counts against the budget)."""
+        self.buffer = b""
+        while self.selector.select(timeout=0):
+            chunk = os.read(self.process.stdout.fileno(), 1 << 16)
+            self.received += len(chunk)
+            if not chunk or self.received > self.limits.report_bytes:
+                return  # reading the next line says how the harness ended, or that it sent too much
 
     def line(self, deadline: float, what: str) -> bytes:
         while b"\n" not in self.buffer:
@@ -326,8 +393,8 @@ def _read_reports(channel: _Channel, cells: bytes, limits: Limits) -> Run:
     # The harness interrupts its cell at the time limit, and then answers the
     # checkers; past the grace, it is not listening and is killed.
     deadline = time.monotonic() + limits.seconds + INTERRUPT_GRACE_SECONDS
-    channel.send(cells)
     try:
+        channel.send(cells, deadline, f"{limits.seconds:g} s")
         while not run.answering:
             _take(run, channel.line(deadline, f"{limits.seconds:g} s"), limits)
     except _Ended as ended:
@@ -375,28 +442,38 @@ class Session:
         return self.request("name", None, (name,))
 
     def request(self, operation: str, target: int | None, args: tuple = (), kwargs: dict | None = None):
+        """Send one request and wait for its reply: only a line that answers
+        this request's id, a number drawn now and unknown to the sandbox until
+        the request reaches it, and written after it was sent."""
         if self.ended:
             raise remote.SessionEnded(f"not checked: {self.ended}")
         self.count += 1
-        kwargs = kwargs or {}
-        self.channel.send(remote.encode_request({"id": self.count, "op": operation, "target": target, "args": args,
-                                                 "kwargs": kwargs, "grad": torch.is_grad_enabled(),
-                                                 "watch": remote.watched()}))
+        request_id = secrets.randbits(62)
+        what = f"{self.channel.limits.check_seconds:g} s of checking"
         try:
+            self.channel.discard_pending()
+            self.channel.send(remote.encode_request({"id": request_id, "op": operation, "target": target, "args": args,
+                                                     "kwargs": kwargs or {}, "grad": torch.is_grad_enabled(),
+                                                     "watch": remote.watched()}), self.deadline, what)
             while True:
-                reply = _reply(self.channel.line(self.deadline, f"{self.channel.limits.check_seconds:g} s of checking"))
-                if reply.get("reply") == self.count:
+                reply = _reply(self.channel.line(self.deadline, what))
+                if reply.get("reply") == request_id:
                     break
         except _Ended as ended:
             self.ended = f"the sandbox stopped answering ({ended})"
             _kill(self.channel.process)
             raise remote.SessionEnded(f"not checked: {self.ended}") from None
-        return read_reply(self, reply, args, kwargs)
+        return read_reply(self, reply, self.channel.limits.reply_bytes)
 
 
-def read_reply(session, reply: dict, args: tuple, kwargs: dict):
-    """The result of a request, from the harness's reply (see remote.py)."""
+def read_reply(session, reply: dict, max_bytes: int = Limits.reply_bytes):
+    """The result of a request, from the harness's reply (see remote.py).
+    Nothing in it changes the grader's objects: which arguments the learner's
+    code wrote into is only noted (`remote.written()`)."""
     remote.saw(reply.get("used"))
+    remote.note_written(reply.get("changed"))
+    if reply.get("unwatched") is True:
+        remote.saw_watch_switched_off()
     if "error" in reply:
         message = str(reply["error"])
         if reply.get("not_implemented"):
@@ -405,19 +482,8 @@ def read_reply(session, reply: dict, args: tuple, kwargs: dict):
             raise AttributeError(message)
         raise remote.LearnerError(message, str(reply.get("where") or ""))
     try:
-        if isinstance(reply.get("changed"), str):  # the learner's code wrote into these arguments
-            for key, value in remote.decode_value(reply["changed"]).items():
-                mine = args[key] if isinstance(key, int) and key < len(args) else kwargs.get(key)
-                if isinstance(mine, torch.Tensor) and isinstance(value, torch.Tensor):
-                    with torch.no_grad():
-                        mine.set_(value.to(mine.dtype)) if mine.shape != value.shape else mine.copy_(value)
-                elif isinstance(mine, list) and isinstance(value, list):
-                    mine[:] = value
-                elif isinstance(mine, dict) and isinstance(value, dict):
-                    mine.clear()
-                    mine.update(value)
         if "value" in reply:
-            return remote.decode_value(str(reply["value"]))
+            return remote.decode_value(str(reply["value"]), max_bytes)
         if isinstance(reply.get("object"), int):
             described = {key: reply.get(key) for key in ("type", "name", "repr", "types", "classes")}
             return remote.Remote(session, reply["object"], described)

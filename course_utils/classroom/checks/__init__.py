@@ -68,6 +68,7 @@ class Checker:
         self.results: list[tuple[bool, str, str]] = []  # (passed, name, detail)
         self.status = "checked"  # or "not attempted", "crashed"
         self.calls_answered = 0  # learner calls that returned: none means nothing is written yet
+        self.wrote_into: tuple = ()  # the arguments the last call's learner code wrote into (positions, names)
         self.watch = remote.watching(references)
 
     def __enter__(self) -> "Checker":
@@ -84,6 +85,9 @@ class Checker:
             self.fail("your own code, not the course's", expected="your implementation",
                       actual=f"your answer runs the course's own {name.replace(':', '.')}",
                       hint="the exercise is to write it yourself: the grader gives no points for the reviewed version")
+        if self.watch.switched_off:
+            self.fail("your own code, not the course's", expected="the grader's watch over the course's code left on",
+                      actual="your code switched off the profiler by which the grader sees what it runs")
         if _judged is not None:
             _judged.append((self.exercise_id, self.points if self.passed else 0, self.status, self.report()))
             return True
@@ -101,23 +105,32 @@ class Checker:
     def call(self, function, *args, given: bool = False, **kwargs):
         """Call the learner's function; stop with a clear message if it fails.
         given=True marks code the exercise hands out ready-made (a class's
-        __init__, say): its running says nothing about whether work began."""
+        __init__, say): its running says nothing about whether work began.
+
+        The function gets copies of the arguments: whatever it writes into
+        them, the checker's own inputs, from which it computes what is
+        expected, stay as they were; `wrote_into` says which it changed."""
         if not callable(function):
             self.fail("your answer is a function", expected="a function (def ...)", actual=f"{type(function).__name__}: {function!r:.60}")
             raise _StopChecking
-        return self._answer(function, lambda: function(*args, **kwargs), given)
+        copies, named = [_own_copy(arg) for arg in args], {key: _own_copy(value) for key, value in kwargs.items()}
+        return self._answer(function, lambda: function(*copies, **named), (args, kwargs), (copies, named), given)
 
     def gradient(self, function, *args, wrt: int):
         """Call the learner's function and take the gradient of sum(output²)
         with respect to args[wrt]: (output, gradient, or None if none flows)."""
         if not callable(function):
             return self.call(function)
-        return self._answer(function, lambda: remote.gradient(function, args, wrt))
+        copies = [_own_copy(arg) for arg in args]
+        return self._answer(function, lambda: remote.gradient(function, copies, wrt), (args, {}), (copies, {}))
 
-    def _answer(self, function, run, given: bool = False):
+    def _answer(self, function, run, originals, copies, given: bool = False):
         try:
+            remote.note_written(None)
             result = run()
             self.calls_answered += not given
+            # Remote: the sandbox's copies changed, not these, and the reply said which.
+            self.wrote_into = remote.written() if isinstance(function, remote.Remote) else _changed(originals, copies)
             return result
         except NotImplementedError:
             self.status = "not attempted"
@@ -203,6 +216,29 @@ class Checker:
         verdict = (f"All {passed} checks passed: well done." if self.passed
                    else f"{passed} of {len(self.results)} checks passed; fix the first ✗ and run again.")
         return "\n".join([f"{self.exercise_id}", *lines, verdict])
+
+
+def _own_copy(value):
+    """A copy of a checker's input for the learner's code to have: tensors,
+    arrays and the lists, tuples and dicts holding them; anything else (a
+    Remote, a generator, a number) as it is."""
+    if isinstance(value, torch.Tensor):
+        copy = value.detach().clone()
+        return copy.requires_grad_() if value.requires_grad else copy
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if type(value) in (list, tuple):
+        return type(value)(_own_copy(item) for item in value)
+    if type(value) is dict:
+        return {key: _own_copy(item) for key, item in value.items()}
+    return value
+
+
+def _changed(originals, copies) -> tuple:
+    """The arguments (positions, then names) whose copy no longer equals the original."""
+    (args, kwargs), (arg_copies, kwarg_copies) = originals, copies
+    return (*(index for index, (arg, copy) in enumerate(zip(args, arg_copies)) if not remote.same_value(copy, arg)),
+            *(name for name in kwargs if not remote.same_value(kwarg_copies[name], kwargs[name])))
 
 
 def _number(value: torch.Tensor) -> str:

@@ -54,15 +54,15 @@ def check_one_hot(one_hot) -> None:
         "the transposed matrix (vocab_size, len(ids))": F.one_hot(ids, vocab_size).float().T,
     }
     with Checker("01.one_hot", references=[tokenization.one_hot]) as check:
-        out = check.call(one_hot, ids.clone(), vocab_size)
+        out = check.call(one_hot, ids, vocab_size)
         _close(check, f"one_hot({ids.tolist()}, vocab_size={vocab_size}): a row per id, a column per vocabulary entry",
                out, F.one_hot(ids, vocab_size).float(), mistakes,
                hint="row i is all zeros except a 1.0 in column ids[i]; there are vocab_size columns")
-        out = check.call(one_hot, SENTENCE_IDS.clone(), 4)
+        out = check.call(one_hot, SENTENCE_IDS, 4)
         _close(check, f"'I love data science', ids {SENTENCE_IDS.tolist()}, vocab_size=4",
                out, F.one_hot(SENTENCE_IDS, 4).float(), {})
         batch = torch.tensor([[5, 1, 1, 0], [2, 9, 7, 3]])
-        out = check.call(one_hot, batch.clone(), 10)
+        out = check.call(one_hot, batch, 10)
         _close(check, "a batch of ids, shape (2, 4) -> (2, 4, 10)", out, F.one_hot(batch, 10).float(), {},
                hint="ids can have any shape; the one-hot dimension is added last (F.one_hot does this)")
 
@@ -70,7 +70,7 @@ def check_one_hot(one_hot) -> None:
 def check_embed(embed) -> None:
     """Check a learner's `embed(ids, weight)` against F.embedding and nn.Embedding's gradient."""
     with Checker("01.embed", references=[tokenization.embed]) as check:
-        out = check.call(embed, SENTENCE_IDS.clone(), SENTENCE_WEIGHT.clone())
+        out = check.call(embed, SENTENCE_IDS, SENTENCE_WEIGHT)
         expected = F.embedding(SENTENCE_IDS, SENTENCE_WEIGHT)
         _close(check, "'I love data science' in 2-D: the rows of 'I', 'love', 'data', 'science'", out, expected,
                {"(one_hot(ids) @ weight).T, the transposed result": expected.T},
@@ -79,20 +79,20 @@ def check_embed(embed) -> None:
         # A square weight: the transposed matrix has the right shape but the wrong rows.
         generator = torch.Generator().manual_seed(seeded(1))
         square, ids = torch.randn(4, 4, generator=generator), torch.tensor([2, 0, 3, 3])
-        out = check.call(embed, ids.clone(), square.clone())
+        out = check.call(embed, ids, square)
         _close(check, "a square (4, 4) weight: row ids[i] of weight, not column", out, F.embedding(ids, square),
                {"one_hot(ids) @ weight.T, the transposed matrix": F.one_hot(ids, 4).float() @ square.T},
                hint="the vocabulary indexes the rows of weight, shape (vocab_size, d)")
 
         weight, batch = torch.randn(50, 8, generator=generator), torch.tensor([[7, 3, 49], [0, 7, 12]])
-        out = check.call(embed, batch.clone(), weight.clone())
+        out = check.call(embed, batch, weight)
         _close(check, "a batch (2, 3) of ids, vocabulary 50, width 8 -> (2, 3, 8)", out, F.embedding(batch, weight), {},
                hint="look at where the vocabulary size is stored in the weight's shape, and let ids have any shape")
 
         # Training updates the weight through this product: the gradient must
         # reach it, and only the rows that were looked up (as nn.Embedding's).
         reference = torch.nn.Embedding.from_pretrained(weight.clone(), freeze=False)
-        _, gradient = check.gradient(embed, batch.clone(), weight.clone(), wrt=1)
+        _, gradient = check.gradient(embed, batch, weight, wrt=1)
         if check.that("the result is differentiable with respect to weight", gradient is not None,
                       expected="a tensor with requires_grad=True", actual="no gradient path to weight",
                       hint="compute with torch operations on `weight` itself (no .detach(), .numpy() or torch.tensor(...))"):
