@@ -21,13 +21,18 @@ sandbox the learner's code sees:
 
 It runs `harness.py` under `python -I` (no current-folder or PYTHONPATH
 imports), with limits on memory, file size, processes and output, in a
-session of its own. At the time limit the harness interrupts the running cell
+session of its own, and in a pids and a memory cgroup of its own where the
+grader may make them (`_Cgroups`). At the time limit the harness interrupts the running cell
 (as JupyterLab's stop button does) and runs no more cells; a sandbox still
 busy INTERRUPT_GRACE_SECONDS later is killed whole, at once.
 The harness reports, one JSON line per cell, how the cell ran and the quiz
 answers so far, as values. Then it waits while the grader's checkers call the
 learner's code through a `Session` (see remote.py). Nothing that comes out
-of the sandbox is trusted: `grading` judges it.
+of the sandbox is trusted: `grading` judges it. The learner's code runs in the
+harness's process and can write any line the harness could, so a line is only
+ever a claim about its own notebook: a reply counts only if it answers the id
+of a request already sent, every read and write has a deadline, and replies
+are decoded within bounds (remote.decode_value).
 
 Where bubblewrap is missing (macOS, or Linux without the package) the grader
 refuses to grade unless told `--unsafe-no-sandbox`: then the harness runs as an
