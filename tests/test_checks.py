@@ -206,3 +206,60 @@ def test_coverage_not_written_yet_after_count_words(capsys, progress_file):
 def test_coverage_that_returns_no_number_is_reported(capsys):
     out = run(check_count_words, reference, capsys, coverage=lambda counts, n: counts.most_common(n))
     assert "expected: a number between 0 and 1" in out and "actual:   list" in out
+
+
+# --- the learner's code, used downstream when it passed --------------------------------
+
+def _reviewed_square(x):
+    return x * x
+
+
+def _check_square(square) -> None:
+    with Checker("99.square") as check:
+        for x in (2.0, -3.0):
+            check.that(f"square({x})", check.call(square, x) == x * x)
+
+
+def test_a_passing_answer_is_what_the_next_cells_run(capsys, progress_file):
+    from course_utils.classroom.checks import yours_if_passed
+
+    def square(x):
+        return x ** 2
+
+    _check_square(square)
+    assert yours_if_passed(square, "99.square", _reviewed_square) is square
+    assert "→ The next cells run your square: it passed its checks." in capsys.readouterr().out
+
+
+def test_a_wrong_or_unwritten_answer_falls_back_to_the_reviewed_one_and_says_why(capsys, progress_file):
+    from course_utils.classroom.checks import yours_if_passed
+
+    def square(x):
+        return 2 * x  # right for x = 2 only
+
+    _check_square(square)
+    assert yours_if_passed(square, "99.square", _reviewed_square) is _reviewed_square
+    assert "the course's version of square (99.square: 1 of 2 checks passed)" in capsys.readouterr().out
+
+    def stub(x):
+        raise NotImplementedError
+
+    _check_square(stub)
+    assert yours_if_passed(stub, "99.square", _reviewed_square) is _reviewed_square
+    assert "(99.square: not attempted yet)" in capsys.readouterr().out
+
+
+def test_an_answer_redefined_after_its_check_is_not_trusted(capsys, progress_file):
+    from course_utils.classroom.checks import yours_if_passed
+
+    def square(x):
+        return x * x
+
+    _check_square(square)
+
+    def square(x):  # noqa: F811 - the learner edits and reruns the definition, not the check
+        return x + x
+
+    assert yours_if_passed(square, "99.square", _reviewed_square) is _reviewed_square
+    assert "changed since its check ran: run the check cell again" in capsys.readouterr().out
+    assert yours_if_passed(square, "98.never_checked", _reviewed_square) is _reviewed_square

@@ -215,13 +215,40 @@ def masked_attention_own_causal_mask(q, k, v, mask):
     return weights @ v, weights
 
 
-@pytest.mark.parametrize("right", [masked_attention, masked_attention_large_negative,
-                                   masked_attention_renormalised_after_softmax,
+def masked_attention_safe(q, k, v, mask):
+    nothing = ~mask.any(dim=-1, keepdim=True)  # queries that may see no key
+    weights = _scores(q, k).masked_fill(~mask | nothing, float("-inf")).masked_fill(nothing, 0.0).softmax(dim=-1)
+    weights = weights.masked_fill(nothing, 0.0)
+    return weights @ v, weights
+
+
+def masked_attention_safe_by_where(q, k, v, mask):
+    scores = _scores(q, k).masked_fill(~mask, float("-inf"))
+    finite = torch.where(mask.any(dim=-1, keepdim=True), scores, torch.zeros_like(scores))
+    weights = finite.softmax(dim=-1) * mask.any(dim=-1, keepdim=True)
+    return weights @ v, weights
+
+
+@pytest.mark.parametrize("right", [masked_attention_safe, masked_attention_safe_by_where,
                                    lambda q, k, v, mask: scaled_dot_product_attention(q, k, v, mask)])
 def test_reference_masked_attention_passes(right, capsys, progress_file):
     out = run(check_masked_attention, right, capsys)
-    assert "✗" not in out and "All 7 checks passed" in out, out
+    assert "✗" not in out and "All 12 checks passed" in out, out
     assert json.loads(progress_file.read_text())["item"] == "03.masked_attention"
+
+
+@pytest.mark.parametrize("unsafe, mistake", [
+    (masked_attention, "the plain recipe: a row of the mask that is all False leaves the softmax only −∞"),
+    (masked_attention_renormalised_after_softmax, "the plain recipe"),
+    (masked_attention_large_negative, "a large negative number instead of −∞"),
+])
+def test_a_query_with_nothing_to_attend_to_is_checked_and_the_unsafe_recipes_named(unsafe, mistake, capsys):
+    out = run(check_masked_attention, unsafe, capsys)
+    assert "✓ causal and padding mask: weights (2, 2, 5, 5)" in out, out  # right where every query sees a key
+    assert "✗ left padding under a causal mask: a query with nothing to attend to gets all-zero weights" in out
+    assert named(mistake) in out, out
+    if unsafe is masked_attention:
+        assert "✗ no NaN in the gradient that reaches v" in out
 
 
 @pytest.mark.parametrize("wrong, mistake", [

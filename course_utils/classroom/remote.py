@@ -202,8 +202,9 @@ def qualified_name(cls: type) -> str:
 
 
 def gradient(function, args: tuple, wrt: int):
-    """(output, d sum(output²) / d args[wrt], or None if none flows) of a call:
-    done in the sandbox when `function` is remote, as backward() cannot cross."""
+    """(output, d sum(output²) / d args[wrt], or None if none flows) of a call;
+    of a function that returns a pair (output, weights), its output. Done in
+    the sandbox when `function` is remote, as backward() cannot cross."""
     if isinstance(function, Remote):
         return function._session.request("gradient", function._handle, args, {"wrt": wrt})
     return local_gradient(function, args, wrt)
@@ -213,6 +214,8 @@ def local_gradient(function, args: tuple, wrt: int):
     args = list(args)
     args[wrt] = args[wrt].detach().clone().requires_grad_()
     output = function(*args)
+    if isinstance(output, (tuple, list)) and output:  # (output, weights): the output
+        output = output[0]
     if not (isinstance(output, torch.Tensor) and output.requires_grad):
         return output, None
     output.pow(2).sum().backward()

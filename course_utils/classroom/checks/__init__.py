@@ -30,6 +30,9 @@ from .. import progress, remote
 
 # While `judging()`: (exercise id, points earned, status, report) of each checker that ran.
 _judged: list | None = None
+# In the notebook, for `yours_if_passed`: each exercise's last verdict in this
+# kernel, and the learner's objects that its checker called.
+_verdicts: dict[str, tuple[str, list]] = {}
 _seed_offset = 0  # while `judging(seed)`: added to the seeds of the checkers' random inputs
 
 
@@ -56,6 +59,22 @@ def seeded(base: int) -> int:
     return base + _seed_offset
 
 
+def yours_if_passed(answer, exercise_id: str, reviewed):
+    """The learner's `answer` if its checker passed in this kernel, else the
+    course's `reviewed` version; one line says which the next cells run, and
+    why. So a lesson goes on with the learner's own code where it works, and
+    still runs where it is not written yet or is wrong."""
+    name = getattr(answer, "__name__", "your answer")
+    verdict, checked = _verdicts.get(exercise_id, ("its check has not run yet: run the check cell above", []))
+    if not any(answer is seen for seen in checked) and verdict == "passed":
+        verdict = f"your {name} changed since its check ran: run the check cell again"
+    if verdict == "passed":
+        print(f"→ The next cells run your {name}: it passed its checks.")
+        return answer
+    print(f"→ The next cells run the course's version of {name} ({exercise_id}: {verdict}).")
+    return reviewed
+
+
 class _StopChecking(Exception):
     """Raised inside a Checker block when later checks would be meaningless."""
 
@@ -69,6 +88,7 @@ class Checker:
         self.status = "checked"  # or "not attempted", "crashed"
         self.calls_answered = 0  # learner calls that returned: none means nothing is written yet
         self.wrote_into: tuple = ()  # the arguments the last call's learner code wrote into (positions, names)
+        self.called: list = []  # the learner's functions and classes that the checks called
         self.watch = remote.watching(references)
 
     def __enter__(self) -> "Checker":
@@ -92,6 +112,7 @@ class Checker:
             _judged.append((self.exercise_id, self.points if self.passed else 0, self.status, self.report()))
             return True
         print(self.report())
+        _verdicts[self.exercise_id] = (self.verdict(), self.called)
         if self.status != "not attempted" or self.results:  # a stub alone records nothing
             progress.record(self.exercise_id, "exercise", self.points if self.passed else 0, self.points)
         return True
@@ -125,6 +146,8 @@ class Checker:
         return self._answer(function, lambda: remote.gradient(function, copies, wrt), (args, {}), (copies, {}))
 
     def _answer(self, function, run, originals, copies, given: bool = False):
+        if not any(function is seen for seen in self.called):
+            self.called.append(function)
         try:
             remote.note_written(None)
             result = run()
@@ -202,6 +225,15 @@ class Checker:
                          f"{_number(got[position])} (largest difference {difference.max().item():.2g})", hint)
 
     # --- the report ---
+
+    def verdict(self) -> str:
+        """In a few words, after the report: "passed", "not attempted yet" or
+        "2 of 6 checks passed"."""
+        if self.passed:
+            return "passed"
+        if self.status == "not attempted" and not self.results:
+            return "not attempted yet"
+        return f"{sum(ok for ok, _, _ in self.results)} of {len(self.results)} checks passed"
 
     def report(self) -> str:
         if self.status == "not attempted" and not self.calls_answered:

@@ -15,6 +15,7 @@ import torch
 
 from course_utils.attention import causal_mask as reference_causal_mask
 from course_utils.attention import padding_mask, scaled_dot_product_attention
+from .. import remote
 from . import Checker, seeded
 
 NEG_INF = float("-inf")
@@ -25,6 +26,8 @@ _WEIGHTS_HINT = ("check the three steps of the weights in order: the scores of e
 _OUTPUT_HINT = "each query's output is the mix of the values v in the proportions of its row of weights: check that product"
 _MASK_HINT = ("a forbidden key must get weight 0 while each row still sums to 1: look at where you apply the mask "
               "(on the scores or on the weights?) and at the value the forbidden entries get")
+_NOTHING_HINT = ("find the queries whose row of the mask is all False, and make sure no NaN is ever computed for "
+                 "them, not even on the way to a zero: the backward pass multiplies by every weight")
 _K_DOT_T = ("k.T on a batched k (it reverses ALL the axes, (B, L, d) -> (d, L, B), where only the last two "
             "should swap, as transpose(-2, -1) does)")
 
@@ -208,3 +211,31 @@ def check_masked_attention(masked_attention) -> None:
                         mistakes=wrong_weights, hint=_MASK_HINT)
             check.close(f"{case}: output = weights @ v (2, 2, 5, 4)", output, want_output,
                         mistakes=wrong_outputs, hint=_OUTPUT_HINT)
+
+        # Left padding under a causal mask: queries 0 and 1 of the second
+        # sequence may see only padding. Values wider than keys, other sizes.
+        q, k, v = _random(5, (2, 2, 4, 3), (2, 2, 4, 3), (2, 2, 4, 6))
+        mask = reference_causal_mask(4) & padding_mask(torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]))
+        output, weights = _returns_a_pair(check, check.call(masked_attention, q, k, v, mask), again=True)
+        want_output, want_weights = scaled_dot_product_attention(q, k, v, mask)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+        wrong_weights = {
+            "the plain recipe: a row of the mask that is all False leaves the softmax only −∞, and 0/0 is NaN":
+                scores.masked_fill(~mask, NEG_INF).softmax(-1),
+            "a large negative number instead of −∞: a query with nothing to attend to then spreads its weight "
+            "evenly over keys it may not see": scores.masked_fill(~mask, -1e9).softmax(-1),
+        }
+        wrong_outputs = {mistake: w @ v for mistake, w in wrong_weights.items()}
+        check.close("left padding under a causal mask: a query with nothing to attend to gets all-zero weights",
+                    weights, want_weights, mistakes=wrong_weights, hint=_NOTHING_HINT)
+        check.close("... and a zero output; the other queries as before", output, want_output,
+                    mistakes=wrong_outputs, hint=_NOTHING_HINT)
+        _, gradient = check.gradient(masked_attention, q, k, v, mask, wrt=2)
+        _, want_gradient = remote.local_gradient(scaled_dot_product_attention, (q, k, v, mask), 2)
+        check.require("a gradient flows back to v", gradient is not None, expected="a gradient",
+                      actual="none: the output is not computed from v with tensor operations")
+        check.that("no NaN in the gradient that reaches v (and every layer before it)",
+                   bool(torch.isfinite(torch.as_tensor(gradient)).all()), expected="finite everywhere",
+                   actual="NaN: a NaN weight times a zero gradient is still NaN in the backward pass",
+                   hint=_NOTHING_HINT)
+        check.close("... and equal to the reviewed version's gradient", gradient, want_gradient, hint=_NOTHING_HINT)
