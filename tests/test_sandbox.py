@@ -562,7 +562,7 @@ def attention(q, k, v):
 def test_the_sandbox_s_processes_share_one_memory_bound(release):
     """Three processes of 1 GiB each and 600 MB in /tmp: each within its own
     address-space limit, together past the sandbox's memory cgroup."""
-    if "memory cgroup" not in sandbox.memory_bound() and not os.environ.get("CI"):  # CI's machine has one
+    if not sandbox.memory_bound().startswith("a memory cgroup") and not os.environ.get("CI"):  # CI runs as root
         pytest.skip(f"no memory cgroup can be made here: {sandbox.memory_bound()}")
     hog = """
 import os, time
