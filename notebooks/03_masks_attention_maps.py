@@ -30,6 +30,8 @@
 # - pad the same batch on the left, see why a causal mask then leaves some
 #   queries with nothing to attend to, what that does to the softmax and to
 #   the gradients, and why decoder models pad on the left to generate;
+# - write masked attention that such a query cannot break, and see the lesson
+#   run it;
 # - draw the attention maps of all 6 layers × 12 heads of the pretrained
 #   encoder for "The cat chased the mouse until it got tired", and ask which
 #   words "it" attends to.
@@ -244,10 +246,10 @@ plt.show()
 #
 # Write `causal_mask(n)`: a (n, n) tensor of dtype `torch.bool`, True where
 # query i (the row) may attend to key j (the column), that is where j ≤ i.
-# `torch.ones(n, n, dtype=torch.bool)` and the method `.tril()` ("lower
-# triangle") do it in one line; so does comparing `torch.arange(n)` with
-# itself. The checker names the usual slips: the mask inverted, the upper
-# triangle, the diagonal left out, a float mask.
+# The True entries form the lower triangle of a square, diagonal included:
+# PyTorch has a function for the triangle of a matrix, and positions can also
+# be compared directly. The checker names the usual slips: the mask inverted,
+# the upper triangle, the diagonal left out, a float mask.
 
 # %%
 def causal_mask(n):
@@ -328,36 +330,6 @@ plt.show()
 changed = (combined[yorick, 0] != attention.causal_mask(length)).any(dim=-1)
 print("rows (queries) where the padding mask changes the causal mask:", [tokens[i] + f" ({i})" for i in changed.nonzero().flatten().tolist()])
 print("is every changed row a [PAD] query?", changed.equal(~real))
-
-# %% [markdown]
-# ## Exercise 2: masked_attention(q, k, v, mask)
-#
-# Extend your `attention` of lesson 02 with a mask: `mask` is a bool tensor
-# that broadcasts against the scores (..., L_q, L_k), True where attending is
-# allowed. Fill the forbidden scores with −∞ (`scores.masked_fill(~mask,
-# float("-inf"))`) *before* the softmax, and return `(output, weights)` as
-# before. The checker passes a causal-and-padding mask of shape (2, 1, 5, 5)
-# for a batch of 2 sentences with 2 heads, then a padding mask alone; it points
-# at the first weight that leaks through the mask, and names the slips: the
-# mask ignored, inverted, applied after the softmax, or filled with 0.
-
-# %%
-import math
-
-
-def masked_attention(q, k, v, mask):
-    """softmax(q kᵀ / √d_k, with forbidden scores at -inf) v; returns (output, weights)."""
-    # BEGIN SOLUTION
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-    return weights @ v, weights
-    # END SOLUTION
-
-
-# %%
-from course_utils.classroom.checks.attention import check_masked_attention
-
-check_masked_attention(masked_attention)
 
 # %% [markdown]
 # ## Equal to PyTorch's scaled_dot_product_attention
@@ -449,7 +421,7 @@ for name, m in [("right", combined), ("left", combined_left)]:
 
 # %% [markdown]
 # What does attention do with such a row? All its scores are −∞, and a softmax
-# of −∞ only is 0/0: NaN. Written naively, with the recipe of exercise 2, the
+# of −∞ only is 0/0: NaN. Written naively, with the recipe above, the
 # NaN appears in the weights and the output of those rows. The reviewed
 # `course_utils` version returns all-zero weights and a zero output there,
 # like PyTorch's `F.scaled_dot_product_attention` (in the version this course
@@ -457,13 +429,15 @@ for name, m in [("right", combined), ("left", combined_left)]:
 # values of the left-padded batch, in the encoder's first layer.
 
 # %%
+import math
+
 with torch.no_grad():
     E_left = encoder.embeddings(input_ids=batch_left["input_ids"], token_type_ids=batch_left["token_type_ids"])
     q_left, k_left, v_left = (split_heads(projection(E_left)) for projection in (layer.query, layer.key, layer.value))
 
 
 def naive_attention(q, k, v, mask):
-    """Exercise 2's recipe, with no care for a query that has nothing to attend to."""
+    """The recipe of "Where to apply a mask", with no care for a query that has nothing to attend to."""
     scores = torch.einsum("...qd,...kd->...qk", q, k) / q.size(-1) ** 0.5
     return scores.masked_fill(~mask, -math.inf).softmax(dim=-1) @ v, None
 
@@ -472,7 +446,7 @@ def pytorch_attention(q, k, v, mask):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None
 
 
-attentions = {"naive (exercise 2's recipe)": naive_attention, "course_utils": scaled_dot_product_attention,
+attentions = {"naive (the plain recipe)": naive_attention, "course_utils": scaled_dot_product_attention,
               "F.scaled_dot_product_attention": pytorch_attention}
 outputs_left = {}
 for name, attend in attentions.items():
@@ -534,8 +508,64 @@ print("\n".join(table))
 # over. The reviewed version and PyTorch give those rows zero weights, so
 # nothing flows back through them: the gradients are clean and the step leaves
 # every output finite. That is why `course_utils.attention` handles a query
-# with nothing to attend to explicitly.
+# with nothing to attend to explicitly, and what exercise 2 asks of yours.
+
+# %% [markdown]
+# ## Exercise 2: attention that a padded batch cannot break
 #
+# Write `masked_attention(q, k, v, mask)`: your `attention` of lesson 02 with a
+# mask, as the sections above built it (the forbidden scores at −∞ before the
+# softmax), that also survives a query with nothing to attend to. `mask` is a
+# bool tensor that broadcasts against the scores (..., L_q, L_k), True where
+# attending is allowed; return `(output, weights)` as before. A query whose row
+# of the mask is all False must get all-zero weights and a zero output, as the
+# reviewed version and PyTorch give it, and no NaN may appear anywhere on the
+# way, not even in an intermediate tensor that you later overwrite: the
+# backward pass multiplies by it. The checker tries a causal-and-padding mask,
+# a padding mask alone, then left padding under a causal mask, on other sizes
+# than this lesson's; it points at the first weight that leaks through a mask,
+# names the usual slips (the mask ignored, inverted, applied after the
+# softmax, filled with 0; the plain recipe's NaN; a large negative number
+# instead of −∞), and checks that the gradient reaching v is finite and right.
+
+# %%
+import math
+
+
+def masked_attention(q, k, v, mask):
+    """softmax(q kᵀ / √d_k, forbidden scores at -inf) v; a query that may see
+    no key gets zero weights and a zero output. Returns (output, weights)."""
+    # BEGIN SOLUTION
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    nothing_to_attend = ~mask.any(dim=-1, keepdim=True)
+    weights = scores.masked_fill(~mask, float("-inf")).masked_fill(nothing_to_attend, 0.0).softmax(dim=-1)
+    weights = weights.masked_fill(nothing_to_attend, 0.0)
+    return weights @ v, weights
+    # END SOLUTION
+
+
+# %%
+from course_utils.classroom.checks.attention import check_masked_attention
+
+check_masked_attention(masked_attention)
+
+# %% [markdown]
+# When your version passes, the lesson runs it: `yours_if_passed` hands back
+# your function if its checker passed in this session, and the reviewed one
+# otherwise, and says which. It then goes through the same test as the three
+# versions above, on the real left-padded batch: the NaN share of each
+# gradient, and of the real outputs after one step.
+
+# %%
+from course_utils.classroom.checks import yours_if_passed
+
+attend = yours_if_passed(masked_attention, "03.masked_attention", scaled_dot_product_attention)
+nan_share, after_step = gradients_and_step(attend)
+print(table[1])
+label = "your masked_attention" if attend is masked_attention else "the reviewed fallback"
+print(f"{label:<31} " + " ".join(f"{share:>6.2f}" for share in nan_share.values()) + f"      {after_step:.2f}")
+
+# %% [markdown]
 # ## Attention maps of a real encoder
 #
 # Now the fun part: where do the heads of a trained model look? Our sentence
@@ -665,7 +695,8 @@ answer("03.pad-side", "left")
 #   with its last real token, where the next token is appended. With a causal
 #   mask, the first `[PAD]` queries then have nothing to attend to: a naive
 #   softmax gives NaN, which reaches the gradients even when the loss skips
-#   those rows; `course_utils` and PyTorch give zero weights and outputs.
+#   those rows; `course_utils`, PyTorch and your exercise 2 give those
+#   queries zero weights and outputs, and the gradients stay clean.
 # - Masks go on the **scores, as −∞, before the softmax**: forbidden keys get
 #   exactly 0, and each row still sums to 1. In this course True means "may
 #   attend", as in `F.scaled_dot_product_attention`, which our attention

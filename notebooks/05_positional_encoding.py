@@ -167,12 +167,12 @@ for token in blind_a:
 # position `pos`, positions counted from 0, sines in the even columns and
 # cosines in the odd columns. Assume `d_model` is even.
 #
-# Hints: `torch.arange(num_positions)[:, None]` is a column of positions and
-# `torch.arange(0, d_model, 2)` gives the values 2i; a column times a row
-# broadcasts to the whole table of angles. Then fill the columns with slices,
-# `pe[:, 0::2] = ...` and `pe[:, 1::2] = ...`. The checker names the classic
-# slips (sine and cosine swapped, i instead of 2i, the halves concatenated
-# instead of interleaved, positions counted from 1, ...).
+# Hints: no loop is needed. A column of positions times a row of the
+# frequencies θᵢ broadcasts to the whole table of angles, one column per pair;
+# the even and the odd columns of the result are slices with a step of 2. The
+# checker tries other sizes than this lesson's and names the classic slips
+# (sine and cosine swapped, i instead of 2i, the halves concatenated instead of
+# interleaved, positions counted from 1, ...).
 
 # %%
 import math
@@ -196,16 +196,20 @@ from course_utils.classroom.checks.positional import check_sinusoidal_encoding
 check_sinusoidal_encoding(sinusoidal_encoding)
 
 # %% [markdown]
-# From here on we use the reviewed version, `positional.sinusoidal_encoding`,
-# which later lessons import too (it computes the angles in float64, so that
-# positions in the thousands keep their precision). Here are its first rows for
-# a width of 8: position 0 is (sin 0, cos 0) = (0, 1) in every pair; down the
-# rows, the first pair changes fast and the last pair barely moves.
+# The picture below is drawn with your function when it passed its checks
+# (`yours_if_passed` says which one runs), and the rest of the lesson uses the
+# reviewed version, `positional.sinusoidal_encoding`, which later lessons
+# import too: it computes the angles in float64, so that positions in the
+# thousands keep their precision. Here are the first rows for a width of 8:
+# position 0 is (sin 0, cos 0) = (0, 1) in every pair; down the rows, the first
+# pair changes fast and the last pair barely moves.
 
 # %%
 from course_utils import positional
+from course_utils.classroom.checks import yours_if_passed
 
-print(positional.sinusoidal_encoding(5, 8))
+encode = yours_if_passed(sinusoidal_encoding, "05.sinusoidal_encoding", positional.sinusoidal_encoding)
+print(encode(5, 8))
 wavelengths = 2 * math.pi / positional.frequencies(128)
 print("wavelengths (positions per turn) for d_model=128, pairs 0, 1, 10, 32, 63:",
       [round(wavelengths[i].item(), 1) for i in (0, 1, 10, 32, 63)])
@@ -223,7 +227,7 @@ print("wavelengths (positions per turn) for d_model=128, pairs 0, 1, 10, 32, 63:
 # %%
 import matplotlib.pyplot as plt
 
-pe = positional.sinusoidal_encoding(100, 128)
+pe = encode(100, 128)
 fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.2, 1]})
 image = left.imshow(pe, cmap="RdBu", aspect="auto", vmin=-1, vmax=1)
 left.set_xlabel("feature (column)")
