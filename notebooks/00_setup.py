@@ -260,5 +260,6 @@ answer("00.first-cell", "setup_notebook")
 # - The data is Shakespeare: 38 plays, about 4.8 million characters, split by
 #   play into training and validation text.
 # - Word frequencies follow Zipf's law: the 100 commonest words make up half the
-#   text, while a third of the vocabulary occurs only once. That long tail is
+#   text, while more than a third of the vocabulary (38%) occurs only once.
+#   That long tail is
 #   why the next lesson turns to subword tokens.

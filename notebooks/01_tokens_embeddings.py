@@ -202,15 +202,23 @@ print(f"untruncated: {len(tokenizer(long_line)['input_ids'])} tokens")
 # before the English endings `'s`, `'t`, `'re`, `'ve`, `'m`, `'ll` and `'d`, so
 # *Who's* becomes *Who* and *'s*. Each byte is written as one printable
 # character: a space shows as `Ġ`, a line break as `Ċ`. Merges never cross
-# these pieces. Here is that pre-tokenizer on a line of *Hamlet* (look at
-# *'Tis*: its apostrophe is punctuation, not one of the endings, so it stands
-# alone), and `tokenization.pre_tokenize` counting the pieces of the whole play.
+# these pieces. The endings are matched case-sensitively, as GPT-2's rule was
+# written for modern English: in *'Tis* the `'T` is not one of them, so the
+# apostrophe stands alone, while the lower-case *'tis* is cut into the ending
+# `'t` and *is*, and *WHO'S* keeps `'` and `S` apart. Here is that
+# pre-tokenizer on lines of *Hamlet*, which writes *'tis* more often than
+# *'Tis*, and `tokenization.pre_tokenize` counting the pieces of the whole play.
 
 # %%
+import re
+
 from course_utils import tokenization
 
 print(tokenization.pieces("'Tis now struck twelve. Who's there? I'll go."))
-hamlet_pieces = tokenization.pre_tokenize(data.plays()["hamlet"])
+print(tokenization.pieces("'tis bitter cold. WHO'S THERE?"))
+hamlet = data.plays()["hamlet"]
+print("in Hamlet: 'tis", len(re.findall(r"'tis\b", hamlet)), "times, 'Tis", len(re.findall(r"'Tis\b", hamlet)), "times")
+hamlet_pieces = tokenization.pre_tokenize(hamlet)
 print(f"{hamlet_pieces.total():,} pieces, {len(hamlet_pieces):,} distinct:", hamlet_pieces.most_common(8))
 
 # %% [markdown]
@@ -281,8 +289,9 @@ check_learn_bpe(learn_bpe)
 # five special tokens, all 256 bytes in the starting vocabulary), so a
 # vocabulary of 256 + 5 + 12 entries means twelve merges. They are the same
 # twelve, in the same order: `tokenization.learn_bpe` breaks ties as the library
-# does (the pair of older symbols wins), and a unit test checks 150 merges on two
-# plays.
+# does (single characters rank by code point, merged symbols by the order they
+# were made, and the pair of lower-ranked symbols wins), and a unit test checks
+# 150 merges on two plays.
 
 # %%
 merges = tokenization.learn_bpe(hamlet_pieces, 12)
