@@ -108,7 +108,8 @@ class LearnedPositionalEmbedding(nn.Module):
 
 def rotary_angles(num_positions: int, head_dim: int, base: float = BASE) -> tuple[torch.Tensor, torch.Tensor]:
     """(cos, sin), each (num_positions, head_dim / 2): the rotation of pair i
-    at position m is by m * theta_i, the same angles as the sinusoidal encoding."""
+    at position m is by m * theta_i, theta_i = base^(-2i / head_dim): the
+    sinusoidal encoding's angles over the head's width, not the model's."""
     angles = torch.arange(num_positions, dtype=torch.float64)[:, None] * frequencies(head_dim, base)
     return angles.cos().float(), angles.sin().float()
 

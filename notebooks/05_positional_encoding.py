@@ -12,11 +12,11 @@
 # # 05 · Positional encoding
 #
 # "Brutus stabbed Caesar" and "Caesar stabbed Brutus" use the same words; only
-# their order tells who dies. Attention, as built in lessons 02 to 04, cannot
-# see that order: it compares every token with every other one and averages,
-# and none of that arithmetic knows which token came first. This lesson shows
-# the problem on the real MiniLM encoder, then the three ways transformers are
-# told where each token sits.
+# their order tells who dies. Attention without a mask, as in an encoder,
+# cannot see that order: it compares every token with every other one and
+# averages, and none of that arithmetic knows which token came first. This
+# lesson shows the problem on the real MiniLM encoder, then the main ways
+# transformers are told where each token sits.
 #
 # **In this lesson you will**
 #
@@ -55,6 +55,15 @@ device = setup_notebook(seed=0)
 # output is P times the old output. In symbols, Attention(PX) = P · Attention(X):
 # attention is *permutation-equivariant*. Every token gets the same answer
 # wherever it stands.
+#
+# That holds for attention without a mask, the bidirectional attention of an
+# encoder such as MiniLM or BERT. A causal mask (lesson 03) breaks the
+# symmetry: query i sees exactly the i + 1 keys up to itself, so what a token
+# gets depends on how many tokens came before it. Decoder language models
+# trained with no positional encoding at all still learn positional
+# information that way (Haviv et al., 2022, *Transformer Language Models
+# without Positional Encodings Still Learn Positional Information*); an
+# encoder has no such way in, and needs to be told.
 #
 # Let us see it on real data. We take Hamlet's most famous line from the corpus,
 # split it into tokens with the MiniLM tokenizer, and look up each token's vector
@@ -444,7 +453,9 @@ print("tokens of the 3,000 characters, truncation=True:", len(tokenizer(passage,
 # to the token embeddings. Rotary embeddings (Su et al., 2021) put the position
 # inside attention instead: in every layer, after the projections, the query
 # and key of the token at position m are rotated, each feature pair i by the
-# angle m·θᵢ, with the same θᵢ as the sinusoidal encoding. Write R_m for that
+# angle m·θᵢ, with θᵢ = 10000^(−2i/d_head): the sinusoidal formula with the
+# width of one head (d_head = 32 below) in place of d_model (384), since the
+# rotation acts on each head's query and key. Write R_m for that
 # block-diagonal rotation. Because rotations compose (R_mᵀ R_n = R_{n−m}), the
 # attention score between a query at m and a key at n is
 #
@@ -510,9 +521,12 @@ plt.show()
 # leaves the attention weights unchanged (the keys also serve as values
 # there: only the weights are compared). Hugging Face implements RoPE too: its
 # RoFormer model (by RoPE's authors) rotates the same interleaved pairs, and
-# gives the same numbers. (LLaMA pairs feature i with feature i + head_dim/2
-# instead of i + 1; `tests/test_positional.py` checks that this is the same
-# rotation with the features in another order.)
+# gives the same numbers. (Hugging Face's Llama code, with its `rotate_half`,
+# pairs feature i with feature i + head_dim/2 instead of i + 1. Meta's own
+# Llama code rotates interleaved pairs, as we do, and Hugging Face's weight
+# conversion permutes the rows of W_Q and W_K so that its halves meet the same
+# features; `tests/test_positional.py` checks that the two layouts are the
+# same rotation with the features in another order.)
 
 # %%
 from transformers.models.roformer.modeling_roformer import (RoFormerSelfAttention,
@@ -539,9 +553,13 @@ print(f"max |ours - Hugging Face RoFormer|: queries {(rotated_queries - hf_queri
 # ## Longer than training: a measurement
 #
 # "The sinusoidal encoding works for any length" is often said, and the
-# formula is indeed defined at every position. But a model only ever learned
-# to read the positions it was trained on. Does it understand positions it
-# never saw? Let us measure it instead of assuming it.
+# formula is indeed defined at every position. It is also the reason the
+# original paper gave for it: learned positions gave "nearly identical
+# results", and the sinusoid was chosen "because it may allow the model to
+# extrapolate to sequence lengths longer than the ones encountered during
+# training" (Vaswani et al., 2017, §3.5). But a model only ever learned to
+# read the positions it was trained on. Does it understand positions it never
+# saw? Let us measure it instead of assuming it.
 #
 # The task needs positions and nothing else: a sequence of random tokens
 # (16 kinds), and at every position the model must output **the token just
@@ -656,7 +674,10 @@ plt.show()
 #   positions, but on the positions it never saw (32 to 63) it falls to about
 #   a third, a few times chance. The encoding is *defined* there, yet the
 #   model never learned to read those vectors: "works for any length" holds
-#   for the formula, not for the trained model.
+#   for the formula, not for the trained model. Press et al. (2022, the ALiBi
+#   paper) found the same on real language models: the perplexity of a
+#   sinusoidal model grows as soon as its inputs get longer than those it
+#   was trained on.
 # - **Rotary**: above 90% at the positions it never saw too. Its attention
 #   depends only on the offset between query and key, and the offset this task
 #   needs (1) was seen at every position in training; the larger offsets that
@@ -670,14 +691,23 @@ plt.show()
 # property of a formula.
 
 # %% [markdown]
-# ## Three ways to say where a token is
+# ## Four ways to say where a token is
 #
-# | | sinusoidal | learned | rotary (RoPE) |
-# |---|---|---|---|
-# | where | added to the input embeddings | added to the input embeddings | rotates q and k in every layer |
-# | parameters | none | max_len × d_model | none |
-# | longer than training | defined (a formula), but in our test not understood: about a third right at unseen positions | no vector beyond max_len: cannot run | defined; above 90% in our test, where only short offsets matter |
-# | used by | the original transformer (lesson 07) | BERT (08, 09), GPT-2 (10) | LLaMA, Mistral, Qwen, most recent LLMs |
+# One more family puts the position straight into the scores: a **relative
+# position bias** adds to the score of query i and key j a number that
+# depends only on the offset j − i. Shaw et al. (2018) learned vectors per
+# clipped offset; T5 (Raffel et al., 2020) learns one scalar per head for
+# each of 32 offset buckets, fine for near offsets and coarser (log-spaced)
+# for far ones; ALiBi (Press et al., 2022) learns nothing and subtracts
+# m·|i − j| with a fixed slope m per head, which was designed to extrapolate
+# and is used by BLOOM and MPT. We did not measure it here.
+#
+# | | sinusoidal | learned | rotary (RoPE) | relative bias (T5, ALiBi) |
+# |---|---|---|---|---|
+# | where | added to the input embeddings | added to the input embeddings | rotates q and k in every layer | added to the attention scores in every layer |
+# | parameters | none | max_len × d_model | none | T5: 32 buckets × heads; ALiBi: none |
+# | longer than training | defined (a formula), but in our test not understood: about a third right at unseen positions | no vector beyond max_len: cannot run | defined; above 90% in our test, where only short offsets matter | defined; ALiBi was built to extrapolate (Press et al.) |
+# | used by | the original transformer (lesson 07) | BERT (08, 09), GPT-2 (10) | LLaMA, Mistral, Qwen, most recent LLMs | T5; BLOOM and MPT (ALiBi) |
 #
 # ## Quiz
 #
@@ -703,8 +733,9 @@ answer("05.keys-not-rotated", "absolute")
 # %% [markdown]
 # ## Summary
 #
-# - Attention without positions is permutation-equivariant: shuffle the tokens
-#   and the outputs are shuffled the same way. The real MiniLM encoder, blinded
+# - Attention without positions and without a mask is permutation-equivariant:
+#   shuffle the tokens and the outputs are shuffled the same way (a causal mask
+#   breaks that symmetry). The real MiniLM encoder, blinded
 #   to positions, gave "Brutus stabbed Caesar." and "Caesar stabbed Brutus." the
 #   very same token vectors.
 # - The sinusoidal encoding gives each feature pair a point turning on a
