@@ -181,6 +181,10 @@ class TinyPositionModel(nn.Module):
             raise ValueError(f"positions must be one of {POSITION_KINDS}, got {positions!r}")
         self.positions, self.num_heads, self.head_dim = positions, num_heads, d_model // num_heads
         self.embedding = nn.Embedding(vocab_size, d_model)
+        # At the scale of the learned positions (std 0.02, as in GPT-2 and BERT):
+        # nn.Embedding's N(0, 1) would start learned positions 50 times smaller
+        # than the tokens, and tilt the comparison against them.
+        nn.init.normal_(self.embedding.weight, std=0.02)
         self.add_positions = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=4096),
                               "learned": lambda: LearnedPositionalEmbedding(max_len, d_model)}.get(positions, nn.Identity)()
         self.rotary = RotaryEmbedding(self.head_dim, max_len=4096) if positions == "rotary" else None
