@@ -66,10 +66,12 @@ device = setup_notebook(seed=0)
 # half of *Juliet* is the same vector whichever one is the subject: the two
 # sentences become indistinguishable. A lopsided split (say 70/30) keeps some
 # of the difference, but only by giving up part of one neighbour for the
-# other. Two heads, one looking left and one looking right, keep their outputs
-# in separate slices, and the whole difference survives. (To keep the
-# demonstration small, the values here are the word vectors themselves, with
-# no projection.)
+# other. Two heads, one looking left and one looking right, each project the
+# values to their own D/H = 192 features, and their outputs are concatenated
+# into one vector of the same width, 384, as in real multi-head attention.
+# For the projections we take the two halves of a random orthogonal matrix
+# W^V (it keeps lengths, so that nothing is stretched or lost): the whole
+# difference between the sentences survives, in two separate slices.
 
 # %%
 import torch
@@ -90,24 +92,33 @@ for sentence in ["Romeo loves Juliet", "Juliet loves Romeo"]:
 v_a, v_b = values_of("Romeo loves Juliet"), values_of("Juliet loves Romeo")
 LOVES = 1  # the position of the query "loves"
 
-# one head: half the weight on the left neighbour, half on the right one
+torch.manual_seed(0)
+W_V = torch.linalg.qr(torch.randn(384, 384)).Q  # a random orthogonal value projection
+HALF = 384 // 2
+
+# one head of width 384: half the weight on the left neighbour, half on the right one
 one_head = torch.tensor([0.5, 0.0, 0.5])
-# two heads: one looks only left, the other only right; their outputs are concatenated
+# two heads of width 192: one looks only left, the other only right, each with
+# its own half of W_V; their outputs are concatenated back to 384
 left, right = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
 
 
 def two_heads(values):
-    return torch.cat([left @ values, right @ values])
+    return torch.cat([left @ (values @ W_V[:, :HALF]), right @ (values @ W_V[:, HALF:])])
 
 
-print("\noutput of 'loves': how much it differs between the two sentences")
-print(f"one head, 50/50:  {(one_head @ v_a - one_head @ v_b).norm():.4f}")
+print("\noutput of 'loves' (384 features): how much it differs between the two sentences")
+print(f"one head, 50/50:       {(one_head @ (v_a @ W_V) - one_head @ (v_b @ W_V)).norm():.4f}")
 lopsided = torch.tensor([0.7, 0.0, 0.3])
-print(f"one head, 70/30:  {(lopsided @ v_a - lopsided @ v_b).norm():.4f}")
-print(f"two heads:        {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
+print(f"one head, 70/30:       {(lopsided @ (v_a @ W_V) - lopsided @ (v_b @ W_V)).norm():.4f}")
+print(f"two heads of 192 each: {(two_heads(v_a) - two_heads(v_b)).norm():.4f}")
+print(f"|Romeo - Juliet|:      {(v_a[0] - v_a[2]).norm():.4f}")
 
 # %% [markdown]
-# That is the whole idea. **Multi-head attention runs H attentions in
+# The two heads of 192 keep the whole difference, as large as the distance
+# between *Romeo* and *Juliet* themselves, in the same 384 features where one
+# head keeps none of it (50/50) or a part (70/30). That is the whole idea.
+# **Multi-head attention runs H attentions in
 # parallel over the same sequence.** Each head h has its own projections
 # W^Q_h, W^K_h, W^V_h that map every token into a small subspace of width
 # d_head = D / H, where it computes its own distribution over the keys. The H
