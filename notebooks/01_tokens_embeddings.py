@@ -163,13 +163,15 @@ print(batch["attention_mask"])
 # %%
 import matplotlib.pyplot as plt
 
+from matplotlib.colors import ListedColormap
+
 mask = batch["attention_mask"]
 fig, ax = plt.subplots(figsize=(10, 1.8))
-ax.imshow(mask, cmap="Blues", vmin=-0.6, vmax=1.4, aspect="auto")
+ax.imshow(mask, cmap=ListedColormap(["#e6e6e6", "#9ecae1"]), vmin=0, vmax=1, aspect="auto")  # grey, light blue
 for row, ids in enumerate(batch["input_ids"]):
     for column, token in enumerate(tokenizer.convert_ids_to_tokens(ids)):
-        colour = "black" if mask[row, column] else "grey"
-        ax.text(column, row, token, ha="center", va="center", fontsize=8, color=colour)
+        colour = "black" if mask[row, column] else "dimgrey"
+        ax.text(column, row, token, ha="center", va="center", fontsize=9, color=colour)
 ax.set_xticks(range(mask.shape[1]))
 ax.set_yticks(range(len(lines)), [f"line {i}" for i in range(len(lines))])
 ax.set_xlabel("position")
@@ -191,7 +193,8 @@ print(f"untruncated: {len(tokenizer(long_line)['input_ids'])} tokens")
 # %% [markdown]
 # ## BPE: learning subwords from Shakespeare
 #
-# **Byte-pair encoding** builds its vocabulary from the bottom up. Start with
+# **Byte-pair encoding** (Sennrich et al., 2016, who brought it from data
+# compression to translation) builds its vocabulary from the bottom up. Start with
 # single characters. Count every pair of neighbouring symbols in the training
 # text, merge the most frequent pair into one new symbol everywhere, and
 # repeat: each merge adds one entry to the vocabulary. Frequent words end up as
@@ -379,6 +382,61 @@ print(f"{len(speech)} characters -> {len(ids)} tokens; decode(encode(text)) == t
 print(f"WordPiece gives back: {tokenizer.decode(tokenizer(speech)['input_ids'], skip_special_tokens=True)[:70]!r}...")
 
 # %% [markdown]
+# ### How WordPiece learns its pieces
+#
+# WordPiece learns its vocabulary by merging pairs too, but the papers that
+# introduced it (Schuster & Nakajima, 2012; Wu et al., 2016, for Google's
+# translation system) merge the pair that most raises the likelihood of the
+# training text, which comes down to the highest count(ab) / (count(a) ·
+# count(b)), not the highest count(ab): two symbols that are rare apart but
+# often together beat two common ones. The Hugging Face course (chapter 6)
+# shows the difference on five words, which we count here both ways (`##`
+# marks a piece inside a word). Then we ask the `tokenizers` library's
+# `WordPieceTrainer`, the one lesson 08 trains BERT's vocabulary with, which
+# pair it merges first.
+
+# %%
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+toy_words = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}
+toy_symbols = {word: [word[0]] + ["##" + letter for letter in word[1:]] for word in toy_words}
+pair_counts, symbol_counts = collections.Counter(), collections.Counter()
+for word, count in toy_words.items():
+    for symbol in toy_symbols[word]:
+        symbol_counts[symbol] += count
+    for pair in zip(toy_symbols[word], toy_symbols[word][1:]):
+        pair_counts[pair] += count
+likelihood_score = {pair: n / (symbol_counts[pair[0]] * symbol_counts[pair[1]]) for pair, n in pair_counts.items()}
+by_count, by_score = max(pair_counts, key=pair_counts.get), max(likelihood_score, key=likelihood_score.get)
+print(f"BPE merges the most frequent pair:      {by_count}, count {pair_counts[by_count]}, "
+      f"score {likelihood_score[by_count]:.3f}")
+print(f"the WordPiece papers merge the best score: {by_score}, count {pair_counts[by_score]}, "
+      f"score {likelihood_score[by_score]:.3f}")
+
+
+
+def library_vocabulary(size):
+    """The pieces that the library's WordPieceTrainer keeps, at most `size` of them."""
+    toy_tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    toy_tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    toy_tokenizer.train_from_iterator([word for word, count in toy_words.items() for _ in range(count)],
+                                      trainers.WordPieceTrainer(vocab_size=size, special_tokens=["[UNK]"], show_progress=False))
+    return set(toy_tokenizer.get_vocab())
+
+
+alphabet = library_vocabulary(1)  # a trainer never goes below [UNK] and the letters, with and without ##
+print("the tokenizers library's WordPieceTrainer merges first:", library_vocabulary(len(alphabet) + 1) - alphabet)
+
+# %% [markdown]
+# The two rules disagree on the first merge: BPE joins `##u ##g` (20
+# times, but `##u` is everywhere), the likelihood score joins `##g ##s` (the
+# only `s` follows a `g`). And the library sides with BPE: its
+# `WordPieceTrainer` counts pairs as BPE does (it is built on its BPE trainer)
+# and only writes the result in WordPiece's format. Google never published its
+# own training code, as the Hugging Face course notes. What makes a tokenizer
+# WordPiece in practice is how it *cuts* a word, greedily into the longest
+# pieces it knows (above), rather than how its pieces were learned.
+#
 # ## Comparing the tokenizers
 #
 # On the validation plays, which neither the word vocabulary nor our BPE has
