@@ -22,14 +22,14 @@
 #   values: Q = E·W_Q, K = E·W_K, V = E·W_V;
 # - compute the attention scores Q·Kᵀ, turn each row into weights with a
 #   softmax, and mix the values with those weights;
-# - do it all again in PyTorch and check it against PyTorch's own attention;
+# - write `attention(q, k, v)` yourself in PyTorch (its reviewed twin in
+#   `course_utils` is what every later lesson imports), run it on the same
+#   numbers and check it against PyTorch's own attention;
 # - measure why the scores are divided by √d_k: the variance of q·k grows with
 #   d_k, the softmax saturates, and the gradient that reaches the queries
 #   becomes tiny for most of them and large for a few;
 # - drag a slider that divides one row of scores by √d_k (or a temperature)
-#   and watch the softmax sharpen or flatten;
-# - write `attention(q, k, v)` yourself (its reviewed twin in `course_utils`
-#   is what every later lesson imports).
+#   and watch the softmax sharpen or flatten.
 
 # %% [markdown]
 # ## Set-up
@@ -223,20 +223,62 @@ print("output of 'not (3)' by hand:",
 # That is all of attention: **softmax(Q·Kᵀ / √d_k)·V**. The two "to"s started
 # from the same embedding and now have different outputs, because the
 # position in E changed their queries.
+
+# %% [markdown]
+# ## Exercise: attention(q, k, v)
 #
-# ## The same in PyTorch
+# Now write it yourself, as the function that the rest of the course is built
+# on, in PyTorch. It takes tensors q of shape (..., L_q, d_k), k of shape
+# (..., L_k, d_k) and v of shape (..., L_k, d_v), where "..." is any number of
+# leading axes (a batch, later also heads), and returns the pair
+# `(output, weights)`:
 #
-# In a model the three matrices live in `nn.Linear(d_model, d_k, bias=False)`
-# layers. A linear layer stores its weight as (out, in), the transpose of our
-# W, and computes x·weightᵀ, so we copy W_Qᵀ in. The rest of the computation
-# is the same three lines, now on tensors. We keep float64, the precision of
-# NumPy, to compare exactly.
+# - weights = softmax(q·kᵀ / √d_k), the softmax taken over the keys, shape
+#   (..., L_q, L_k);
+# - output = weights·v, shape (..., L_q, d_v).
+#
+# The NumPy cells above did it for one sequence, a 2-D array. Yours must work
+# whatever axes come first: think about which two axes of k to swap, and where
+# to read d_k from. The checker tries a batch, and a single sequence with 3
+# queries, 4 keys and values wider than the keys, on random inputs the lesson
+# never uses; it names the usual slips (a forgotten √d_k, a softmax over the
+# wrong axis, a transpose that reverses every axis of a batch instead of the
+# last two).
 
 # %%
 import math
 
 import torch
+
+
+def attention(q, k, v):
+    """Scaled dot-product attention: (softmax(q kᵀ / √d_k) v, the weights)."""
+    # BEGIN SOLUTION
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
+    return weights @ v, weights
+    # END SOLUTION
+
+
+# %%
+from course_utils.classroom.checks.attention import check_attention
+
+check_attention(attention)
+
+# %% [markdown]
+# ## The same in PyTorch
+#
+# In a model the three matrices live in `nn.Linear(d_model, d_k, bias=False)`
+# layers. A linear layer stores its weight as (out, in), the transpose of our
+# W, and computes x·weightᵀ, so we copy W_Qᵀ in. Then your `attention` runs on
+# the tensors, if it passed its check, or else the course's reviewed version
+# (`yours_if_passed` says which), and must give NumPy's numbers. We keep
+# float64, the precision of NumPy, to compare exactly.
+
+# %%
 from torch import nn
+
+from course_utils.attention import scaled_dot_product_attention
+from course_utils.classroom.checks import yours_if_passed
 
 E_t = torch.from_numpy(E)
 projections = {}
@@ -246,8 +288,8 @@ for name, W in [("query", W_Q), ("key", W_K), ("value", W_V)]:
         projections[name].weight.copy_(torch.from_numpy(W.T))
 
 q, k, v = (projections[name](E_t) for name in ["query", "key", "value"])
-weights_t = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d_k), dim=-1)
-output_t = weights_t @ v
+attend = yours_if_passed(attention, "02.attention", scaled_dot_product_attention)
+output_t, weights_t = attend(q, k, v)
 print("weights equal NumPy's:", np.allclose(weights_t.detach().numpy(), weights))
 print("output equals NumPy's: ", np.allclose(output_t.detach().numpy(), output))
 
@@ -260,13 +302,11 @@ print("output equals NumPy's: ", np.allclose(output_t.detach().numpy(), output))
 # %%
 import torch.nn.functional as F
 
-from course_utils.attention import scaled_dot_product_attention
-
 with torch.no_grad():
     ours, ours_weights = scaled_dot_product_attention(q, k, v)
     pytorch = F.scaled_dot_product_attention(q, k, v)
-print("course_utils equals the lines above:", torch.allclose(ours, output_t) and torch.allclose(ours_weights, weights_t))
-print("PyTorch's function agrees:          ", torch.allclose(pytorch, output_t))
+print("course_utils equals the run above:", torch.allclose(ours, output_t) and torch.allclose(ours_weights, weights_t))
+print("PyTorch's function agrees:        ", torch.allclose(pytorch, output_t))
 
 # %% [markdown]
 # What runs inside `F.scaled_dot_product_attention`? PyTorch keeps several
@@ -546,38 +586,6 @@ ax.set_ylabel("|∂L/∂q|")
 ax.set_title("The gradient that reaches the query")
 ax.legend(fontsize=8)
 plt.show()
-
-# %% [markdown]
-# ## Exercise: attention(q, k, v)
-#
-# Write the function that the rest of the course is built on. It takes
-# PyTorch tensors q of shape (..., L_q, d_k), k of shape (..., L_k, d_k) and v
-# of shape (..., L_k, d_v), where "..." is any number of leading axes (a batch,
-# later also heads), and returns the pair `(output, weights)`:
-#
-# - weights = softmax(q·kᵀ / √d_k), the softmax taken over the keys, shape
-#   (..., L_q, L_k);
-# - output = weights·v, shape (..., L_q, d_v).
-#
-# Two tips: `k.transpose(-2, -1)` swaps the last two axes whatever comes
-# before them, and `q.size(-1)` is d_k. The checker tries a batch, and a
-# single sequence with 3 queries, 4 keys and values wider than the keys; it
-# names the usual slips (a forgotten √d_k, a softmax over the wrong axis,
-# `k.T` on a batch, which reverses every axis instead of the last two).
-
-# %%
-def attention(q, k, v):
-    """Scaled dot-product attention: (softmax(q kᵀ / √d_k) v, the weights)."""
-    # BEGIN SOLUTION
-    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
-    return weights @ v, weights
-    # END SOLUTION
-
-
-# %%
-from course_utils.classroom.checks.attention import check_attention
-
-check_attention(attention)
 
 # %% [markdown]
 # ## Quiz

@@ -417,13 +417,19 @@ check_separate_heads(SeparateHeadsAttention)
 # h·32 + 31 of those are head h's `query` (`nn.Linear` stores (out, in), so a
 # head's output features are rows); then W^K, then W^V, the same way. Copy
 # MiniLM's layer 1 into your heads and compare with what the fused module
-# computed at the start of the lesson.
+# computed at the start of the lesson (this needs your exercise 1 to have
+# passed its check: there is no reviewed version of it to fall back on).
 
 # %%
+from course_utils.classroom.checks import yours_if_passed
+
+YourSeparateHeads = yours_if_passed(SeparateHeadsAttention, "04.separate_heads", None)
+
+
 @torch.no_grad()
 def separate_from_fused(fused):
     """Your SeparateHeadsAttention with the weights of a fused MultiHeadAttention."""
-    separate = SeparateHeadsAttention(fused.d_model, fused.num_heads).eval()
+    separate = YourSeparateHeads(fused.d_model, fused.num_heads).eval()
     width, head_width = fused.d_model, fused.head_dim
     for h, head in enumerate(separate.heads):
         for part, projection in enumerate([head.query, head.key, head.value]):
@@ -435,13 +441,10 @@ def separate_from_fused(fused):
     return separate
 
 
-try:
+if YourSeparateHeads is not None:
     separate = separate_from_fused(mha)
     with torch.no_grad():
         separate_out = separate(x)
-except NotImplementedError:
-    print("This cell compares your exercise 1 with the fused module: write exercise 1 first.")
-else:
     print(f"{H} separate heads vs the fused module: max |difference| = {(separate_out - out).abs().max():.5f}")
     print(f"parameters: {sum(p.numel() for p in separate.parameters()):,} separate, "
           f"{sum(p.numel() for p in mha.parameters()):,} fused")

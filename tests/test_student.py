@@ -233,3 +233,26 @@ def test_grading_in_a_student_release_is_refused_with_the_reason(release):
     refused = _in_the_copy(release, "grade", str(release / "notebooks"))
     assert refused.returncode == 2 and "is a student release, which has no answer keys" in refused.stderr
     assert not (release / "notebooks" / "grades.csv").exists()
+
+
+WRONG_ANSWER = "return None  # a wrong answer: the check fails, and the lesson goes on with the reviewed version"
+
+
+@pytest.mark.parametrize("lesson", LESSONS[:6], ids=[lesson.name for lesson in LESSONS[:6]])
+def test_with_every_exercise_answered_wrong_the_lesson_still_runs(release, lesson, monkeypatch):
+    """Each solution replaced by `return None`: every checker fails, and every
+    later cell still runs, on the reviewed fallback where the lesson uses the
+    learner's code (checks.yours_if_passed)."""
+    from course_utils.classroom import student
+
+    monkeypatch.setattr(student, "STUB", WRONG_ANSWER)
+    monkeypatch.setenv("COURSE_ROOT", str(release))
+    monkeypatch.setenv("PYTHONPATH", str(release))
+    notebook = student.student_notebook(lesson)
+    execute(notebook, release / "notebooks", lesson.name)  # raises at the first cell that fails
+    outputs = {cell.source: "".join(o.get("text", "") for o in cell.outputs) for cell in notebook.cells
+               if cell.cell_type == "code"}
+    checker_cells = [text for source, text in outputs.items() if re.search(r"^check_\w+\(", source, re.MULTILINE)]
+    assert checker_cells and not any("checks passed: well done" in text for text in checker_cells)
+    fallbacks = [text for source, text in outputs.items() if "yours_if_passed(" in source]
+    assert all("→ The next cell" in text and "it passed its checks" not in text for text in fallbacks)

@@ -61,9 +61,10 @@ def seeded(base: int) -> int:
 
 def yours_if_passed(answer, exercise_id: str, reviewed):
     """The learner's `answer` if its checker passed in this kernel, else the
-    course's `reviewed` version; one line says which the next cells run, and
-    why. So a lesson goes on with the learner's own code where it works, and
-    still runs where it is not written yet or is wrong."""
+    course's `reviewed` version (None where there is none: the lesson then
+    skips what needs it); one line says which the next cells run, and why. So
+    a lesson goes on with the learner's own code where it works, and still
+    runs where it is not written yet or is wrong."""
     name = getattr(answer, "__name__", "your answer")
     verdict, checked = _verdicts.get(exercise_id, ("its check has not run yet: run the check cell above", []))
     if not any(answer is seen for seen in checked) and verdict == "passed":
@@ -71,6 +72,9 @@ def yours_if_passed(answer, exercise_id: str, reviewed):
     if verdict == "passed":
         print(f"→ The next cells run your {name}: it passed its checks.")
         return answer
+    if reviewed is None:  # nothing to fall back on: the next cell waits for the learner's
+        print(f"→ The next cell runs your {name} once it passes its checks ({exercise_id}: {verdict}).")
+        return None
     print(f"→ The next cells run the course's version of {name} ({exercise_id}: {verdict}).")
     return reviewed
 
