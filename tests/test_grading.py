@@ -335,6 +335,19 @@ def test_a_thousand_notebooks_from_one_learner_cost_only_that_learner(tmp_path):
         lessons.all_lessons = saved
     mallory = [grade for grade in grades if grade.learner == "mallory"]
     assert sum(grade.status.startswith("unreadable") for grade in mallory) == 3
-    assert sum("handed in more than 3 notebooks" in grade.status for grade in mallory) == 997
+    assert [grade.status for grade in mallory[3:]] == [
+        "not graded: 997 notebooks past the first 3 of this learner (in name order), from mallory/0003.ipynb to mallory/0999.ipynb"]
+    assert len(list((tmp_path / "grades-feedback" / "mallory").iterdir())) == 3  # no file per notebook not run
     assert next(grade for grade in grades if grade.learner == "alice").status.startswith("unreadable")
     assert len(reads) == 1, "the authoring lessons are read once, not per notebook or gradebook rewrite"
+
+
+def test_control_characters_from_a_sandbox_are_escaped_in_the_status_and_the_feedback():
+    """An exception message with line breaks forged a gradebook row when read
+    line by line, split the feedback's Status line, and cleared the
+    instructor's screen with an escape sequence."""
+    from course_utils.classroom.grading import printable
+
+    forged = "ValueError: \r\nvictim,3,3\r\n\x00\x1b[2J\u202e"
+    assert printable(forged) == "ValueError: \\r\\nvictim,3,3\\r\\n\\x00\\x1b[2J\\u202e"
+    assert printable("line one\n\tline two\x1b[2J", lines=True) == "line one\n\tline two\\x1b[2J"

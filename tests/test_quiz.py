@@ -104,6 +104,7 @@ def test_short_text_is_normalised(quiz, value, correct):
     ("42.number", "two", "expects a number"),
     ("42.number", True, "expects a number"),
     ("42.number", float("nan"), "finite"),
+    ("42.number", 10 ** 400, "ordinary size"),  # once an OverflowError: a grader error that cost the notebook
     ("42.word", 7, "short text"),
     ("42.word", "   ", "short text"),
 ])

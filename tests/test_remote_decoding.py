@@ -4,6 +4,7 @@ is refused unbuilt, and only that reply's item is lost."""
 import base64
 import io
 import pickle
+import struct
 import zipfile
 
 import pytest
@@ -71,3 +72,46 @@ def test_a_reply_larger_than_its_budget_is_refused():
 def test_not_a_torch_archive_is_refused():
     with pytest.raises(Exception):
         remote.decode_value(base64.b64encode(pickle.dumps([1])).decode())
+
+
+def _rezipped(value, compression) -> str:
+    """`value` saved by torch.save, its files then written compressed."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=compression) as archive:
+        for name in source.namelist():
+            archive.writestr(name, source.read(name))
+    return base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2])
+def test_a_compressed_archive_is_refused_before_it_is_inflated(compression):
+    """A few kilobytes of compressed zeros inflated into gigabytes in the grader."""
+    bomb = _rezipped(torch.zeros(1 << 20), compression)
+    assert len(bomb) < 20_000
+    with pytest.raises(remote.Unreadable, match="compressed"):
+        remote.decode_value(bomb)
+
+
+def _long1(value: int) -> bytes:
+    data = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(data)]) + data
+
+
+@pytest.mark.parametrize("key", [_long1(((1 << 61) - 1) * 3), b"G" + struct.pack(">d", 2.5)], ids=["2^61-1 times 3", "2.5"])
+def test_keys_whose_hashes_a_sender_can_choose_are_refused(key):
+    """Multiples of 2^61 - 1 all hash to 0: 40,000 of them as keys took the
+    grader minutes, quadratic, outside every deadline."""
+    with pytest.raises(remote.Unreadable, match="dict key"):
+        remote.decode_value(_with_pickle(b"\x80\x02}(" + key + b"K\x00u."))
+    with pytest.raises(remote.Unreadable, match="dict key"):
+        remote.decode_value(_with_pickle(b"\x80\x02}(" + key + b"\x85K\x00u."))  # inside a tuple too
+    assert remote.decode_value(_with_pickle(b"\x80\x02}(K\x05" + key + b"u.")) == remote.decode_value(
+        _with_pickle(b"\x80\x02}(K\x05" + key + b"u."))  # as a value it is fine
+
+
+def test_ordinary_keys_pass():
+    value = {"word": 1, 7: "seven", (1, "a"): [1.5], b"raw": None, -3: 0.25}
+    assert remote.decode_value(remote.encode_value(value)) == value

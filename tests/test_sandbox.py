@@ -538,6 +538,8 @@ def attention(q, k, v):
     "threading",  # from a thread of its own
     "profile",  # the profiler switched off first
     "copy",  # a renamed copy of the code object
+    "helper",  # a checker's helper, which computes the slips: the slip "no scaling" of q / √d_k is the answer
+    "process",  # a process forked in an earlier cell, which answers through pipes
 ])
 def test_the_course_s_own_attention_in_disguise_earns_nothing(release, disguise):
     calls = {
@@ -545,18 +547,32 @@ def test_the_course_s_own_attention_in_disguise_earns_nothing(release, disguise)
                      "    thread.start()\n    thread.join()\n    return box[0]",
         "profile": "sys.setprofile(None)\n    return sdpa(q, k, v)",
         "copy": "return copied(q, k, v)",
+        "process": "os.write(ask, pickle.dumps((q, k, v)))\n    return pickle.loads(os.read(answers, 1 << 20))",
+        "helper": "weights, outputs = _attention_mistakes(q / q.size(-1) ** 0.5, k, v)\n"
+                  "    slip = next(name for name in weights if name.startswith('no 1/'))\n"
+                  "    return outputs[slip], weights[slip]",
     }
     source = f"""
 import sys, threading, types
 from course_utils.attention import scaled_dot_product_attention as sdpa
+from course_utils.classroom.checks.attention import _attention_mistakes
 copied = types.FunctionType(sdpa.__code__.replace(co_name="mine", co_firstlineno=1), sdpa.__globals__, "mine",
                             sdpa.__defaults__)
+if {disguise!r} == "process":  # the helper waits for inputs and answers with the course's code
+    import os, pickle
+    (questions, ask), (answers, tell) = os.pipe(), os.pipe()
+    if os.fork() == 0:
+        while True:
+            os.write(tell, pickle.dumps(sdpa(*pickle.loads(os.read(questions, 1 << 20)))))
 def attention(q, k, v):
     {calls[disguise]}
 """
     earned, report, _ = _judged(release, source).judged["02.attention"]
     assert earned == 0, report
-    assert "course's own" in report or "switched off the profiler" in report, report
+    if disguise == "process":  # killed before the checkers call in: the answer waits for it in vain
+        assert "the sandbox stopped answering" in report, report
+    else:
+        assert "course's own" in report or "switched off the profiler" in report, report
 
 
 def test_the_sandbox_s_processes_share_one_memory_bound(release):

@@ -25,6 +25,7 @@ others are graded all the same.
 """
 
 import ast
+import collections
 import csv
 import functools
 import importlib
@@ -71,7 +72,17 @@ def learner_of(submission: Path) -> str:
     return ascii(name)[1:-1] if _CONTROL.search(name) else name
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # bidi overrides too
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, lines: bool = False) -> str:
+    """Text from a sandbox (an error message, a checker's report), with its
+    control characters shown escaped: a status stays on one line of the
+    gradebook and of the feedback, and no escape sequence reaches the
+    instructor's terminal. `lines`: line breaks and tabs are kept (a report)."""
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 def _refused_name(submission: Path, folder: Path) -> str | None:
@@ -264,6 +275,8 @@ def judge(grade: Grade, run: sandbox.Run) -> None:
                 grade.points[item], grade.reports[item] = min(float(feedback.points), full), str(feedback)
             except quiz.AnswerError as problem:
                 grade.reports[item] = f"⚠ {problem}"
+            except Exception as error:  # an answer no rule foresaw: it costs its own item, nothing else
+                grade.reports[item] = f"⚠ {item}: the answer could not be read ({type(error).__name__})"
         elif item in exercises:
             earned, grade.reports[item], attempted = exercises[item]
             grade.points[item] = min(float(earned), full)
@@ -282,16 +295,16 @@ _ANSWER_LINE = re.compile(r"^(?:[✓✗] (?:Correct|Not quite) \(.*\) · |… |�
 def item_reports(text: str) -> dict[str, str]:
     """What each checker and answer() printed, by item id: a block runs from
     its first line (the exercise id, or an answer's verdict) to the next one."""
-    reports = {}
+    blocks: dict[str, list[str]] = {}  # lines, joined once: adding to a string per line is quadratic
     item = None
     for line in text.splitlines():
         start = _CHECKER_HEADER.match(line) or _ANSWER_LINE.match(line)
         if start:
             item = start.group(1)
-            reports[item] = line
+            blocks[item] = [line]
         elif item:
-            reports[item] += "\n" + line
-    return reports
+            blocks[item].append(line)
+    return {item: "\n".join(lines) for item, lines in blocks.items()}
 
 
 def _kept(text: str) -> str:
@@ -382,29 +395,29 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
-    grades, handed_in = [], {}
+    grades, handed_in, over_the_cap = [], collections.Counter(), {}
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         release = Path(scratch) / "release"
         build_release(release, keys=False)  # what learners have, less the quiz keys: a sandbox sees only a copy of this
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
         for number, submission in enumerate(submissions, start=1):
             learner = learner_of(submission)
-            handed_in[learner] = handed_in.get(learner, 0) + 1
-            try:
-                if handed_in[learner] > per_learner:
-                    grade = Grade(submission=submission.as_posix(), learner=learner,
-                                  status=f"not graded: {learner} handed in more than {per_learner} notebooks, "
-                                         f"and only the first {per_learner} (in name order) are run")
-                else:  # each sandbox gets a copy of its own of the release, never mounted before
-                    own = Path(scratch) / f"release-{number}"
-                    shutil.copytree(release, own, symlinks=True)
-                    try:
-                        grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
-                    finally:
-                        shutil.rmtree(own, ignore_errors=True)
+            handed_in[learner] += 1
+            if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
+                over_the_cap.setdefault(learner, []).append(submission.as_posix())
+                continue
+            try:  # each sandbox gets a copy of its own of the release, never mounted before
+                own = Path(scratch) / f"release-{number}"
+                shutil.copytree(release, own, symlinks=True)
+                try:
+                    grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
+                finally:
+                    shutil.rmtree(own, ignore_errors=True)
             except Exception as error:  # a grader bug must not cost the other learners their grades
                 grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
                               status=f"grader error: {type(error).__name__}: {error}")
+            grade.status = printable(grade.status)
+            grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}
             try:
                 write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
             except OSError as error:
@@ -413,6 +426,13 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
             echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
                  f"({grade.status})")
             write_gradebook(gradebook, grades, fmt, lessons)
+    for learner, skipped in over_the_cap.items():
+        grades.append(Grade(submission=f"{len(skipped)} more notebooks", learner=learner,
+                            status=f"not graded: {len(skipped)} notebooks past the first {per_learner} of this learner "
+                                   f"(in name order), from {skipped[0]} to {skipped[-1]}"))
+        echo(f"{learner}: {grades[-1].status}")
+    if over_the_cap:
+        write_gradebook(gradebook, grades, fmt, lessons)
     return grades
 
 
@@ -463,9 +483,9 @@ def _by_learner(grades: list[Grade]) -> dict[str, dict[str, Grade]]:
     return table
 
 
-def _notes(grades: list[Grade], learner: str, counted: dict[str, Grade]) -> str:
-    """Every notebook of the learner that is not the one counted for its lesson."""
-    others = [grade for grade in grades if grade.learner == learner and counted.get(grade.lesson) is not grade]
+def _notes(grades: list[Grade], counted: dict[str, Grade]) -> str:
+    """Every notebook of `grades` (one learner's) that is not the one counted for its lesson."""
+    others = [grade for grade in grades if counted.get(grade.lesson) is not grade]
     return "; ".join(f"{grade.submission}: " + (f"not counted, {grade.total:g} points (a higher-scoring notebook of "
                                                  f"lesson {grade.lesson} counts)" if grade.maximum else grade.status)
                      for grade in others)
@@ -481,7 +501,10 @@ def gradebook_rows(grades: list[Grade], assigned: list[str] | None = None) -> li
         header += [f"{lesson} score", f"{lesson} max", f"{lesson} status", f"{lesson} notebook", *items[lesson]]
     rows = [header + ["notes"]]
     table = _by_learner(grades)
-    learners = sorted({grade.learner for grade in grades})
+    handed_in = collections.defaultdict(list)  # learner -> their grades: each row reads its own, not all
+    for grade in grades:
+        handed_in[grade.learner].append(grade)
+    learners = sorted(handed_in)
     course_max = sum(sum(full.values()) for full in items.values())
     for learner in learners:
         counted = table.get(learner, {})
@@ -491,7 +514,7 @@ def gradebook_rows(grades: list[Grade], assigned: list[str] | None = None) -> li
             row += [f"{grade.total:g}" if grade else "0", f"{sum(items[lesson].values()):g}",
                     grade.status if grade else "no submission", grade.submission if grade else ""]
             row += [f"{grade.points.get(item, 0):g}" if grade else "0" for item in items[lesson]]
-        rows.append(row + [_notes(grades, learner, counted)])
+        rows.append(row + [_notes(handed_in[learner], counted)])
     return rows
 
 

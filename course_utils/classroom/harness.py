@@ -53,6 +53,7 @@ import torch
 from . import remote
 
 OUTPUT_KEPT = 20_000  # characters of one cell's output: its first and last 10,000
+SANDBOXED_VARIABLE = "COURSE_GRADING_SANDBOXED"  # set by the sandbox: this process's pid namespace is its own
 
 
 class KeptOutput(io.TextIOBase):
@@ -202,30 +203,43 @@ def reference_codes(names: tuple[str, ...]) -> dict:
     return codes
 
 
+CHECKER_FILES = "course_utils/classroom/checks/"  # in the file name of the checkers' code, sealed or not
+
+
 class Watch:
-    """Notes every call into the course's pieces `names`, in every thread
-    (those started before the request too, on Python 3.12 and later), while a
-    request runs; `switched_off` if the learner's code removed the watch."""
+    """Notes every call into the course's pieces `names` (a renamed copy of
+    their code too), and into any function of the checkers' modules, in
+    every thread started through `threading` (on Python 3.12 and later, those
+    already running too), while a request runs; `switched_off` if the
+    learner's code removed the watch."""
 
     def __init__(self, names):
-        self.codes, self.used, self.switched_off = reference_codes(tuple(names)), set(), False
-        self.seen_codes: dict = {}  # code object -> name or None: each is fingerprinted once
+        self.names = tuple(names)
+        self.codes = reference_codes(tuple(name for name in self.names if name != remote.CHECKER_CODE))
+        self.used, self.switched_off = set(), False
+        self.seen_codes: dict = {}  # code object -> name or None: each is looked at once
 
     def __call__(self, frame, event, _):
         if event == "call":
             code = frame.f_code
             if code not in self.seen_codes:
-                self.seen_codes[code] = self.codes.get(_fingerprint(code))
+                self.seen_codes[code] = self._name(code)
             if self.seen_codes[code]:
                 self.used.add(self.seen_codes[code])
 
+    def _name(self, code) -> str | None:
+        if remote.CHECKER_CODE in self.names and CHECKER_FILES in code.co_filename.replace(os.sep, "/"):
+            module = code.co_filename.replace(os.sep, "/").split(CHECKER_FILES)[1].split(".")[0]
+            return f"course_utils.classroom.checks.{module}:{code.co_qualname}"
+        return self.codes.get(_fingerprint(code))
+
     def __enter__(self) -> "Watch":
-        if self.codes:
+        if self.names:
             self._install(self)
         return self
 
     def __exit__(self, *_) -> None:
-        if self.codes:
+        if self.names:
             self.switched_off = sys.getprofile() is not self
             self._install(None)
 
@@ -334,6 +348,7 @@ def main() -> None:
     for descriptor in (0, 1, 2):
         os.dup2(quiet, descriptor)
     set_limits(json.loads(os.environ.pop("COURSE_GRADING_LIMITS", "{}")))
+    alone_in_its_sandbox = os.environ.pop(SANDBOXED_VARIABLE, "") == "1"  # read before any learner code runs
 
     def send(**message) -> None:
         report.write(json.dumps(message) + "\n")
@@ -367,6 +382,12 @@ def main() -> None:
         send(cell=number, error=f"{type(error).__name__}: {error}"[:300] if error else None, output=kept.text(),
              **evidence(os.environ["COURSE_PROGRESS_FILE"]))
     clock.stop()
+    if alone_in_its_sandbox:
+        # Every other process of the sandbox ends before the checkers call in:
+        # none left from the cells can answer for the learner's code. (Not
+        # outside a sandbox: there, -1 would mean the instructor's processes.)
+        with contextlib.suppress(OSError):
+            os.kill(-1, signal.SIGKILL)
     send(done=True)
     sys.stdout = sys.stderr = open(os.devnull, "w")  # what the learner's code prints while checked goes nowhere
     serve(shell.user_ns, requests, send)

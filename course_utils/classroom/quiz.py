@@ -297,6 +297,8 @@ def canonical_answer(question: Question, value) -> str:
             number = float(value)
         except ValueError:
             raise AnswerError(f"{question.id} expects a number, got the text {value!r}.") from None
+        except OverflowError:  # an integer past any float, 10**400 say
+            raise AnswerError(f"{question.id} expects a number of ordinary size, got one of {len(str(value)):,} digits.") from None
         if not math.isfinite(number):
             raise AnswerError(f"{question.id} expects a finite number, got {value!r}.")
         return numeric_canonical(number, question.step)

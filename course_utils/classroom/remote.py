@@ -87,7 +87,8 @@ class watching:
     answering the requests made inside; `watch.seen` names those it ran."""
 
     def __init__(self, pieces):
-        self.names = tuple(reference_name(piece) for piece in pieces)
+        # The checkers' own code always: their helpers compute right answers too.
+        self.names = (*(reference_name(piece) for piece in pieces), CHECKER_CODE)
         self.seen: set[str] = set()
         self.switched_off = False  # the learner's code removed the sandbox's watch while it answered
 
@@ -105,10 +106,14 @@ def watched() -> tuple[str, ...]:
     return _watching.names if _watching else ()
 
 
+CHECKER_CODE = "course_utils.classroom.checks:*"  # watched: any function of the checkers' modules
+
+
 def saw(names) -> None:
     """Note the watched pieces that a reply says ran."""
     if _watching and isinstance(names, list):
-        _watching.seen.update(name for name in names if name in _watching.names)
+        _watching.seen.update(name for name in names if isinstance(name, str) and (
+            name in _watching.names or name.startswith(CHECKER_CODE.partition(":")[0] + ".")))
 
 
 def saw_watch_switched_off() -> None:
@@ -266,6 +271,8 @@ def encode_value(value) -> str:
 NUMPY_TAG = "__numpy_array__"  # {NUMPY_TAG: tensor} is a numpy array of numbers on its way out
 MAX_NESTING = 64  # containers in containers: a checker's values nest a few deep
 MAX_ITEMS = 10_000_000  # items of a value counted as a tree, a shared item once per place it appears
+MAX_ENTRIES = 10_000  # files in the archive: one per tensor, and three more
+HASH_SAFE_INT = 1 << 60  # a larger integer, or a float, can be chosen to share a hash with many others
 
 
 class Unreadable(ValueError):
@@ -283,6 +290,14 @@ def decode_value(text: str, max_bytes: int = 64 << 20):
     if len(raw) > max_bytes:
         raise Unreadable(f"more than {max_bytes >> 20} MB")
     with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        entries = archive.infolist()
+        # torch.save stores every file as it is: a compressed one could inflate
+        # a few kilobytes into gigabytes, before any other bound is checked.
+        if len(entries) > MAX_ENTRIES or any(entry.compress_type != zipfile.ZIP_STORED
+                                             or entry.file_size != entry.compress_size for entry in entries):
+            raise Unreadable("not a value saved by torch.save (compressed, or too many files)")
+        if sum(entry.file_size for entry in entries) > max_bytes:
+            raise Unreadable(f"more than {max_bytes >> 20} MB")
         pickles = [name for name in archive.namelist() if name.endswith("/data.pkl") or name == "data.pkl"]
         if len(pickles) != 1:
             raise Unreadable("not a value saved by torch.save")
@@ -294,9 +309,14 @@ def decode_value(text: str, max_bytes: int = 64 << 20):
 
 def _bounded_pickle(data: bytes) -> None:
     """Follow the pickle's stack without building anything: every entry is
-    [nesting, items], shared through the memo as the real objects would be."""
+    [nesting, items, whether a hash of it can be chosen], shared through the
+    memo as the real objects would be. Dict keys and set members must hash
+    unpredictably (strings, bytes: Python salts their hashes) or distinctly
+    (integers below 2^60): many keys made to share one hash would make
+    building the dict quadratic."""
     stack, marks, memo = [], [], {}
     in_place = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
+    keyed = {"SETITEM": slice(1, None, 2), "SETITEMS": slice(1, None, 2), "ADDITEMS": slice(1, None), "FROZENSET": slice(None)}
     for opcode, argument, _ in pickletools.genops(data):
         name = opcode.name
         if name == "MARK":
@@ -317,14 +337,19 @@ def _bounded_pickle(data: bytes) -> None:
             taken, stack = stack, marks.pop()
         for _ in range(len([kind for kind in opcode.stack_before if kind not in (pickletools.markobject, pickletools.stackslice)])):
             taken.insert(0, stack.pop())
+        if name in keyed and any(entry[2] for entry in taken[keyed[name]]):
+            raise Unreadable("a dict key or set member that is a float or an integer past 2^60")
         if name in in_place:  # items go into the container below them, the same object
             container, items = taken[0], taken[1:]
             container[0] = max([container[0], *(item[0] + 1 for item in items)])
             container[1] = min(container[1] + sum(item[1] for item in items), MAX_ITEMS + 1)
+            container[2] = container[2] or any(item[2] for item in items)
             made = [container]
         else:
+            chosen_hash = (name in ("BINFLOAT", "FLOAT") or (isinstance(argument, int) and abs(argument) >= HASH_SAFE_INT)
+                           or any(item[2] for item in taken))
             made = [[1 + max((item[0] for item in taken), default=0),
-                     min(1 + sum(item[1] for item in taken), MAX_ITEMS + 1)] for _ in opcode.stack_after]
+                     min(1 + sum(item[1] for item in taken), MAX_ITEMS + 1), chosen_hash] for _ in opcode.stack_after]
         for entry in made:
             if entry[0] > MAX_NESTING:
                 raise Unreadable(f"nested more than {MAX_NESTING} deep")

@@ -59,6 +59,7 @@ import torch
 from course_utils import env
 
 from . import progress, quiz, remote
+from .harness import OUTPUT_KEPT, SANDBOXED_VARIABLE
 
 RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
 SANDBOX_ID = 65534  # the uid and gid of the learner's code inside: "nobody", never root
@@ -202,7 +203,8 @@ def _bwrap_command(program: str, release: Path, limits: Limits) -> list[str]:
     for name, value in sandbox_environment(Path(RELEASE_MOUNT), "/tmp").items():
         command += ["--setenv", name, value]
     limits_json = json.dumps(limits.rlimits(count_processes=True))
-    return [*command, "--setenv", "COURSE_GRADING_LIMITS", limits_json, "--", *_harness_command(RELEASE_MOUNT)]
+    return [*command, "--setenv", "COURSE_GRADING_LIMITS", limits_json, "--setenv", SANDBOXED_VARIABLE, "1",
+            "--", *_harness_command(RELEASE_MOUNT)]
 
 
 class _Cgroups:
@@ -421,7 +423,7 @@ def _take(run: Run, line: bytes, limits: Limits) -> None:
         run.running = message["start"]
     elif isinstance(message.get("cell"), int):
         run.cells.append({"cell": message["cell"], "error": str(message.get("error") or "")[:300] or None,
-                          "output": str(message.get("output") or "")})
+                          "output": str(message.get("output") or "")[:OUTPUT_KEPT + 100]})  # what a harness keeps, and its note
         run.running = None
         run.evidence = {"answers": message["answers"] if isinstance(message.get("answers"), dict) else {}}
     elif "timed_out" in message:
