@@ -61,10 +61,14 @@ device = setup_notebook(seed=0)
 # | 09 BERT in practice | the pretrained MiniLM encoder: contextual embeddings, semantic search, fine-tuning with `Trainer` |
 # | 10 GPT | a decoder-only model that writes Shakespeare; sampling and the KV cache |
 # | 11 Hugging Face in practice | Auto classes, `datasets`, a names tagger fine-tuned, save/load and `safetensors`, pipelines; attention's cost measured, and its remedies |
+# | 12 a modern decoder (to come) | a Llama-style model: RMSNorm, SwiGLU, rotary positions, grouped-query attention; equal to Hugging Face's `LlamaForCausalLM` |
+# | 13 training past one process (to come) | a checkpoint that resumes bit for bit; data parallel with `torch.distributed` |
+# | 14 from a language model to an assistant (to come) | chat templates, training on the response only, LoRA by hand and with `peft` |
 #
-# Take them in order: each lesson uses what the earlier ones built. `course
-# list` in a terminal shows the lessons that are in your copy, with their run
-# times.
+# Take them in order: each lesson uses what the earlier ones built, and the
+# code you write in an exercise is what the lesson runs next once it passes
+# its checks (the course's reviewed version stands in until then). `course list` in a terminal shows the lessons that are in your copy,
+# with their run times.
 #
 # **How a lesson is laid out.** Objectives at the top, then short sections in
 # which a paragraph explains what the code cell after it does. Exercises ask
@@ -187,19 +191,24 @@ check_count_words(count_words, coverage)
 # %% [markdown]
 # Each line of the report is one check; a failed one shows what was expected,
 # what your function returned, and a hint that names the slip and where to
-# look. Lessons after this one use the reviewed version of each exercise from
-# `course_utils` (here `data.word_counts` and `data.coverage`), so a slip in an
-# exercise never breaks a later lesson.
+# look. Once both functions pass, the rest of this lesson runs them on all of
+# Shakespeare; until then it runs the course's reviewed versions
+# (`data.word_counts` and `data.coverage`), so a slip in an exercise never
+# breaks what follows. `yours_if_passed` makes that choice, and says which.
 #
 # ## How big is the vocabulary?
 
 # %%
-counts = data.word_counts(data.shakespeare())
+from course_utils.classroom.checks import yours_if_passed
+
+count = yours_if_passed(count_words, "00.count_words", data.word_counts)
+cover = yours_if_passed(coverage, "00.count_words", data.coverage)
+counts = collections.Counter(count(data.shakespeare()))
 print(f"running words:      {counts.total():,}")
 print(f"distinct words:     {len(counts):,}")
 print(f"seen exactly once:  {sum(n == 1 for n in counts.values()) / len(counts):.0%} of distinct words")
 for size in (100, 1_000, 10_000):
-    print(f"top {size:>6,} words cover {data.coverage(counts, size):.2f} of running words")
+    print(f"top {size:>6,} words cover {cover(counts, size):.2f} of running words")
 
 # %% [markdown]
 # A handful of words do most of the work. The bar chart shows the twenty most

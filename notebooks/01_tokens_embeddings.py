@@ -283,21 +283,23 @@ from course_utils.classroom.checks.tokens import check_embed, check_encode, chec
 check_learn_bpe(learn_bpe)
 
 # %% [markdown]
-# Twelve merges on the whole of *Hamlet* (from here on the lesson uses the
-# reviewed `tokenization.learn_bpe`, so it runs whatever state your exercise is
-# in): the first joins a space and a t (`Ġ t`, how every word that starts with
+# Twelve merges on the whole of *Hamlet*, learned by your `learn_bpe` once it
+# passes its checks, and until then by the reviewed `tokenization.learn_bpe`
+# (`yours_if_passed` chooses, and says which): the first joins a space and a t (`Ġ t`, how every word that starts with
 # t begins), the second `h e`, and the eleventh joins those two into `Ġthe`,
 # the commonest word of English. The `tokenizers` library does the same in
 # Rust, much faster. `tokenization.train_bpe` sets it up (byte-level pieces,
 # five special tokens, all 256 bytes in the starting vocabulary), so a
 # vocabulary of 256 + 5 + 12 entries means twelve merges. They are the same
-# twelve, in the same order: `tokenization.learn_bpe` breaks ties as the library
+# twelve, in the same order: the checker made sure yours breaks ties as the library
 # does (single characters rank by code point, merged symbols by the order they
 # were made, and the pair of lower-ranked symbols wins), and a unit test checks
 # 150 merges on two plays.
 
 # %%
-merges = tokenization.learn_bpe(hamlet_pieces, 12)
+from course_utils.classroom.checks import yours_if_passed
+
+merges = yours_if_passed(learn_bpe, "01.learn_bpe", tokenization.learn_bpe)(hamlet_pieces, 12)
 print(merges)
 library = tokenization.train_bpe([data.plays()["hamlet"]], vocab_size=256 + 5 + 12)
 print("the same as the tokenizers library:", tokenization.bpe_merges(library) == merges)
@@ -345,14 +347,15 @@ check_encode(encode)
 
 # %% [markdown]
 # A word of *Macbeth* that *Hamlet* never uses, cut with the first merges
-# learned on *Hamlet* (2,000 of them, by the library, for speed; the reviewed
-# version of your `encode` is `tokenization.apply_bpe`). The more merges, the
-# longer the pieces; the word is never unknown.
+# learned on *Hamlet* (2,000 of them, by the library, for speed), by your
+# `encode` once it passes (else by its reviewed twin, `tokenization.apply_bpe`).
+# The more merges, the longer the pieces; the word is never unknown.
 
 # %%
+cut = yours_if_passed(encode, "01.encode", tokenization.apply_bpe)
 hamlet_merges = tokenization.bpe_merges(tokenization.train_bpe([data.plays()["hamlet"]], vocab_size=256 + 5 + 2000))
 for count in (0, 12, 100, 500, 2000):
-    print(f"{count:>5,} merges: {tokenization.apply_bpe('Ġequivocator', hamlet_merges[:count])}")
+    print(f"{count:>5,} merges: {cut('Ġequivocator', hamlet_merges[:count])}")
 
 # %% [markdown]
 # Now the real thing: a BPE with 8,000 tokens trained on all 34 training
@@ -592,17 +595,18 @@ check_one_hot(one_hot)
 # arbitrary, and rarely that of a sentence. The sentence is the ids
 # `[1, 2, 0, 3]`. Give each word two numbers: that is a
 # 4×2 matrix W, one row per word of the vocabulary, with small values to make
-# the arithmetic easy. (We use the reviewed `tokenization.one_hot` from here
-# on, so the rest of the lesson runs whatever state your exercise is in.)
+# the arithmetic easy. (From here on the lesson runs your `one_hot` once it
+# passes its checks, and the reviewed `tokenization.one_hot` until then.)
 
 # %%
+to_one_hot = yours_if_passed(one_hot, "01.one_hot", tokenization.one_hot)
 vocabulary = ["data", "I", "love", "science"]
 sentence_ids = torch.tensor([vocabulary.index(word) for word in "I love data science".split()])
 W = torch.tensor([[0.9, 0.1],   # data
                   [0.1, 0.8],   # I
                   [0.2, 0.9],   # love
                   [0.8, 0.3]])  # science
-X = tokenization.one_hot(sentence_ids, len(vocabulary))
+X = to_one_hot(sentence_ids, len(vocabulary))
 print("ids:", sentence_ids.tolist())
 print("one-hot X (4 words x 4 vocabulary entries):")
 print(X)
@@ -754,7 +758,7 @@ def seconds(function, repeat=5):
     return best
 
 
-product = seconds(lambda: tokenization.one_hot(many_ids, 30522) @ table)
+product = seconds(lambda: to_one_hot(many_ids, 30522) @ table)
 lookup = seconds(lambda: table[many_ids])
 print(f"256 tokens: one-hot product {product * 1000:.1f} ms, lookup {lookup * 1000:.3f} ms "
       f"(the lookup is {product / lookup:,.0f} times faster)")
@@ -765,8 +769,9 @@ assert product > 3 * lookup  # far more in a quiet machine; other programs can s
 #
 # The first layer of the pretrained encoder is such a table:
 # `encoder.embeddings.word_embeddings`, one row of 384 numbers for each of the
-# 30,522 WordPiece tokens, learned during pre-training. Your `embed` (here the
-# reviewed `tokenization.embed`) computes exactly its output. (BERT then adds
+# 30,522 WordPiece tokens, learned during pre-training. Your `embed` (once it
+# passes its checks; the reviewed `tokenization.embed` until then) computes
+# exactly its output. (BERT then adds
 # a position vector, lesson 05, and a segment vector to each token's vector,
 # and normalizes the sum.)
 
@@ -776,10 +781,10 @@ print(word_embeddings)
 print(f"{word_embeddings.weight.numel():,} parameters: "
       f"{word_embeddings.weight.numel() / sum(p.numel() for p in encoder.parameters()):.0%} of the whole encoder")
 
+look_up = yours_if_passed(embed, "01.embed", tokenization.embed)
 ids = tokenizer("Fair is foul, and foul is fair.", return_tensors="pt")["input_ids"]
 with torch.no_grad():
-    print("one-hot product equals the encoder's lookup:",
-          torch.equal(tokenization.embed(ids, word_embeddings.weight), word_embeddings(ids)))
+    print("one-hot product equals the encoder's lookup:", torch.equal(look_up(ids, word_embeddings.weight), word_embeddings(ids)))
 
 # %% [markdown]
 # What did pre-training put in those rows? Compare two rows by their **cosine

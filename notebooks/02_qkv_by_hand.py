@@ -602,10 +602,10 @@ show_quiz("02")
 # BEGIN SOLUTION
 answer("02.why-sqrt", "B")
 answer("02.variance", 64)
-answer("02.score-shape", "A")
+answer("02.output-shape", "A")
 answer("02.weights", ["A", "B"])
 answer("02.shift", "A")
-answer("02.double-d-k", 1.41)
+answer("02.top-weight", 0.79)
 answer("02.sharper", ["A", "C"])
 answer("02.uniform-limit", "1/L")
 # END SOLUTION
