@@ -14,25 +14,10 @@ range, which the lesson's prose and assertions are sized by.
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from course_utils import positional
 
 VOCAB, TRAIN_LENGTH, TEST_LENGTH, STEPS = 16, 32, 64, 400  # as in lesson 05
-
-
-def train(kind: str, seed: int) -> positional.TinyPositionModel:
-    torch.manual_seed(seed)
-    batches = torch.Generator().manual_seed(1 + seed)  # the lesson's seed 0 trains on generator seed 1
-    model = positional.TinyPositionModel(VOCAB, d_model=32, num_heads=2, positions=kind, max_len=TRAIN_LENGTH)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(STEPS):
-        ids, targets = positional.previous_token_batch(64, TRAIN_LENGTH, VOCAB, batches)
-        loss = F.cross_entropy(model(ids).flatten(0, 1), targets.flatten())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
 
 
 @torch.no_grad()
@@ -54,7 +39,8 @@ def main() -> None:
     seeds = parser.parse_args().seeds
     torch.set_num_threads(1)
     ids, targets = positional.previous_token_batch(500, TEST_LENGTH, VOCAB, torch.Generator().manual_seed(99))
-    results = {kind: [accuracies(train(kind, seed), ids, targets) for seed in seeds] for kind in positional.POSITION_KINDS}
+    results = {kind: [accuracies(positional.train_previous_token(kind, seed, STEPS, VOCAB, TRAIN_LENGTH), ids, targets)
+                      for seed in seeds] for kind in positional.POSITION_KINDS}
     print(f"seeds {seeds}; accuracy per seed, then the range")
     for column, name in enumerate(["length 32", "length 64, positions 1-31", "length 64, positions 32-63"]):
         print(f"\n{name}")

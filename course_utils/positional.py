@@ -205,3 +205,26 @@ class TinyPositionModel(nn.Module):
         x = x + self.out_proj(heads.transpose(1, 2).reshape(batch, length, d_model))
         x = x + self.feed_forward(x)
         return self.read_out(x)
+
+
+def train_previous_token(kind: str, seed: int = 0, steps: int = 400, vocab_size: int = 16, length: int = 32,
+                         on_step=None) -> TinyPositionModel:
+    """Lesson 05's extrapolation test: a TinyPositionModel with `kind` of
+    positions, trained to predict the previous token in sequences of `length`
+    (AdamW, lr 3e-3, `steps` batches of 64); returned in eval mode. `seed`
+    draws the weights and the training sequences (the same sequences for
+    every kind); `on_step()` is called after each step (a progress bar)."""
+    torch.manual_seed(seed)
+    batches = torch.Generator().manual_seed(1 + seed)
+    model = TinyPositionModel(vocab_size, d_model=32, num_heads=2, positions=kind, max_len=length)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        ids, targets = previous_token_batch(64, length, vocab_size, batches)
+        loss = nn.functional.cross_entropy(model(ids).flatten(0, 1), targets.flatten())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if on_step:
+            on_step()
+    return model.eval()
+
