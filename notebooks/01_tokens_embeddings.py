@@ -291,10 +291,13 @@ check_learn_bpe(learn_bpe)
 # Rust, much faster. `tokenization.train_bpe` sets it up (byte-level pieces,
 # five special tokens, all 256 bytes in the starting vocabulary), so a
 # vocabulary of 256 + 5 + 12 entries means twelve merges. They are the same
-# twelve, in the same order: the checker made sure yours breaks ties as the library
-# does (single characters rank by code point, merged symbols by the order they
-# were made, and the pair of lower-ranked symbols wins), and a unit test checks
-# 150 merges on two plays.
+# twelve, in the same order. The library breaks ties in a fixed way (single
+# characters rank by code point, merged symbols by the order they were made,
+# and the pair of lower-ranked symbols wins), as the reviewed
+# `tokenization.learn_bpe` does, which a unit test checks over 150 merges on
+# two plays. Your checker accepts any most frequent pair at a tie, so where
+# yours breaks ties another way, the line below can say False: look at the
+# first merge where the two lists differ.
 
 # %%
 from course_utils.classroom.checks import yours_if_passed
@@ -566,10 +569,11 @@ plt.show()
 # `vocab_size=6`, the result has shape `(3, 6)` and row 0 is
 # `[0., 0., 0., 1., 0., 0.]`.
 #
-# `torch.nn.functional.one_hot` does most of the work. Watch two things: it
-# returns integers (the next step multiplies by a float matrix), and without
-# `num_classes` it guesses the size from the largest id it sees, which is only
-# right when the last id of the vocabulary happens to be there.
+# Think of it as a comparison: entry j of the one-hot vector of id i is 1
+# exactly where j equals i, and broadcasting lets one comparison build every
+# vector at once. (PyTorch also has a ready-made function; if you use it, read
+# what dtype it returns and how it chooses the size.) The checker tries ids of
+# other shapes and sizes than these, and names the usual slips.
 
 # %%
 import torch

@@ -265,8 +265,10 @@ from course_utils.classroom.checks.attention import check_causal_mask
 check_causal_mask(causal_mask)
 
 # %% [markdown]
-# The rest of the lesson uses the reviewed `attention.causal_mask` from
-# `course_utils`, so it runs whatever state your exercise is in.
+# The next section builds its causal mask with your `causal_mask` once it
+# passes its checks (`yours_if_passed` says which runs); the rest of the
+# lesson uses the reviewed `attention.causal_mask`, which also takes a device
+# and an offset that later lessons need.
 #
 # ## Where to apply a mask: −∞ before the softmax
 #
@@ -309,11 +311,14 @@ for name, row in variants.items():
 # already hides every `[PAD]` from it. We check it row by row.
 
 # %%
-length = batch["input_ids"].size(1)
-combined = attention.causal_mask(length) & mask
-print("causal", tuple(attention.causal_mask(length).shape), "& padding", tuple(mask.shape), "->", tuple(combined.shape))
+from course_utils.classroom.checks import yours_if_passed
 
-pictures = {"padding": mask[yorick, 0].expand(length, length), "causal": attention.causal_mask(length),
+causal = yours_if_passed(causal_mask, "03.causal_mask", attention.causal_mask)
+length = batch["input_ids"].size(1)
+combined = causal(length) & mask
+print("causal", tuple(causal(length).shape), "& padding", tuple(mask.shape), "->", tuple(combined.shape))
+
+pictures = {"padding": mask[yorick, 0].expand(length, length), "causal": causal(length),
             "causal & padding": combined[yorick, 0]}
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 for ax, (name, picture) in zip(axes, pictures.items()):
@@ -327,7 +332,7 @@ for ax, (name, picture) in zip(axes, pictures.items()):
 plt.tight_layout()
 plt.show()
 
-changed = (combined[yorick, 0] != attention.causal_mask(length)).any(dim=-1)
+changed = (combined[yorick, 0] != causal(length)).any(dim=-1)
 print("rows (queries) where the padding mask changes the causal mask:", [tokens[i] + f" ({i})" for i in changed.nonzero().flatten().tolist()])
 print("is every changed row a [PAD] query?", changed.equal(~real))
 
@@ -557,8 +562,6 @@ check_masked_attention(masked_attention)
 # gradient, and of the real outputs after one step.
 
 # %%
-from course_utils.classroom.checks import yours_if_passed
-
 attend = yours_if_passed(masked_attention, "03.masked_attention", scaled_dot_product_attention)
 nan_share, after_step = gradients_and_step(attend)
 print(table[1])

@@ -660,8 +660,8 @@ plt.show()
 # - **Learned**: perfect (above 95%) at the training length, and it cannot
 #   run at all at 64.
 # - **Sinusoidal**: perfect at 32; at 64 it still does well on the first 32
-#   positions, but on the positions it never saw (32 to 63) it falls to the
-#   level of the model without positions. Over three seeds
+#   positions, but on the positions it never saw (32 to 63) it falls close
+#   to the model without positions. Over three seeds
 #   (`benchmarks/position_extrapolation.py`) it gets 88-97% of the first 32
 #   positions at length 64 and 11-18% of the unseen ones, against 12% without
 #   positions. The encoding is *defined* there, yet the
@@ -688,8 +688,9 @@ plt.show()
 #
 # One more family puts the position straight into the scores: a **relative
 # position bias** adds to the score of query i and key j a number that
-# depends only on the offset j − i. Shaw et al. (2018) learned vectors per
-# clipped offset; T5 (Raffel et al., 2020) learns one scalar per head for
+# depends on the offset j − i. Shaw et al. (2018) add a learned vector per
+# clipped offset to the keys (and to the values), so the extra score
+# q_i · a_(j−i) depends on the query too; T5 (Raffel et al., 2020) learns one scalar per head for
 # each of 32 offset buckets, fine for near offsets and coarser (log-spaced)
 # for far ones; ALiBi (Press et al., 2022) learns nothing and subtracts
 # m·|i − j| with a fixed slope m per head, which was designed to extrapolate
@@ -699,7 +700,7 @@ plt.show()
 # |---|---|---|---|---|
 # | where | added to the input embeddings | added to the input embeddings | rotates q and k in every layer | added to the attention scores in every layer |
 # | parameters | none | max_len × d_model | none | T5: 32 buckets × heads; ALiBi: none |
-# | longer than training | defined (a formula), but in our test not understood: 11-18% right at unseen positions, as without positions | no vector beyond max_len: cannot run | defined; above 90% in our test, where only short offsets matter | defined; ALiBi was built to extrapolate (Press et al.) |
+# | longer than training | defined (a formula), but in our test not understood: 11-18% right at unseen positions, near the 12% without positions | no vector beyond max_len: cannot run | defined; above 90% in our test, where only short offsets matter | defined; ALiBi was built to extrapolate (Press et al.) |
 # | used by | the original transformer (lesson 07) | BERT (08, 09), GPT-2 (10) | LLaMA, Mistral, Qwen, most recent LLMs | T5; BLOOM and MPT (ALiBi) |
 #
 # ## Quiz
@@ -735,8 +736,9 @@ answer("05.keys-not-rotated", "absolute")
 #   circle at its own speed: PE[pos, 2i] = sin(pos·θᵢ), PE[pos, 2i+1] =
 #   cos(pos·θᵢ), θᵢ = 10000^(−2i/d_model). It has no parameters and is
 #   defined at any position, but a model trained at length 32 read the
-#   positions 32-63 it never saw no better than a model without positions
-#   (11-18% right over three seeds, on a task it solved perfectly at 32);
+#   positions 32-63 it never saw little better than a model without
+#   positions (11-18% right over three seeds, against 12%, on a task it
+#   solved perfectly at 32);
 #   rotary reached above 90% there.
 # - The dot product of two encodings, Σ cos(k θᵢ), depends only on their
 #   distance k and falls off (with ripples) as k grows. Moving k positions is

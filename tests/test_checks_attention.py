@@ -233,7 +233,7 @@ def masked_attention_safe_by_where(q, k, v, mask):
                                    lambda q, k, v, mask: scaled_dot_product_attention(q, k, v, mask)])
 def test_reference_masked_attention_passes(right, capsys, progress_file):
     out = run(check_masked_attention, right, capsys)
-    assert "✗" not in out and "All 12 checks passed" in out, out
+    assert "✗" not in out and "All 18 checks passed" in out, out
     assert json.loads(progress_file.read_text())["item"] == "03.masked_attention"
 
 
@@ -386,3 +386,19 @@ def test_a_table_of_right_outputs_passes_only_on_the_inputs_it_was_made_for(caps
     with checks.judging(seed=123457) as graded:
         checks.attention.check_attention(from_the_table)
     assert notebook[0][1] == 1 and graded[0][1] == 0 and "it raised KeyError" in graded[0][3]
+
+
+def masked_attention_cleaned_after_the_softmax(q, k, v, mask):
+    additive = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
+    weights = (_scores(q, k) + additive).softmax(dim=-1).nan_to_num(0.0)
+    return weights @ v, weights
+
+
+def test_a_nan_cleaned_after_the_softmax_is_caught_in_the_gradient_of_q_and_k(capsys):
+    """Right weights and outputs, a finite gradient for v: only q's and k's
+    gradients show the NaN that the additive -inf mask sent back."""
+    out = run(check_masked_attention, masked_attention_cleaned_after_the_softmax, capsys)
+    assert "✓ left padding under a causal mask: a query with nothing to attend to gets all-zero weights" in out, out
+    assert "✓ no NaN in the gradient that reaches v" in out
+    assert "✗ no NaN in the gradient that reaches q" in out and "✗ no NaN in the gradient that reaches k" in out
+

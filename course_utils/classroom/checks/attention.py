@@ -175,6 +175,18 @@ def _masked_mistakes(q, k, v, mask) -> tuple[dict, dict]:
     return weights, {mistake: w @ v for mistake, w in weights.items()}
 
 
+def _unsafe_mistakes(q, k, v, mask) -> tuple[dict, dict]:
+    """The weights and outputs of the recipes that break on a query with nothing to attend to."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    weights = {
+        "the plain recipe: a row of the mask that is all False leaves the softmax only −∞, and 0/0 is NaN":
+            scores.masked_fill(~mask, NEG_INF).softmax(-1),
+        "a large negative number instead of −∞: a query with nothing to attend to then spreads its weight "
+        "evenly over keys it may not see": scores.masked_fill(~mask, -1e9).softmax(-1),
+    }
+    return weights, {mistake: w @ v for mistake, w in weights.items()}
+
+
 def _leak(weights, mask) -> tuple[bool, str]:
     """Does any weight fall on a forbidden key? Names the first such position."""
     weights = torch.as_tensor(weights).detach().cpu().double()
@@ -218,24 +230,21 @@ def check_masked_attention(masked_attention) -> None:
         mask = reference_causal_mask(4) & padding_mask(torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]]))
         output, weights = _returns_a_pair(check, check.call(masked_attention, q, k, v, mask), again=True)
         want_output, want_weights = scaled_dot_product_attention(q, k, v, mask)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-        wrong_weights = {
-            "the plain recipe: a row of the mask that is all False leaves the softmax only −∞, and 0/0 is NaN":
-                scores.masked_fill(~mask, NEG_INF).softmax(-1),
-            "a large negative number instead of −∞: a query with nothing to attend to then spreads its weight "
-            "evenly over keys it may not see": scores.masked_fill(~mask, -1e9).softmax(-1),
-        }
-        wrong_outputs = {mistake: w @ v for mistake, w in wrong_weights.items()}
+        wrong_weights, wrong_outputs = _unsafe_mistakes(q, k, v, mask)
         check.close("left padding under a causal mask: a query with nothing to attend to gets all-zero weights",
                     weights, want_weights, mistakes=wrong_weights, hint=_NOTHING_HINT)
         check.close("... and a zero output; the other queries as before", output, want_output,
                     mistakes=wrong_outputs, hint=_NOTHING_HINT)
-        _, gradient = check.gradient(masked_attention, q, k, v, mask, wrt=2)
-        _, want_gradient = remote.local_gradient(scaled_dot_product_attention, (q, k, v, mask), 2)
-        check.require("a gradient flows back to v", gradient is not None, expected="a gradient",
-                      actual="none: the output is not computed from v with tensor operations")
-        check.that("no NaN in the gradient that reaches v (and every layer before it)",
-                   bool(torch.isfinite(torch.as_tensor(gradient)).all()), expected="finite everywhere",
-                   actual="NaN: a NaN weight times a zero gradient is still NaN in the backward pass",
-                   hint=_NOTHING_HINT)
-        check.close("... and equal to the reviewed version's gradient", gradient, want_gradient, hint=_NOTHING_HINT)
+        # The backward pass: through v, and through the scores to q and k, where
+        # a NaN cleaned up after the softmax still flows back.
+        for wrt, name in enumerate("qkv"):
+            _, gradient = check.gradient(masked_attention, q, k, v, mask, wrt=wrt)
+            _, want_gradient = remote.local_gradient(scaled_dot_product_attention, (q, k, v, mask), wrt)
+            check.require(f"a gradient flows back to {name}", gradient is not None, expected="a gradient",
+                          actual=f"none: the output is not computed from {name} with tensor operations")
+            check.that(f"no NaN in the gradient that reaches {name} (and every layer before it)",
+                       bool(torch.isfinite(torch.as_tensor(gradient)).all()), expected="finite everywhere",
+                       actual="NaN: a NaN anywhere on the way, even one replaced later, is still NaN in the backward pass",
+                       hint=_NOTHING_HINT)
+            check.close(f"... and equal to the reviewed version's gradient for {name}", gradient, want_gradient,
+                        hint=_NOTHING_HINT)
