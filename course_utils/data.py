@@ -155,6 +155,13 @@ def coverage(counts: dict[str, int], n: int) -> float:
     return sum(top) / sum(counts.values())
 
 
+def unseen_share(known: dict[str, int], counts: dict[str, int]) -> float:
+    """The share of all running words in `counts` (word -> count) whose word
+    is not in `known` (the word -> count table of a vocabulary): what a
+    word-level model built on `known` would have to call unknown."""
+    return sum(count for word, count in counts.items() if word not in known) / sum(counts.values())
+
+
 def encoder_path() -> Path:
     """The local folder of the pretrained all-MiniLM-L6-v2 encoder (a 6-layer
     BERT): pass it to `AutoModel.from_pretrained` / `AutoTokenizer.from_pretrained`."""

@@ -26,6 +26,8 @@ another order (tests/test_positional.py checks both against Hugging Face).
 Shapes: batch B, heads H, length L, width D (d_model), head width Dh.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -181,10 +183,14 @@ class TinyPositionModel(nn.Module):
             raise ValueError(f"positions must be one of {POSITION_KINDS}, got {positions!r}")
         self.positions, self.num_heads, self.head_dim = positions, num_heads, d_model // num_heads
         self.embedding = nn.Embedding(vocab_size, d_model)
-        # At the scale of the learned positions (std 0.02, as in GPT-2 and BERT):
-        # nn.Embedding's N(0, 1) would start learned positions 50 times smaller
-        # than the tokens, and tilt the comparison against them.
-        nn.init.normal_(self.embedding.weight, std=0.02)
+        # Each scheme beside tokens of the size its source gives them, so that
+        # neither signal drowns the other: the Transformer's sinusoids (entries
+        # of ±1) beside tokens drawn at std 1/√d_model and multiplied by
+        # √d_model (§3.4, and its reference code), so of std 1; everywhere else
+        # tokens at std 0.02, the scale of GPT-2's and BERT's learned positions.
+        sinusoidal = positions == "sinusoidal"
+        nn.init.normal_(self.embedding.weight, std=d_model ** -0.5 if sinusoidal else 0.02)
+        self.token_scale = math.sqrt(d_model) if sinusoidal else 1.0
         self.add_positions = {"sinusoidal": lambda: SinusoidalPositionalEncoding(d_model, max_len=4096),
                               "learned": lambda: LearnedPositionalEmbedding(max_len, d_model)}.get(positions, nn.Identity)()
         self.rotary = RotaryEmbedding(self.head_dim, max_len=4096) if positions == "rotary" else None
@@ -195,7 +201,7 @@ class TinyPositionModel(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         """ids (B, L) -> logits (B, L, vocab_size)."""
-        x = self.add_positions(self.embedding(ids))
+        x = self.add_positions(self.embedding(ids) * self.token_scale)
         batch, length, d_model = x.shape
         q, k, v = (t.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
                    for t in self.in_proj(self.attention_norm(x)).chunk(3, dim=-1))

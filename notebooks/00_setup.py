@@ -159,8 +159,18 @@ print(f"validation: {len(validation_text):>9,} characters ({len(validation_text)
 # 4 / 5 = 0.8. It is the number the next section needs to see how unevenly
 # words are used.
 #
+# **3.** Write `unseen_share(known, counts)`: `known` is the word → count
+# table of a vocabulary (the words a model was built with), `counts` the
+# word → count table of a new text. Return the share of the new text's
+# running words whose word is not in `known`: the words a model with that
+# vocabulary could only call "unknown". With `known = {'good': 2, 'night': 2}`
+# and the counts of "Good night, sweet prince", two running words of four
+# (`sweet` and `prince`) are unseen: 0.5. Only read the two tables; the lesson
+# uses them again.
+#
 # Replace each `raise NotImplementedError` with your code, then run the checker
-# cell below. If you run the checker first, it tells you the exercise is not
+# cell below. It tries each function on short texts and small tables, each
+# chosen so that one common slip shows. If you run the checker first, it tells you the exercise is not
 # attempted yet: try it.
 
 # %%
@@ -183,18 +193,26 @@ def coverage(counts, n):
     # END SOLUTION
 
 
+def unseen_share(known, counts):
+    """The share of all running words in `counts` whose word is not in `known` (both word -> count)."""
+    # BEGIN SOLUTION
+    return sum(count for word, count in counts.items() if word not in known) / sum(counts.values())
+    # END SOLUTION
+
+
 # %%
-from course_utils.classroom.checks.words import check_count_words
+from course_utils.classroom.checks.words import check_count_words, check_unseen_share
 
 check_count_words(count_words, coverage)
+check_unseen_share(unseen_share)
 
 # %% [markdown]
 # Each line of the report is one check; a failed one shows what was expected,
 # what your function returned, and a hint that names the slip and where to
-# look. Once both functions pass, the rest of this lesson runs them on all of
+# look. Once your functions pass, the rest of this lesson runs them on all of
 # Shakespeare; until then it runs the course's reviewed versions
-# (`data.word_counts` and `data.coverage`), so a slip in an exercise never
-# breaks what follows. `yours_if_passed` makes that choice, and says which.
+# (`data.word_counts`, `data.coverage` and `data.unseen_share`), so a slip in
+# an exercise never breaks what follows. `yours_if_passed` makes that choice, and says which.
 #
 # ## How big is the vocabulary?
 
@@ -227,12 +245,45 @@ plt.show()
 # nearly straight line: **Zipf's law**. The other end of the line is the
 # problem: thousands of words occur once or twice, too rarely to learn anything
 # about. A word-level vocabulary either grows huge or maps them all to
-# "unknown". Lesson 01 solves this by splitting rare words into frequent pieces
-# (subword tokens).
+# "unknown".
 
 # %%
 viz.plot_rank_frequency(counts)
 plt.show()
+
+# %% [markdown]
+# ## New plays, new words
+#
+# The coverage above was measured on the very text the counts came from. A
+# model meets text it was not built from, and there the picture is worse.
+# Take the vocabulary from the 34 training plays only, and count, with your
+# `unseen_share`, how many running words of the four held-out plays it has
+# never seen, beside the same share measured on the training plays themselves
+# (1 − coverage).
+
+# %%
+share_unseen = yours_if_passed(unseen_share, "00.unseen_share", data.unseen_share)
+train_counts = collections.Counter(count(train_text))
+validation_counts = collections.Counter(count(validation_text))
+print(f"{'vocabulary':>26}   unseen in the training plays   unseen in the held-out plays")
+for size in (1_000, 10_000, len(train_counts)):
+    known = dict(train_counts.most_common(size))
+    print(f"{f'top {size:,} training words':>26}   {1 - cover(train_counts, size):>28.3f}   "
+          f"{share_unseen(known, validation_counts):>28.3f}")
+never_seen = [word for word, _ in validation_counts.most_common() if word not in train_counts]
+print(f"\n{len(never_seen):,} words of the held-out plays never occur in the training plays; the commonest:")
+print(", ".join(never_seen[:12]))
+
+# %% [markdown]
+# Measured on its own text, a vocabulary of 10,000 words misses 2.5% of the
+# running words; on plays it has never read it misses 7.5%, almost three times
+# as many. Even every one of the 23,841 training words leaves 4.6% of the
+# held-out text unknown, and the commonest of those words are the names of the
+# new plays' characters (Macbeth, Toby, Olivia, Prospero), exactly the words a
+# model needs. A number measured on the data a choice was made from flatters
+# it; the course judges every model on text held out from its training, and
+# lesson 01 removes the unknown word altogether by cutting words into
+# frequent pieces (subword tokens).
 
 # %% [markdown]
 # ## Quiz
@@ -254,6 +305,7 @@ answer("00.edit", "B")
 answer("00.checker", "C")
 answer("00.rare-words", ["A", "B", "D"])
 answer("00.zipf-coverage", 0.72)
+answer("00.held-out", "B")
 answer("00.first-cell", "setup_notebook")
 # END SOLUTION
 
@@ -272,3 +324,7 @@ answer("00.first-cell", "setup_notebook")
 #   text, while more than a third of the vocabulary (38%) occurs only once.
 #   That long tail is
 #   why the next lesson turns to subword tokens.
+# - A vocabulary chosen on the training plays misses about three times as many
+#   running words of held-out plays (7.5% at 10,000 words) as of its own
+#   (2.5%): a number measured on the data a choice was made from flatters the
+#   choice, so every model in the course is judged on held-out text.

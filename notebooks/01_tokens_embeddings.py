@@ -41,11 +41,12 @@ device = setup_notebook(seed=0)
 # %% [markdown]
 # ## Words: the simplest tokens
 #
-# Lesson 00 ended on Zipf's law: 38% of the distinct words in Shakespeare occur
-# only once. Here is what that means for a model. Its vocabulary is fixed when it
-# is trained, so build one from the 34 training plays, every word they contain,
-# and then read the four validation plays with it. Every word the vocabulary
-# lacks would have to become a single "unknown" token.
+# Lesson 00 measured the flaw of a word vocabulary: built from every word of
+# the 34 training plays, it leaves 4.6% of the running words of the four
+# held-out plays unknown, and the commonest of them are the names of the new
+# plays' characters. Names are not all. The cell below rebuilds that
+# vocabulary (the table at the end of this lesson compares it with subwords)
+# and looks up a few ordinary words of *Macbeth*.
 
 # %%
 import collections
@@ -56,20 +57,15 @@ train_text, validation_text = data.shakespeare_splits()
 train_counts = data.word_counts(train_text)
 validation_words = data.words(validation_text)
 unknown = collections.Counter(word for word in validation_words if word not in train_counts)
-
-print(f"vocabulary of the training plays: {len(train_counts):,} words")
-print(f"validation plays: {len(validation_words):,} running words, "
-      f"{unknown.total():,} of them unknown ({unknown.total() / len(validation_words):.1%})")
-print("the most frequent unknown words:", ", ".join(word for word, _ in unknown.most_common(12)))
+print(f"unknown: {unknown.total() / len(validation_words):.1%} of the validation plays' running words")
+for word in ("cauldron", "nightgown", "equivocator"):
+    print(f"{word:<12} in the validation plays {unknown[word]} times, in the training plays {train_counts[word]} times")
 
 # %% [markdown]
-# Most unknown words are names (*Macbeth*, *Toby*, *Prospero*: each validation
-# play brings its own cast), but ordinary words are missing too: *cauldron*,
-# *nightgown*, *equivocator* occur only in *Macbeth*. One word in twenty-two of
-# new text would be unknown, and a name that carries the plot is exactly what a
-# model should not lose. Words have a second flaw: splitting on letters throws
-# away case, punctuation and line breaks, so the text cannot be written back
-# from its tokens.
+# Every one of those words would become the same "unknown" token, and a name
+# that carries the plot is exactly what a model should not lose. Words have a
+# second flaw: splitting on letters throws away case, punctuation and line
+# breaks, so the text cannot be written back from its tokens.
 #
 # The other extreme is characters: a tiny vocabulary and nothing is ever
 # unknown, but every sequence becomes about five times longer, and attention's
@@ -392,33 +388,66 @@ print(f"WordPiece gives back: {tokenizer.decode(tokenizer(speech)['input_ids'], 
 #
 # WordPiece learns its vocabulary by merging pairs too, but the papers that
 # introduced it (Schuster & Nakajima, 2012; Wu et al., 2016, for Google's
-# translation system) merge the pair that most raises the likelihood of the
-# training text, which comes down to the highest count(ab) / (count(a) ·
-# count(b)), not the highest count(ab): two symbols that are rare apart but
-# often together beat two common ones. The Hugging Face course (chapter 6)
-# shows the difference on five words, which we count here both ways (`##`
-# marks a piece inside a word). Then we ask the `tokenizers` library's
+# translation system) merge the pair whose merge most raises the likelihood
+# of the training text under a unigram model (every piece drawn on its own,
+# with its frequency as probability), not simply the most frequent pair. The
+# Hugging Face course (chapter 6) teaches a shortcut for that rule, the score
+# count(ab) / (count(a) · count(b)), which favours two symbols that are rare
+# apart but often together. We compare the three rules on the course's five
+# words (`##` marks a piece inside a word): for every pair, its count, the
+# shortcut's score, and the exact gain in log-likelihood, measured by making
+# the merge and counting again. Then we ask the `tokenizers` library's
 # `WordPieceTrainer`, the one lesson 08 trains BERT's vocabulary with, which
 # pair it merges first.
 
 # %%
+import math
+
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
 toy_words = {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}
 toy_symbols = {word: [word[0]] + ["##" + letter for letter in word[1:]] for word in toy_words}
-pair_counts, symbol_counts = collections.Counter(), collections.Counter()
+
+
+def symbol_counts(symbols):
+    """How often each piece occurs, over all the words (each word weighted by its count)."""
+    counts = collections.Counter()
+    for word, count in toy_words.items():
+        for symbol in symbols[word]:
+            counts[symbol] += count
+    return counts
+
+
+def log_likelihood(symbols):
+    """The training words' log-likelihood under a unigram model of their pieces."""
+    counts = symbol_counts(symbols)
+    total = sum(counts.values())
+    return sum(count * math.log(count / total) for count in counts.values())
+
+
+def merge_pair(symbols, pair):
+    """Every word's pieces with each occurrence of `pair` joined into one."""
+    merged = {}
+    for word, pieces in symbols.items():
+        joined = []
+        for piece in pieces:
+            if joined and (joined[-1], piece) == pair:
+                joined[-1] += piece.removeprefix("##")
+            else:
+                joined.append(piece)
+        merged[word] = joined
+    return merged
+
+
+pair_counts = collections.Counter()
 for word, count in toy_words.items():
-    for symbol in toy_symbols[word]:
-        symbol_counts[symbol] += count
     for pair in zip(toy_symbols[word], toy_symbols[word][1:]):
         pair_counts[pair] += count
-likelihood_score = {pair: n / (symbol_counts[pair[0]] * symbol_counts[pair[1]]) for pair, n in pair_counts.items()}
-by_count, by_score = max(pair_counts, key=pair_counts.get), max(likelihood_score, key=likelihood_score.get)
-print(f"BPE merges the most frequent pair:      {by_count}, count {pair_counts[by_count]}, "
-      f"score {likelihood_score[by_count]:.3f}")
-print(f"the WordPiece papers merge the best score: {by_score}, count {pair_counts[by_score]}, "
-      f"score {likelihood_score[by_score]:.3f}")
-
+single = symbol_counts(toy_symbols)
+print(f"{'pair':<16} {'count':>5} {'HF course score':>16} {'likelihood gain':>16}")
+for pair, count in pair_counts.most_common():
+    gain = log_likelihood(merge_pair(toy_symbols, pair)) - log_likelihood(toy_symbols)
+    print(f"{' '.join(pair):<16} {count:>5} {count / (single[pair[0]] * single[pair[1]]):>16.4f} {gain:>16.2f}")
 
 
 def library_vocabulary(size):
@@ -434,12 +463,17 @@ alphabet = library_vocabulary(1)  # a trainer never goes below [UNK] and the let
 print("the tokenizers library's WordPieceTrainer merges first:", library_vocabulary(len(alphabet) + 1) - alphabet)
 
 # %% [markdown]
-# The two rules disagree on the first merge: BPE joins `##u ##g` (20
-# times, but `##u` is everywhere), the likelihood score joins `##g ##s` (the
-# only `s` follows a `g`). And the library sides with BPE: its
-# `WordPieceTrainer` counts pairs as BPE does (it is built on its BPE trainer)
-# and only writes the result in WordPiece's format. Google never published its
-# own training code, as the Hugging Face course notes. What makes a tokenizer
+# The likelihood rule and BPE agree here: `##u ##g` is both the most frequent
+# pair (20 times) and the one whose merge raises the log-likelihood most
+# (28.0). The shortcut disagrees: it ties every pair that contains `##u`
+# (at 0.0278) and picks `##g ##s` (0.05, since the only `s` follows a `g`),
+# whose merge gains the second least (9.2). So the score in the Hugging Face
+# course is a shortcut, not the papers' rule, and on other words the three
+# rules can disagree in other ways. The library merges `##u ##g` first too:
+# its `WordPieceTrainer` counts pairs as BPE does (it is built on its BPE
+# trainer) and only writes the result in WordPiece's format. Google never
+# published its own training code, as the Hugging Face course notes. What
+# makes a tokenizer
 # WordPiece in practice is how it *cuts* a word, greedily into the longest
 # pieces it knows (above), rather than how its pieces were learned.
 #
@@ -565,9 +599,9 @@ plt.show()
 #
 # Write `one_hot(ids, vocab_size)`: for a tensor of integer ids of any shape, it
 # returns a **float** tensor with one more dimension, of size `vocab_size`,
-# holding one-hot vectors. For `ids = torch.tensor([3, 0, 2])` and
-# `vocab_size=6`, the result has shape `(3, 6)` and row 0 is
-# `[0., 0., 0., 1., 0., 0.]`.
+# holding one-hot vectors. For `ids = torch.tensor([2, 0, 1])` and
+# `vocab_size=5`, the result has shape `(3, 5)` and row 0 is
+# `[0., 0., 1., 0., 0.]`.
 #
 # Think of it as a comparison: entry j of the one-hot vector of id i is 1
 # exactly where j equals i, and broadcasting lets one comparison build every
@@ -679,9 +713,10 @@ for attempt, compute in [("nn.Embedding with float ids", lambda: embedding(sente
         print(f"{attempt}: RuntimeError: {str(error).splitlines()[0]}")
 
 # %% [markdown]
-# ## Exercise: embed with a one-hot product
+# ## Warm-up exercise: embed with a one-hot product
 #
-# Write `embed(ids, weight)`: the embeddings of `ids` (any shape) computed as
+# A short one: it is the product of the cells above, made general. Write
+# `embed(ids, weight)`: the embeddings of `ids` (any shape) computed as
 # one-hot vectors times `weight`, a `(vocab_size, d)` matrix, so that the
 # result has shape `(*ids.shape, d)` and equals `nn.Embedding`'s. Take the
 # vocabulary size from the weight, and keep the computation in PyTorch so that

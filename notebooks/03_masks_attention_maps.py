@@ -613,7 +613,8 @@ plt.show()
 # The darkest column by far is `[CLS]`. We count, over the 72 heads, which
 # token gets the most of "it"'s attention, and list the five heads that give
 # the most weight to the two nouns, "cat" and "mouse", with their top three
-# tokens.
+# tokens. Then, head by head, the token "it" attends to most, and a check of
+# one head that looks by position.
 
 # %%
 import collections
@@ -634,6 +635,13 @@ print(f"\n'cat' gets more weight than 'mouse' in {int((row_of_it[..., cat] > row
 special = row_of_it[..., words.index("[CLS]")] + row_of_it[..., words.index("[SEP]")]
 print(f"mean weight on [CLS] + [SEP]: {special.mean():.2f}")
 
+print("\nthe token 'it' attends to most in each head, heads 0 to 11:")
+for layer_number in range(maps.shape[0]):
+    print(f"  layer {layer_number}: " + " ".join(words[j] for j in row_of_it[layer_number].argmax(-1).tolist()))
+previous = maps[0, 2].argmax(-1)[1:]  # layer 0, head 2: each token's favourite key, [CLS] left out
+print("layer 0, head 2: every token attends most to the one just before it:",
+      torch.equal(previous, torch.arange(len(words) - 1)), f"(weight on it, for 'it': {maps[0, 2, it, it - 1]:.2f})")
+
 # %% [markdown]
 # How to read this, carefully:
 #
@@ -645,10 +653,12 @@ print(f"mean weight on [CLS] + [SEP]: {special.mean():.2f}")
 #   Language Models with Attention Sinks*, 2023) named such tokens
 #   "attention sinks", after finding the same in the first token of large
 #   decoder-only models.
-# - **Some heads look by position, not by meaning.** Layer 0, head 2 puts all
-#   of "it"'s weight on "until", the token just before it; it does the same for
-#   every token of the sentence, a "previous-token" head. A few heads in
-#   layers 1 and 2 look ahead, at "got" and "tired".
+# - **Some heads look by position, not by meaning.** Layer 0, head 2 puts
+#   all of "it"'s weight on "until", the token just before it, and every
+#   token of the sentence attends most to its predecessor there: a
+#   "previous-token" head. Others look ahead: five heads of layers 1 and 2
+#   (layer 1, heads 4 and 7; layer 2, heads 1, 3 and 8) attend most to
+#   "tired", and layer 0, head 4 to "got".
 # - **A few heads, mostly in the last layers, do link "it" to the nouns.**
 #   Layer 5, head 11 and layer 3, head 1 favour "cat", the likely antecedent;
 #   others (layer 5, heads 3 and 5) lean to "mouse". Over all heads, "cat" wins

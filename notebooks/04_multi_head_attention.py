@@ -27,9 +27,12 @@
 #   see why a reshape without a transpose silently mixes up positions;
 # - learn what the output projection W^O does;
 # - build multi-head attention twice, as H separate heads in an
-#   `nn.ModuleList` and fused into one module, and check that they agree;
-# - show that it gives the numbers of `torch.nn.MultiheadAttention` (with
-#   padding and causal masks) and of the pretrained MiniLM encoder;
+#   `nn.ModuleList` and fused into one module that also does cross-attention
+#   (queries from one sequence, keys and values from another), and check
+#   that they agree;
+# - show that yours gives the numbers of `torch.nn.MultiheadAttention` (with
+#   padding and causal masks, and across two sequences) and of the pretrained
+#   MiniLM encoder;
 # - count parameters and FLOPs as the number of heads changes, and explain why
 #   they stay the same;
 # - draw all 12 heads of one layer of the pretrained encoder side by side,
@@ -457,28 +460,43 @@ if YourSeparateHeads is not None:
 # fused one runs a single large multiply and makes the heads an extra tensor
 # axis, which is what hardware runs best.
 #
-# ## Exercise 2: the fused `MultiHeadAttention`
+# ## Exercise 2: the fused `MultiHeadAttention`, for cross-attention too
 #
-# Now the fused form, the one real libraries use. The constructor is given: one `in_proj`
-# holding W^Q, W^K and W^V stacked (so `self.in_proj(x).chunk(3, dim=-1)`
-# gives q, k, v), and `out_proj` for W^O. Fill in three methods:
+# Now the fused form, the one real libraries use, and one step past the trace
+# above. So far q, k and v all came from the same x: **self-attention**. A
+# translation model's decoder (lesson 07) also needs **cross-attention**: the
+# queries come from the sentence being written, the keys and values from
+# another sequence, the encoder's output (its *memory*), of another length.
+# Nothing else changes: each of the H heads still scores every query against
+# every key, so the weights are (B, H, L_q, L_k), one row per query, and the
+# output has one row per query, (B, L_q, D). `nn.MultiheadAttention` takes all
+# three inputs for this reason, `forward(query, key, value)`, and so will yours.
 #
-# - `split_heads(x)`: (B, L, D) → (B, H, L, d_head), head h holding features
-#   h·d_head to (h+1)·d_head − 1 of every token;
-# - `merge_heads(x)`: (B, H, L, d_head) → (B, L, D), the inverse;
-# - `forward(x, mask=None)`: self-attention over x, returning the output
-#   (B, L, D) only. `mask` is a boolean tensor that broadcasts to
-#   (B, H, L, L), **True where attending is allowed** (the course's
-#   convention since lesson 03): give the other scores `-inf` before the
-#   softmax.
+# The constructor is given: one `in_proj` holding W^Q, W^K and W^V stacked,
+# as in the trace, and `out_proj` for W^O. So are `split_heads` and
+# `merge_heads`, the trace's steps 3-4 and 8-9. Write
+# `forward(query, key=None, value=None, mask=None, need_weights=False)`:
 #
-# Scale the scores by 1/√d_head: each head's dot products are between
-# d_head-wide vectors. The checker copies the weights of the reviewed module
-# into yours and compares every method, with no mask, a padding mask and a
-# causal mask. If something is off, it tells you which classic slip your
-# output matches.
+# - key defaults to the query and value to the key, so `forward(x)` is the
+#   self-attention traced above and `forward(x, memory)` is cross-attention;
+#   the trace's first step, one `in_proj` of one x, no longer fits, so work
+#   out how to give each input its own projection with the weights `in_proj`
+#   holds;
+# - `mask` is a boolean tensor that broadcasts to (B, H, L_q, L_k), **True
+#   where attending is allowed** (the course's convention since lesson 03);
+# - return a pair, as `nn.MultiheadAttention` does: the output (B, L_q, D),
+#   and the weights (B, H, L_q, L_k) when `need_weights` is True, else None.
+#
+# The checker copies the weights of the reviewed module into yours and tries
+# self-attention with no mask, a padding mask and a causal mask, then
+# cross-attention between sequences of lengths the lesson never uses, with and
+# without a padding mask over the memory, and with values unlike the keys. If
+# something is off, it tells you which classic slip your output matches.
 
 # %%
+import torch.nn.functional as F
+
+
 class MyMultiHeadAttention(nn.Module):
     def __init__(self, d_model, num_heads):
         super().__init__()
@@ -488,27 +506,29 @@ class MyMultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)  # W^O
 
     def split_heads(self, x):
-        """(B, L, D) -> (B, H, L, d_head)."""
-        # BEGIN SOLUTION
+        """(B, L, D) -> (B, H, L, d_head), given."""
         batch, length, _ = x.shape
         return x.view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
-        # END SOLUTION
 
     def merge_heads(self, x):
-        """(B, H, L, d_head) -> (B, L, D)."""
-        # BEGIN SOLUTION
+        """(B, H, L, d_head) -> (B, L, D), given."""
         batch, _, length, _ = x.shape
         return x.transpose(1, 2).reshape(batch, length, self.d_model)
-        # END SOLUTION
 
-    def forward(self, x, mask=None):
-        """Self-attention over x (B, L, D); mask: bool, True = may attend. Returns (B, L, D)."""
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        """query (B, Lq, D) attends to key and value (B, Lk, D), by default the query itself.
+        mask: bool, True = may attend. Returns (output (B, Lq, D), weights (B, H, Lq, Lk) or None)."""
         # BEGIN SOLUTION
-        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
+        key = query if key is None else key
+        value = key if value is None else value
+        blocks = zip(self.in_proj.weight.chunk(3), self.in_proj.bias.chunk(3))  # (W^Q, b^Q), (W^K, b^K), (W^V, b^V)
+        q, k, v = (self.split_heads(F.linear(t, w, b)) for t, (w, b) in zip((query, key, value), blocks))
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return self.out_proj(self.merge_heads(scores.softmax(dim=-1) @ v))
+        weights = scores.softmax(dim=-1)
+        output = self.out_proj(self.merge_heads(weights @ v))
+        return output, weights if need_weights else None
         # END SOLUTION
 
 
@@ -518,29 +538,34 @@ from course_utils.classroom.checks.multihead import check_multi_head_attention
 check_multi_head_attention(MyMultiHeadAttention)
 
 # %% [markdown]
-# From here on the course uses the reviewed version,
-# `course_utils.attention.MultiHeadAttention`. It does the same as yours, and
-# adds cross-attention (queries from one sequence, keys and values from
-# another, for the decoder of lesson 07), dropout, and a fast path: with
-# `need_weights=False` it calls PyTorch's fused
+# The course keeps a reviewed version, `course_utils.attention.MultiHeadAttention`,
+# with the same methods and the same `forward`. It adds dropout, and a fast
+# path: with `need_weights=False` it calls PyTorch's fused
 # `F.scaled_dot_product_attention`, which never stores the (B, H, L, L)
 # weights. `benchmarks/mha_fast_path.py` times it against
-# `nn.MultiheadAttention`.
+# `nn.MultiheadAttention`. Later lessons import it; the next section runs
+# yours, once it passes.
 #
 # ## Equal to `torch.nn.MultiheadAttention`
 #
-# PyTorch ships multi-head attention as `nn.MultiheadAttention`. Our module
-# stores its weights in the same layout, so `load_from_torch` copies them one
-# to one, and then the two must agree number for number. We test that on a
-# real, padded batch: two lines of the soliloquy, tokenized together, so that
-# the shorter one gets padding tokens, with the vectors that enter MiniLM's
-# layer 1 as input. The PyTorch module starts from its own random weights
+# PyTorch ships multi-head attention as `nn.MultiheadAttention`. Your module
+# (once it passes its check; the reviewed one until then) stores its weights
+# in the same layout: PyTorch names the stacked projection `in_proj_weight`
+# and `in_proj_bias` where ours has an `nn.Linear` called `in_proj`, so
+# renaming the entries of its `state_dict` copies the weights one to one, and
+# then the two must agree number for number. We test that on a real, padded
+# batch: two lines of the soliloquy, tokenized together, so that the shorter
+# one gets padding tokens, with the vectors that enter MiniLM's layer 1 as
+# input. The last case is cross-attention: the real tokens of line 2 attend to
+# the whole of line 1. The PyTorch module starts from its own random weights
 # (seeded): equality must hold for any weights.
 #
 # One trap: **the two libraries use opposite mask conventions.** Ours (and
 # `F.scaled_dot_product_attention`) says True = may attend;
 # `nn.MultiheadAttention`'s `key_padding_mask` and `attn_mask` say True =
-# masked out. So we pass PyTorch the negations.
+# masked out. So we pass PyTorch the negations. And `nn.MultiheadAttention` returns
+# the weights averaged over the heads unless it is given
+# `average_attn_weights=False`, which keeps one matrix per head, as ours do.
 
 # %%
 from course_utils.attention import causal_mask, padding_mask
@@ -550,25 +575,40 @@ print("attention_mask (0 = padding):\n", batch["attention_mask"])
 with torch.no_grad():
     xb = encoder(**batch, output_hidden_states=True).hidden_states[LAYER]  # (2, 15, 384)
 length = xb.shape[1]
+line_2 = xb[1:, :int(batch["attention_mask"][1].sum())]  # line 2 without its padding: (1, 12, 384)
 
 torch.manual_seed(0)
 torch_mha = nn.MultiheadAttention(D, H, batch_first=True).eval()
-ours = MultiHeadAttention(D, H).eval().load_from_torch(torch_mha)
+YourAttention = yours_if_passed(MyMultiHeadAttention, "04.multi_head_attention", MultiHeadAttention)
+ours = YourAttention(D, H).eval()
+ours.load_state_dict({name.replace("in_proj_", "in_proj."): weight for name, weight in torch_mha.state_dict().items()})
 
-cases = {  # name: (our mask, True = attend; PyTorch's arguments, True = masked out)
-    "no mask": (None, {}),
-    "key padding": (padding_mask(batch["attention_mask"]), {"key_padding_mask": batch["attention_mask"] == 0}),
-    "key padding + causal": (padding_mask(batch["attention_mask"]) & causal_mask(length),
+cases = {  # name: (query, key; our mask, True = attend; PyTorch's arguments, True = masked out)
+    "no mask": (xb, xb, None, {}),
+    "key padding": (xb, xb, padding_mask(batch["attention_mask"]), {"key_padding_mask": batch["attention_mask"] == 0}),
+    "key padding + causal": (xb, xb, padding_mask(batch["attention_mask"]) & causal_mask(length),
                              {"key_padding_mask": batch["attention_mask"] == 0, "attn_mask": ~causal_mask(length)}),
+    "cross: line 2 -> line 1": (line_2, xb[:1], None, {}),
 }
 with torch.no_grad():
-    for name, (our_mask, torch_masks) in cases.items():
-        expected, expected_weights = torch_mha(xb, xb, xb, average_attn_weights=False, **torch_masks)
-        out_slow, weights_slow = ours(xb, mask=our_mask, need_weights=True)
-        out_fast, _ = ours(xb, mask=our_mask)  # the fused fast path
-        difference = max((out_slow - expected).abs().max(), (out_fast - expected).abs().max())
-        print(f"{name:<22} max |ours - torch|: output {difference:.5f}, "
-              f"weights {(weights_slow - expected_weights).abs().max():.5f}")
+    for name, (query, key, our_mask, torch_masks) in cases.items():
+        expected, expected_weights = torch_mha(query, key, key, average_attn_weights=False, **torch_masks)
+        out, weights = ours(query, key, mask=our_mask, need_weights=True)
+        print(f"{name:<24} {str(tuple(weights.shape)):<16} max |ours - torch|: output {(out - expected).abs().max():.5f}, "
+              f"weights {(weights - expected_weights).abs().max():.5f}")
+        assert (out - expected).abs().max() < 1e-5 and (weights - expected_weights).abs().max() < 1e-5
+
+# %% [markdown]
+# The reviewed module's fast path, which never builds the weights, agrees as
+# well; it is the one later lessons run.
+
+# %%
+reviewed = MultiHeadAttention(D, H).eval().load_from_torch(torch_mha)
+with torch.no_grad():
+    for name, (query, key, our_mask, torch_masks) in cases.items():
+        fast, _ = reviewed(query, key, mask=our_mask)
+        difference = (fast - torch_mha(query, key, key, **torch_masks)[0]).abs().max()
+        print(f"{name:<24} fast path, max |reviewed - torch|: {difference:.5f}")
         assert difference < 1e-5
 
 # %% [markdown]
@@ -815,6 +855,7 @@ answer("04.split", "C")
 answer("04.w-o", "A")
 answer("04.cost", ["A", "B", "D"])
 answer("04.parameters", 263168)
+answer("04.cross-weights", 2016)
 answer("04.inverted-mask", "NaN")
 answer("04.scale", "B")
 # END SOLUTION
@@ -834,10 +875,14 @@ answer("04.scale", "B")
 # - H separate heads in an `nn.ModuleList`, concatenated and multiplied by
 #   W^O, are the fused module cut apart: same weights, same numbers. Only the
 #   product W^V_h W^O_h of a head is determined, not its two factors.
-# - Our module equals `torch.nn.MultiheadAttention` with copied weights, with
-#   padding and causal masks (differences below 10⁻⁵), once the opposite mask
-#   conventions are respected; with BERT's weights it reproduces the
-#   self-attention of MiniLM's layer 1, W^O included (differences below 10⁻⁵).
+# - **Cross-attention** is the same module with the queries from one sequence
+#   and the keys and values from another: weights (B, H, L_q, L_k), output
+#   (B, L_q, D).
+# - Your module equals `torch.nn.MultiheadAttention` with copied weights, with
+#   padding and causal masks and across two sequences (differences below
+#   10⁻⁵), once the opposite mask conventions are respected. The same
+#   arithmetic with BERT's weights reproduces the self-attention of MiniLM's
+#   layer 1, W^O included (differences below 10⁻⁵).
 # - **Cost:** 4D² + 4D parameters and 8·L·D² + 4·L²·D matrix-multiply FLOPs,
 #   independent of H; only the number of attention weights, H·L², grows
 #   with H.

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from course_utils.classroom.checks import Checker
-from course_utils.classroom.checks.words import check_count_words
+from course_utils.classroom.checks.words import check_count_words, check_unseen_share
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
@@ -206,6 +206,80 @@ def test_coverage_not_written_yet_after_count_words(capsys, progress_file):
 def test_coverage_that_returns_no_number_is_reported(capsys):
     out = run(check_count_words, reference, capsys, coverage=lambda counts, n: counts.most_common(n))
     assert "expected: a number between 0 and 1" in out and "actual:   list" in out
+
+
+@pytest.mark.parametrize("coverage, slip, where", [
+    (lambda counts, n: sum(c for _, c in counts.most_common(n)) / len(counts),
+     "dividing by the number of distinct words instead of running words", "look at the denominator"),
+    (lambda counts, n: n / sum(counts.values()), "counting the n words once each instead of their occurrences",
+     "look at what you add up"),
+])
+def test_a_coverage_hint_reads_as_one_sentence(capsys, coverage, slip, where):
+    """The slip, then where to look: never a "; look at ..." inside the slip's name."""
+    out = run(check_count_words, reference, capsys, coverage=coverage)
+    assert f"your number is exactly what {slip} gives; {where}" in out
+
+
+# --- part 3: unseen_share ------------------------------------------------------------
+
+def reference_unseen_share(known, counts):
+    unseen = sum(count for word, count in counts.items() if word not in known)
+    return unseen / sum(counts.values())
+
+
+def run_unseen(function, capsys):
+    check_unseen_share(function)
+    return capsys.readouterr().out
+
+
+def test_unseen_share_reference_passes_and_is_recorded(capsys, progress_file):
+    out = run_unseen(reference_unseen_share, capsys)
+    assert "All 7 checks passed" in out and "✗" not in out
+    entry = json.loads(progress_file.read_text())
+    assert (entry["item"], entry["points"], entry["max"]) == ("00.unseen_share", 1, 1)
+
+
+@pytest.mark.parametrize("unseen_share, slip", [
+    (lambda known, counts: sum(word not in known for word in counts) / len(counts),
+     "the share of distinct words instead of running words"),
+    (lambda known, counts: 1 - reference_unseen_share(known, counts), "the share of the words that are known"),
+    (lambda known, counts: reference_unseen_share(counts, known) if known else 1.0,
+     "the share of the vocabulary missing from the new text"),
+    (lambda known, counts: sum(c for w, c in counts.items() if w not in known) / sum(known.values()),
+     "dividing by the vocabulary's running words"),
+    (lambda known, counts: 100 * reference_unseen_share(known, counts), "a percentage instead of a share"),
+])
+def test_each_unseen_share_slip_is_named(capsys, progress_file, unseen_share, slip):
+    out = run_unseen(unseen_share, capsys)
+    assert f"your number is exactly what {slip}" in out and "✗ known" in out
+    assert json.loads(progress_file.read_text())["points"] == 0
+
+
+def test_unseen_share_that_changes_its_input_fails(capsys):
+    def unseen_share(known, counts):
+        share = reference_unseen_share(known, counts)
+        for word in list(counts):
+            if word in known:
+                del counts[word]
+        return share
+
+    out = run_unseen(unseen_share, capsys)
+    assert "✗ ...and leaves known and counts as they were" in out and "your function changed counts" in out
+
+
+def test_unseen_share_that_looks_words_up_by_count_passes_a_counter_but_not_the_edges(capsys):
+    """known[word] == 0 works for a Counter; a plain dict raises KeyError, named with its line."""
+    out = run_unseen(lambda known, counts: sum(c for w, c in counts.items() if known[w] == 0) / sum(counts.values()),
+                     capsys)
+    assert "it raised KeyError" in out
+
+
+def test_unseen_share_not_attempted(capsys, progress_file):
+    def unseen_share(known, counts):
+        raise NotImplementedError
+
+    assert "not attempted yet" in run_unseen(unseen_share, capsys)
+    assert not progress_file.exists()
 
 
 # --- the learner's code, used downstream when it passed --------------------------------

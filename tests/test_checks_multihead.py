@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from course_utils.attention import MultiHeadAttention as Reviewed
@@ -32,15 +33,37 @@ class Solution(nn.Module):
         batch, _, length, _ = x.shape
         return x.transpose(1, 2).reshape(batch, length, self.d_model)
 
+    def project(self, query, key, value):
+        blocks = zip(self.in_proj.weight.chunk(3), self.in_proj.bias.chunk(3))
+        return [F.linear(t, weight, bias) for t, (weight, bias) in zip((query, key, value), blocks)]
+
     def attend(self, q, k, v, mask):
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1) @ v
+        weights = scores.softmax(dim=-1)
+        return weights @ v, weights
 
-    def forward(self, x, mask=None):
-        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
-        return self.out_proj(self.merge_heads(self.attend(q, k, v, mask)))
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        key = query if key is None else key
+        value = key if value is None else value
+        q, k, v = (self.split_heads(t) for t in self.project(query, key, value))
+        heads, weights = self.attend(q, k, v, mask)
+        return self.output(self.merge_heads(heads)), weights if need_weights else None
+
+    def output(self, merged):
+        return self.out_proj(merged)
+
+
+class OneProjectionForSelfAttention(Solution):
+    """Another right answer: self-attention by one multiply, as the lesson traced it."""
+
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        if key is None and value is None:
+            q, k, v = (self.split_heads(t) for t in self.in_proj(query).chunk(3, dim=-1))
+            heads, weights = self.attend(q, k, v, mask)
+            return self.out_proj(self.merge_heads(heads)), weights if need_weights else None
+        return super().forward(query, key, value, mask, need_weights)
 
 
 # --- one wrong implementation per classic mistake ------------------------------
@@ -56,17 +79,13 @@ class ReshapeWithoutTranspose(Solution):
 
 
 class NoOutputProjection(Solution):
-    def forward(self, x, mask=None):
-        q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
-        return self.merge_heads(self.attend(q, k, v, mask))
+    def output(self, merged):
+        return merged
 
 
 class NoScaling(Solution):
     def attend(self, q, k, v, mask):
-        scores = q @ k.transpose(-2, -1)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1) @ v
+        return super().attend(q * math.sqrt(self.head_dim), k, v, mask)
 
 
 class SoftmaxOverQueries(Solution):
@@ -74,21 +93,38 @@ class SoftmaxOverQueries(Solution):
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-2) @ v
+        weights = scores.softmax(dim=-2)
+        return weights @ v, weights
 
 
 class MaskIgnored(Solution):
-    def forward(self, x, mask=None):
-        return super().forward(x)
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        return super().forward(query, key, value, None, need_weights)
 
 
 class MaskInverted(Solution):
     """nn.MultiheadAttention's convention, True = masked out, in a course module."""
     def attend(self, q, k, v, mask):
+        return super().attend(q, k, v, None if mask is None else ~mask)
+
+
+class KeysFromQuery(Solution):
+    """The traced self-attention, whatever key and value are."""
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        return super().forward(query, None, None, mask, need_weights)
+
+
+class ValuesFromKey(Solution):
+    def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+        return super().forward(query, key, None, mask, need_weights)
+
+
+class ScoresAsWeights(Solution):
+    def attend(self, q, k, v, mask):
         scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
         if mask is not None:
-            scores = scores.masked_fill(mask, float("-inf"))
-        return scores.softmax(dim=-1) @ v
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1) @ v, scores
 
 
 def run(cls, capsys):
@@ -98,34 +134,40 @@ def run(cls, capsys):
 
 def test_the_slip_free_variant_is_the_reviewed_module():
     reference, x = multihead._reference_and_input()
-    for mask in (None, multihead.causal_mask(x.shape[1])):
-        torch.testing.assert_close(slipped_forward(reference, x, mask), reference(x, mask=mask)[0], atol=1e-5, rtol=0)
+    queries, keys, values = multihead._cross_inputs()
+    for arguments, mask in [((x,), None), ((x,), multihead.causal_mask(x.shape[1])), ((queries, keys, values), None)]:
+        torch.testing.assert_close(slipped_forward(reference, *arguments, mask=mask),
+                                   reference(*arguments, mask=mask)[0], atol=1e-5, rtol=0)
 
 
 def test_every_slip_changes_the_output():
     """Otherwise the checker could not tell a slip from the right answer."""
     reference, x = multihead._reference_and_input()
-    mask = multihead.padding_mask(multihead.TOKENIZER_MASK)
-    right = reference(x, mask=mask)[0]
+    queries, keys, values = multihead._cross_inputs()
+    memory_mask = multihead.padding_mask(torch.tensor([[1] * 7, [1] * 4 + [0] * 3]))
+    right = reference(queries, keys, values, mask=memory_mask)[0]
     for slip in SLIPS:
-        if slip != "softmax_axis":  # masked columns would be all -inf over the queries
-            difference = (slipped_forward(reference, x, mask, slip) - right).abs()
+        if slip not in ("softmax_axis", "keys_from_query", "shared_head", "heads_reversed", "weights_before_softmax"):
+            # (a softmax over the queries makes masked columns NaN; keys from the query do not fit a 7-key mask;
+            # the module's forward has no shared or reversed heads, and its output no weights)
+            difference = (slipped_forward(reference, queries, keys, values, memory_mask, slip) - right).abs()
             assert difference.isnan().any() or difference.max() > 1e-2, slip  # an inverted mask leaves rows all -inf: NaN
+    unmasked = reference(queries, keys, values)[0]
+    for slip in ("keys_from_query", "softmax_axis"):
+        assert (slipped_forward(reference, queries, keys, values, slip=slip) - unmasked).abs().max() > 1e-2, slip
 
 
 def test_the_solution_passes_and_is_recorded(capsys, progress_file):
     out = run(Solution, capsys)
-    assert "All 7 checks passed" in out and "✗" not in out
+    assert "All 9 checks passed" in out and "✗" not in out
     entry = json.loads(progress_file.read_text())
     assert (entry["item"], entry["points"], entry["max"]) == ("04.multi_head_attention", 1, 1)
 
 
-def test_a_class_built_on_the_reviewed_module_passes(capsys):
-    class Wrapped(Reviewed):
-        def forward(self, x, mask=None):
-            return super().forward(x, mask=mask)[0]
-
-    assert "All 7 checks passed" in run(Wrapped, capsys)
+@pytest.mark.parametrize("cls", [OneProjectionForSelfAttention, Reviewed])
+def test_other_right_answers_pass(cls, capsys):
+    """One multiply for self-attention, as the lesson traced it; the reviewed module itself."""
+    assert "All 9 checks passed" in run(cls, capsys)
 
 
 def test_the_checker_leaves_the_random_state_alone(capsys):
@@ -137,12 +179,18 @@ def test_the_checker_leaves_the_random_state_alone(capsys):
 
 
 @pytest.mark.parametrize("cls, slip, failing", [
-    (ReshapeWithoutTranspose, "transpose", ["✗ split_heads", "✗ merge_heads", "✗ forward(x), no mask"]),
+    (ReshapeWithoutTranspose, "transpose", ["✗ forward(x), no mask", "✗ cross-attention forward(query, memory)"]),
     (NoOutputProjection, "no_out_proj", ["✗ forward(x), no mask"]),
-    (NoScaling, "no_scale", ["✗ forward(x), no mask"]),
-    (SoftmaxOverQueries, "softmax_axis", ["✗ forward(x), no mask"]),
-    (MaskIgnored, "mask_ignored", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
-    (MaskInverted, "mask_inverted", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)"]),
+    (NoScaling, "no_scale", ["✗ forward(x), no mask", "✗ cross-attention forward(query, memory)"]),
+    (SoftmaxOverQueries, "softmax_axis", ["✗ forward(x), no mask", "✗ need_weights=True"]),
+    (MaskIgnored, "mask_ignored", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)",
+                                   "✗ cross-attention with a padding mask", "✗ need_weights=True"]),
+    (MaskInverted, "mask_inverted", ["✗ forward(x, mask=padding)", "✗ forward(x, mask=causal)",
+                                     "✗ cross-attention with a padding mask"]),
+    (KeysFromQuery, "keys_from_query", ["✗ cross-attention forward(query, memory)",
+                                        "✗ forward(query, key, value)"]),
+    (ValuesFromKey, "values_from_key", ["✗ forward(query, key, value)"]),
+    (ScoresAsWeights, "weights_before_softmax", ["✗ need_weights=True"]),
 ])
 def test_each_classic_mistake_is_caught_and_named(cls, slip, failing, capsys, progress_file):
     out = run(cls, capsys)
@@ -154,25 +202,27 @@ def test_each_classic_mistake_is_caught_and_named(cls, slip, failing, capsys, pr
     assert json.loads(progress_file.read_text())["points"] == 0
 
 
-def test_the_transpose_slip_is_named_for_each_step(capsys):
+def test_the_cross_attention_slips_pass_self_attention(capsys):
+    """Keys from the query is right for self-attention: only the cross cases fail."""
+    out = run(KeysFromQuery, capsys)
+    assert "✓ forward(x), no mask" in out and "✓ forward(x, mask=causal)" in out
+    assert "✓ forward(query, key, value)" not in out
+
+
+def test_the_transpose_slip_is_named_in_self_and_cross_attention(capsys):
+    """A learner who splits by reshape instead of the given split_heads."""
     out = run(ReshapeWithoutTranspose, capsys)
-    assert out.count(f"your output is exactly what {SLIPS['transpose']} gives") == 3
+    assert out.count(f"your output is exactly what {SLIPS['transpose']} gives") == 2
 
 
 def test_a_masked_solution_is_not_blamed_for_the_no_mask_slips(capsys):
     out = run(MaskIgnored, capsys)
-    assert "✓ forward(x), no mask" in out and "✓ split_heads" in out and "✓ merge_heads" in out
+    assert "✓ forward(x), no mask" in out and "✓ cross-attention forward(query, memory)" in out
 
 
 def test_not_attempted_yet(capsys, progress_file):
-    class Stub(Solution):  # the student release: every method to write still a stub
-        def split_heads(self, x):
-            raise NotImplementedError
-
-        def merge_heads(self, x):
-            raise NotImplementedError
-
-        def forward(self, x, mask=None):
+    class Stub(Solution):  # the student release: forward still a stub
+        def forward(self, query, key=None, value=None, mask=None, need_weights=False):
             raise NotImplementedError
 
     out = run(Stub, capsys)
@@ -181,18 +231,20 @@ def test_not_attempted_yet(capsys, progress_file):
 
 
 def test_partly_written_shows_the_parts_that_pass(capsys):
-    class Partial(Solution):  # split and merge written, forward still a stub
-        def forward(self, x, mask=None):
-            raise NotImplementedError
+    class Partial(Solution):  # self-attention written, cross-attention still to come
+        def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+            if key is not None:
+                raise NotImplementedError
+            return super().forward(query, mask=mask, need_weights=need_weights)
 
     out = run(Partial, capsys)
-    assert "not attempted yet" not in out and "✗ the rest of the exercise" in out and "✓" in out
+    assert "not attempted yet" not in out and "✗ the rest of the exercise" in out and "✓ forward(x), no mask" in out
 
 
 def test_a_crash_in_learner_code_is_reported_not_raised(capsys):
     class Crashes(Solution):
-        def forward(self, x, mask=None):
-            return x @ x  # (2, 6, 32) @ (2, 6, 32): sizes do not match
+        def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+            return query @ query, None  # (2, 6, 32) @ (2, 6, 32): sizes do not match
 
     out = run(Crashes, capsys)
     assert "it raised RuntimeError" in out and "at line" in out
@@ -200,21 +252,17 @@ def test_a_crash_in_learner_code_is_reported_not_raised(capsys):
 
 def test_wrong_shape_and_wrong_type_are_explained(capsys):
     class KeepsHeads(Solution):
-        def merge_heads(self, x):
-            return x
+        def output(self, merged):
+            return self.split_heads(self.out_proj(merged))
 
-        def forward(self, x, mask=None):
-            q, k, v = (self.split_heads(t) for t in self.in_proj(x).chunk(3, dim=-1))
-            return self.attend(q, k, v, mask)
-
-    class ReturnsTuple(Solution):
-        def forward(self, x, mask=None):
-            return super().forward(x, mask), None
+    class OutputAlone(Solution):
+        def forward(self, query, key=None, value=None, mask=None, need_weights=False):
+            return super().forward(query, key, value, mask, need_weights)[0]
 
     out = run(KeepsHeads, capsys)
     assert "expected: shape (2, 6, 32)\n      actual:   shape (2, 4, 6, 8)" in out
-    out = run(ReturnsTuple, capsys)
-    assert "actual:   a tuple of 2" in out and "not a tuple" in out
+    out = run(OutputAlone, capsys)
+    assert "actual:   Tensor" in out and "forward returns two things" in out
 
 
 def test_not_a_module_class_and_a_changed_init(capsys):

@@ -65,4 +65,4 @@ def test_progress_counts_the_latest_attempt_per_item(progress_file, capsys):
         file.write('{"item": "00.first-cell", "kind": "qu')  # a torn last line is skipped, not fatal
     assert cli.main(["progress"]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("00_setup"))
-    assert row.split()[1:] == ["1/6", "1/1", "2/7"]
+    assert row.split()[1:] == ["1/7", "1/2", "2/9"]

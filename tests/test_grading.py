@@ -14,7 +14,7 @@ from course_utils.classroom.scores import lesson_items
 from course_utils.classroom.student import student_notebook
 
 LESSON = find_lessons(["00"])[0]
-ITEMS = lesson_items("00")  # 6 quiz questions and 1 exercise
+ITEMS = lesson_items("00")  # 7 quiz questions and 2 exercises
 
 
 def _reference():
@@ -85,13 +85,13 @@ def test_one_row_per_learner_with_every_item_in_lesson_order(gradebook):
     assert set(rows) == {"alice", "bob", "carol", "dave", "erin", "frank", "gina", "hal", "ivan"}
     header = out.read_text().splitlines()[0].split(",")
     assert header[:7] == ["learner", "total", "max", "00 score", "00 max", "00 status", "00 notebook"]
-    assert header[7:-1] == list(ITEMS) and header[-1] == "notes" and len(ITEMS) == 7
+    assert header[7:-1] == list(ITEMS) and header[-1] == "notes" and len(ITEMS) == 9
     assert rows["alice"]["00 notebook"] == "alice/00_setup.ipynb"
 
 
 def test_the_reference_solution_gets_full_marks(gradebook):
     alice = gradebook[0]["alice"]
-    assert alice["total"] == alice["max"] == alice["00 score"] == "7"
+    assert alice["total"] == alice["max"] == alice["00 score"] == "9"
     assert alice["00 status"] == "finished"
 
 
@@ -103,17 +103,18 @@ def test_a_half_done_release_notebook_gets_what_it_earned(gradebook):
 
 
 def test_items_are_found_by_id_not_by_position(gradebook):
-    assert gradebook[0]["carol"]["total"] == "7"
+    assert gradebook[0]["carol"]["total"] == "9"
 
 
 def test_a_deleted_exercise_cell_costs_only_that_exercise(gradebook):
     dave = gradebook[0]["dave"]
-    assert dave["total"] == "6" and dave["00.count_words"] == "0" and "00.count_words" in dave["00 status"]
+    assert dave["total"] == "7" and dave["00.count_words"] == dave["00.unseen_share"] == "0"
+    assert "00.count_words" in dave["00 status"]
 
 
 def test_errors_and_network_attempts_are_reported_by_jupyterlab_cell_number(gradebook):
     erin = gradebook[0]["erin"]
-    assert erin["total"] == "7"
+    assert erin["total"] == "9"
     assert "cell [2] raised ZeroDivisionError: division by zero" in erin["00 status"]
     assert "cell [3] raised NetworkBlockedError: This course runs offline" in erin["00 status"]
 
@@ -122,10 +123,10 @@ def test_an_infinite_loop_times_out_keeps_what_ran_and_says_which_cells(gradeboo
     frank = gradebook[0]["frank"]
     code_cells = sum(cell.cell_type == "code" and bool(cell.source.strip()) for cell in _reference().cells)
     assert frank["00 status"].startswith(f"timed out after 40 s (cells [1]-[{code_cells}] ran)")
-    assert frank["total"] == "7"  # the loop was interrupted: what the cells before it defined is checked
+    assert frank["total"] == "9"  # the loop was interrupted: what the cells before it defined is checked
     ivan = gradebook[0]["ivan"]  # his loop swallows the interrupt: the sandbox is killed, and cannot be asked
     assert ivan["00 status"].startswith(f"timed out after 40 s (cells [1]-[{code_cells}] ran)")
-    assert ivan["total"] == "6"  # the quiz answers still count
+    assert ivan["total"] == "7"  # the quiz answers still count
     feedback = (gradebook[1].parent / "grades-feedback" / "ivan.txt").read_text()
     assert "not checked: the notebook did not finish (timed out" in feedback
 
@@ -133,15 +134,15 @@ def test_an_infinite_loop_times_out_keeps_what_ran_and_says_which_cells(gradeboo
 def test_invalid_json_and_another_lesson_are_reported_in_their_rows(gradebook):
     rows, _ = gradebook
     assert rows["gina"]["00 status"].startswith("unreadable notebook (") and rows["gina"]["total"] == "0"
-    assert rows["gina"]["max"] == "7" and rows["gina"]["00.offline"] == "0"
-    assert rows["hal"]["00 status"] == "no submission" and rows["hal"]["max"] == "7"
+    assert rows["gina"]["max"] == "9" and rows["gina"]["00.offline"] == "0"
+    assert rows["hal"]["00 status"] == "no submission" and rows["hal"]["max"] == "9"
     assert rows["hal"]["notes"] == "hal.ipynb: not assigned: this is lesson 05's notebook, and lesson 00 was asked for"
 
 
 def test_each_notebook_gets_feedback_that_says_why_points_were_lost(gradebook):
     _, out = gradebook
     feedback = (out.parent / "grades-feedback" / "bob.txt").read_text()
-    assert "Score: 2 / 7" in feedback and "✓ 00.offline" in feedback and "✗ 00.count_words" in feedback
+    assert "Score: 2 / 9" in feedback and "✓ 00.offline" in feedback and "✗ 00.count_words" in feedback
     assert "✗ Not quite (0/1) · 00.edit" in feedback  # the grader's judgement, under its item
     assert "⚠ 00.checker has options A, B, C; 'M', 'Y', 'E' is not one of them" in feedback
     assert (out.parent / "grades-feedback" / "alice" / "00_setup.txt").exists()
@@ -169,7 +170,7 @@ def test_a_learner_with_two_notebooks_of_a_lesson_keeps_the_better_one(tmp_path)
     better = Grade("dan/00_setup.ipynb", "dan", "00", "finished", dict.fromkeys(ITEMS, 1.0), dict(ITEMS))
     worse = Grade("dan/00_copy.ipynb", "dan", "00", "finished", dict.fromkeys(ITEMS, 0.0), dict(ITEMS))
     header, row = gradebook_rows([worse, better])
-    assert row[header.index("total")] == "7" and row[header.index("00 notebook")] == "dan/00_setup.ipynb"
+    assert row[header.index("total")] == "9" and row[header.index("00 notebook")] == "dan/00_setup.ipynb"
     assert "dan/00_copy.ipynb: not counted, 0 points" in row[-1]
 
 
@@ -263,11 +264,11 @@ def test_a_fifo_a_control_character_and_an_ambiguous_name_are_refused_without_ru
     assert grades["eve\nmallory.ipynb"].status.startswith("refused: its path has control characters")
     assert grades["eve\nmallory.ipynb"].learner == "eve\\nmallory"
     assert grades["bob.ipynb"].status.startswith("refused: both bob.ipynb and the folder bob/ are there")
-    assert grades["bob/00_setup.ipynb"].total == 7
+    assert grades["bob/00_setup.ipynb"].total == 9
     rows = list(csv.reader((tmp_path / "g.csv").open()))
     assert len(rows) == 1 + 4, "one line per learner, whatever their names hold"
     assert sorted(row[0] for row in rows[1:]) == ["'=HYPERLINK(1)", "alice", "bob", "eve\\nmallory"]
-    assert grades["=HYPERLINK(1).ipynb"].total == 7, "a strange name is graded, and shown as text"
+    assert grades["=HYPERLINK(1).ipynb"].total == 9, "a strange name is graded, and shown as text"
 
 
 @pytest.mark.parametrize("cell, shown", [("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+1", "'+1+1"),
@@ -293,7 +294,7 @@ def test_a_lesson_nobody_was_assigned_changes_no_one_s_maximum_or_rows():
     grades = [_grade("alice", "00", 1), _grade("mallory", "00", 1), _grade("mallory", "05", 1)]
     header, *rows = gradebook_rows(grades, ["00"])
     assert not any(column.startswith("05") for column in header)
-    assert {row[0]: row[2] for row in rows} == {"alice": "7", "mallory": "7"}
+    assert {row[0]: row[2] for row in rows} == {"alice": "9", "mallory": "9"}
     long = long_rows(grades, ["00"])
     assert {row[1] for row in long[1:]} == {"00"}
     # Without an assignment, the long format never writes a 0 for a lesson a

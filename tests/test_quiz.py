@@ -216,3 +216,22 @@ def test_the_quiz_widget_shows_the_quiz_as_text_where_only_text_is_kept(monkeypa
     bundle = shown[0]._repr_mimebundle_()
     assert bundle["text/plain"] == quiz_as_text(load_quiz("00"))
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+@pytest.mark.parametrize("quiz_file", sorted(Path(__file__).parent.parent.joinpath("quizzes").glob("*.yaml")),
+                         ids=lambda path: path.stem)
+def test_every_question_is_answered_right_in_its_lesson_s_solution_cell(quiz_file):
+    """The instructor's edition answers each question of the quiz, once and correctly,
+    so that a new question cannot ship without its worked answer."""
+    import ast
+
+    from course_utils.classroom.quiz import grade
+
+    lesson = quiz_file.stem[:2]
+    quiz = load_quiz(lesson)
+    source = next(quiz_file.parent.parent.joinpath("notebooks").glob(f"{lesson}_*.py")).read_text(encoding="utf-8")
+    answered = [(call.args[0].value, ast.literal_eval(call.args[1])) for call in ast.walk(ast.parse(source))
+                if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "answer" and len(call.args) == 2]
+    assert sorted(question_id for question_id, _ in answered) == sorted(quiz.questions)
+    for question_id, value in answered:
+        assert grade(quiz.questions[question_id], value).correct, (question_id, value)

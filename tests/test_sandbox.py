@@ -287,10 +287,10 @@ def test_honest_notebooks_get_the_grade_they_get_alone(alone, hostile):
     grades, rows, gradebook, _, _ = hostile
     for learner in ("alice", "bob", "zoe"):
         assert rows[learner] == alone_rows[learner]
-    assert rows["alice"]["total"] == rows["zoe"]["total"] == "7" and rows["bob"]["total"] == "1"
+    assert rows["alice"]["total"] == rows["zoe"]["total"] == "9" and rows["bob"]["total"] == "1"
     feedback = gradebook.parent / "grades-feedback"
     assert (feedback / "alice" / "00_setup.txt").read_text().startswith("Learner: alice")
-    assert "Score: 1 / 7" in (feedback / "bob.txt").read_text()
+    assert "Score: 1 / 9" in (feedback / "bob.txt").read_text()
 
 
 def test_nothing_outside_the_gradebook_and_its_feedback_changed(hostile):

@@ -226,7 +226,7 @@ def test_course_run_and_progress_in_a_practice_copy_use_its_own_log(release):
     assert [(entry["item"], entry["answer"], entry["points"]) for entry in logged] == [("00.offline", "A", 1)]
     shown = _in_the_copy(release, "progress")
     assert shown.returncode == 0 and str(release / ".progress.jsonl") in shown.stdout
-    assert re.search(r"00_setup\s+1/6\s+0/\d+\s+1/\d+", shown.stdout), shown.stdout
+    assert re.search(r"00_setup\s+1/7\s+0/\d+\s+1/\d+", shown.stdout), shown.stdout
 
 
 def test_grading_in_a_student_release_is_refused_with_the_reason(release):

@@ -20,6 +20,7 @@ nothing if the learner's code ran the course's own version of the exercise
 """
 
 import ast
+import collections
 import contextlib
 from pathlib import Path
 
@@ -265,8 +266,8 @@ def _own_copy(value):
         return value.copy()
     if type(value) in (list, tuple):
         return type(value)(_own_copy(item) for item in value)
-    if type(value) is dict:
-        return {key: _own_copy(item) for key, item in value.items()}
+    if type(value) in (dict, collections.Counter):
+        return type(value)({key: _own_copy(item) for key, item in value.items()})
     return value
 
 

@@ -4,7 +4,9 @@
    small module with W^Q, W^K, W^V, keeps them in an `nn.ModuleList`,
    concatenates their outputs and applies W^O.
 2. `check_multi_head_attention`: the fused version, a `MultiHeadAttention`
-   class with `split_heads`, `merge_heads` and `forward(x, mask=None)`.
+   class whose `forward(query, key=None, value=None, mask=None,
+   need_weights=False)` does self- and cross-attention and returns (output,
+   weights or None); `split_heads` and `merge_heads` are given.
 
 Both copy the weights of the reviewed `course_utils.attention.MultiHeadAttention`
 into the learner's module and compare with it. When an output is wrong, it is
@@ -27,6 +29,8 @@ from . import Checker, seeded
 BATCH, LENGTH, D_MODEL, HEADS = 2, 6, 32, 4
 # The second sequence of the batch ends in two padding tokens.
 TOKENIZER_MASK = torch.tensor([[1] * LENGTH, [1] * (LENGTH - 2) + [0, 0]])
+# Cross-attention: 5 queries attend to a memory of 7 tokens.
+CROSS_QUERIES, CROSS_KEYS = 5, 7
 
 SLIPS = {
     "transpose": "heads split (and merged) by a plain reshape, without the transpose",
@@ -38,16 +42,27 @@ SLIPS = {
     "mask_inverted": "nn.MultiheadAttention's mask convention (True = masked out) instead of the course's (True = may attend)",
     "heads_reversed": "concatenating the heads in the wrong order (the last head first)",
     "shared_head": "one head shared by every slot (the same module, so the same W^Q, W^K, W^V, H times)",
+    "keys_from_query": "keys and values projected from the query (self-attention, whatever key and value are)",
+    "values_from_key": "values projected from key instead of from value",
+    "weights_before_softmax": "returning the scores before the softmax as the weights",
 }
 
 
-def slipped_heads(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
-    """The H heads' outputs (B, H, L, d_head) by `reference`'s weights, with
-    one named slip from SLIPS (or none, which gives the reviewed result)."""
-    batch, length, d_model = x.shape
+def _slipped_attention(reference: MultiHeadAttention, query: torch.Tensor, key=None, value=None, mask=None,
+                      slip: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The H heads' outputs (B, H, Lq, d_head) and weights (B, H, Lq, Lk) by
+    `reference`'s weights, with one named slip from SLIPS (or none, which gives
+    the reviewed result). key and value default to the query, as in the module."""
+    key = query if key is None else key
+    value = key if value is None else value
+    if slip == "keys_from_query":
+        key = value = query
+    elif slip == "values_from_key":
+        value = key
     heads, d_head = reference.num_heads, reference.head_dim
 
     def split(t):
+        batch, length, _ = t.shape
         if slip == "transpose":  # fills head 0 with the first positions' features, not with every position
             return t.reshape(batch, heads, length, d_head)
         t = t.view(batch, length, heads, d_head).transpose(1, 2)
@@ -55,26 +70,32 @@ def slipped_heads(reference: MultiHeadAttention, x: torch.Tensor, mask=None, sli
             return t[:, -1:].expand_as(t)
         return t
 
-    q, k, v = (split(t) for t in reference.in_proj(x).chunk(3, dim=-1))
-    scale = {"no_scale": 1.0, "scale_d_model": math.sqrt(d_model)}.get(slip, math.sqrt(d_head))
+    q, k, v = (split(t) for t in reference.project(query, key, value))
+    scale = {"no_scale": 1.0, "scale_d_model": math.sqrt(reference.d_model)}.get(slip, math.sqrt(d_head))
     scores = q @ k.transpose(-2, -1) / scale
     if mask is not None and slip != "mask_ignored":
         scores = scores.masked_fill(mask if slip == "mask_inverted" else ~mask, float("-inf"))
     weights = scores.softmax(dim=-2 if slip == "softmax_axis" else -1)
-    return weights @ v
+    return weights @ v, scores if slip == "weights_before_softmax" else weights
 
 
-def slipped_forward(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
-    """Self-attention by `reference`'s weights, computed with one named slip
-    from SLIPS (or none, which gives the reviewed result)."""
-    batch, length, d_model = x.shape
-    heads = slipped_heads(reference, x, mask, slip)
+def slipped_heads(reference: MultiHeadAttention, x: torch.Tensor, mask=None, slip: str | None = None) -> torch.Tensor:
+    """The H heads' self-attention outputs (B, H, L, d_head), with one named slip."""
+    return _slipped_attention(reference, x, mask=mask, slip=slip)[0]
+
+
+def slipped_forward(reference: MultiHeadAttention, query: torch.Tensor, key=None, value=None, mask=None,
+                    slip: str | None = None) -> torch.Tensor:
+    """The module's output (B, Lq, D) by `reference`'s weights, computed with
+    one named slip from SLIPS (or none, which gives the reviewed result)."""
+    heads = _slipped_attention(reference, query, key, value, mask, slip)[0]
     if slip == "heads_reversed":
         heads = heads.flip(1)
+    batch, _, length, _ = heads.shape
     if slip == "transpose":
-        merged = heads.reshape(batch, length, d_model)
+        merged = heads.reshape(batch, length, reference.d_model)
     else:
-        merged = heads.transpose(1, 2).reshape(batch, length, d_model)
+        merged = heads.transpose(1, 2).reshape(batch, length, reference.d_model)
     return merged if slip == "no_out_proj" else reference.out_proj(merged)
 
 
@@ -82,10 +103,13 @@ _FORWARD_HINT = ("the order is: project, split into heads, scores scaled by 1/âˆ
                  "weights times values, merge, W^O")
 _MASK_HINT = ("in the course's masks True means 'may attend': the scores where the mask is False must become -inf "
               "before the softmax")
+_CROSS_HINT = ("the queries come from query, the keys from key and the values from value: each is projected by its "
+               "own block of in_proj (rows 0 to D-1 are W^Q, then W^K, then W^V), so one projection of the query "
+               "alone is not enough")
 
 
-def _mistakes(reference, x, mask, slips):
-    return {SLIPS[slip]: slipped_forward(reference, x, mask, slip) for slip in slips}
+def _mistakes(reference, query, key, value, mask, slips):
+    return {SLIPS[slip]: slipped_forward(reference, query, key, value, mask, slip) for slip in slips}
 
 
 def _reference_and_input():
@@ -102,10 +126,30 @@ def _reference_and_input():
     return reference, x
 
 
+def _cross_inputs():
+    """Queries and a memory of other lengths than x (5 and 7), and values
+    unlike the keys, for the cross-attention cases."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeded(405))
+        return (torch.randn(BATCH, CROSS_QUERIES, D_MODEL), torch.randn(BATCH, CROSS_KEYS, D_MODEL),
+                torch.randn(BATCH, CROSS_KEYS, D_MODEL))
+
+
 def _has_linear(module, name, in_features, out_features) -> bool:
     layer = getattr(module, name, None)
     return (remote.is_instance(layer, nn.Linear) and layer.in_features == in_features
             and layer.out_features == out_features and layer.bias is not None)
+
+
+def _output_and_weights(check: Checker, name: str, result, shape: tuple):
+    """The pair forward returns, or None (and a failed check saying why)."""
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor):
+        return result
+    actual = f"a tuple of {len(result)}" if isinstance(result, tuple) else f"{type(result).__name__}"
+    check.fail(name, expected=f"a pair (output {shape}, weights or None)", actual=actual,
+               hint="forward returns two things, as nn.MultiheadAttention does: the output, and the weights "
+                    "(None unless need_weights=True)")
+    return None
 
 
 def check_multi_head_attention(MultiHeadAttentionClass) -> None:
@@ -113,6 +157,7 @@ def check_multi_head_attention(MultiHeadAttentionClass) -> None:
     with Checker("04.multi_head_attention", references=[MultiHeadAttention]) as check:
         check.require_module_class(MultiHeadAttentionClass, "MultiHeadAttention")
         reference, x = _reference_and_input()
+        queries, keys, values = _cross_inputs()
         with torch.random.fork_rng(devices=[]):
             learner = check.call(MultiHeadAttentionClass, D_MODEL, HEADS, given=True)
         check.require("__init__ keeps in_proj (D -> 3D) and out_proj (D -> D) as given",
@@ -124,35 +169,39 @@ def check_multi_head_attention(MultiHeadAttentionClass) -> None:
         # The same weights as the reference: outputs must then agree.
         _load(check, learner, {f"{name}.{part}": value for name in ("in_proj", "out_proj")
                                for part, value in getattr(reference, name).state_dict().items()})
-        wrong_split = x.reshape(BATCH, HEADS, LENGTH, D_MODEL // HEADS)
-
         with torch.no_grad():
-            heads = check.call(learner.split_heads, x)
-            check.close("split_heads: (2, 6, 32) -> (2, 4, 6, 8), head h holds slice h of every position's width",
-                        heads, reference.split_heads(x), mistakes={SLIPS["transpose"]: wrong_split},
-                        hint="cut each token's width into H slices first, then bring the head axis in front of the token axis")
-
-            merged = check.call(learner.merge_heads, reference.split_heads(x))
-            check.close("merge_heads undoes split_heads: (2, 4, 6, 8) -> (2, 6, 32)",
-                        merged, x, mistakes={SLIPS["transpose"]: reference.split_heads(x).reshape(BATCH, LENGTH, D_MODEL)},
-                        hint="undo the split in reverse order: put the heads back behind the tokens, then make one width")
-
-            cases = [
-                ("forward(x), no mask", None,
-                 ["transpose", "no_out_proj", "no_scale", "scale_d_model", "softmax_axis"],
-                 _FORWARD_HINT),
-                ("forward(x, mask=padding), the last 2 tokens of sequence 2 are padding", padding_mask(TOKENIZER_MASK),
+            memory_mask = padding_mask(torch.tensor([[1] * CROSS_KEYS, [1] * (CROSS_KEYS - 3) + [0] * 3]))
+            cases = [  # name, (query, key, value), mask, slips to name, hint
+                ("forward(x), no mask", (x, None, None), None,
+                 ["transpose", "no_out_proj", "no_scale", "scale_d_model", "softmax_axis"], _FORWARD_HINT),
+                ("forward(x, mask=padding), the last 2 tokens of sequence 2 are padding", (x, None, None),
+                 padding_mask(TOKENIZER_MASK), ["mask_ignored", "mask_inverted"], _MASK_HINT),
+                ("forward(x, mask=causal), no position sees a later one", (x, None, None), causal_mask(LENGTH),
                  ["mask_ignored", "mask_inverted"], _MASK_HINT),
-                ("forward(x, mask=causal), no position sees a later one", causal_mask(LENGTH),
-                 ["mask_ignored", "mask_inverted"], _MASK_HINT),
+                ("cross-attention forward(query, memory): 5 queries attend to 7 other tokens", (queries, keys, None),
+                 None, ["keys_from_query", "transpose", "no_scale", "scale_d_model"], _CROSS_HINT),
+                ("forward(query, key, value) with values unlike the keys", (queries, keys, values), None,
+                 ["values_from_key", "keys_from_query"], _CROSS_HINT),
+                ("cross-attention with a padding mask over the memory, (2, 1, 1, 7)", (queries, keys, None),
+                 memory_mask, ["mask_ignored", "mask_inverted"], _MASK_HINT),
             ]
-            for name, mask, slips, hint in cases:
-                out = check.call(learner, x) if mask is None else check.call(learner, x, mask=mask)
-                if isinstance(out, tuple):
-                    check.fail(name, expected="one tensor, the output (2, 6, 32)", actual=f"a tuple of {len(out)}",
-                               hint="forward returns the output tensor alone, not a tuple (no attention weights)")
-                    continue
-                check.close(name, out, reference(x, mask=mask)[0], mistakes=_mistakes(reference, x, mask, slips), hint=hint)
+            for name, (query, key, value), mask, slips, hint in cases:
+                arguments = [argument for argument in (query, key, value) if argument is not None]
+                result = check.call(learner, *arguments, **({} if mask is None else {"mask": mask}))
+                pair = _output_and_weights(check, name, result, tuple(query.shape))
+                if pair is not None:
+                    check.close(name, pair[0], reference(query, key, value, mask=mask)[0],
+                                mistakes=_mistakes(reference, query, key, value, mask, slips), hint=hint)
+
+            name = "need_weights=True returns the weights (2, 4, 5, 7): rows sum to 1, padding keys get 0"
+            result = check.call(learner, queries, keys, mask=memory_mask, need_weights=True)
+            pair = _output_and_weights(check, name, result, tuple(queries.shape))
+            if pair is not None:
+                check.close(name, pair[1], reference(queries, keys, mask=memory_mask, need_weights=True)[1],
+                            mistakes={SLIPS[slip]: _slipped_attention(reference, queries, keys, None, memory_mask, slip)[1]
+                                      for slip in ["weights_before_softmax", "mask_ignored", "softmax_axis"]},
+                            hint="the weights are what the softmax gives, one row per query and head, before they "
+                                 "multiply the values")
 
 
 # --- exercise 1: H separate heads in an nn.ModuleList ------------------------
@@ -236,5 +285,5 @@ def check_separate_heads(SeparateHeadsClass) -> None:
                     check.fail(name, expected="one tensor, the output (2, 6, 32)", actual=f"a tuple of {len(out)}",
                                hint="forward returns the output tensor alone, not a tuple")
                     continue
-                check.close(name, out, reference(x, mask=mask)[0], mistakes=_mistakes(reference, x, mask, slips),
+                check.close(name, out, reference(x, mask=mask)[0], mistakes=_mistakes(reference, x, None, None, mask, slips),
                             hint=hint)

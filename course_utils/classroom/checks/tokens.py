@@ -143,15 +143,16 @@ def _slipped_learn_bpe(piece_counts: dict, num_merges: int, across_words=False, 
 
 
 def _learn_slips(piece_counts: dict, num_merges: int) -> dict:
+    """Each slip in learning the merges, as (the slip, where to look): the merges it gives."""
     return {
-        "counting pairs across word boundaries (the last symbol of one word and the first of the next); "
-        "look at where your pair count gets its neighbours: inside one word only":
+        ("counting pairs across word boundaries (the last symbol of one word and the first of the next)",
+         "look at where your pair count gets its neighbours: inside one word only"):
             _slipped_learn_bpe(piece_counts, num_merges, across_words=True),
-        "counting each distinct word once, ignoring how often it occurs; look at what your pair count "
-        "adds for a word: a word seen c times contributes c":
+        ("counting each distinct word once, ignoring how often it occurs",
+         "look at what your pair count adds for a word: a word seen c times contributes c"):
             _slipped_learn_bpe(piece_counts, num_merges, once_per_word=True),
-        "merging only the first occurrence of the pair in a word; look at your merge step: "
-        "'barbarous' holds 'a r' twice":
+        ("merging only the first occurrence of the pair in a word",
+         "look at your merge step: 'barbarous' holds 'a r' twice"):
             _slipped_learn_bpe(piece_counts, num_merges, first_only=True),
     }
 
@@ -217,9 +218,9 @@ def check_learn_bpe(learn_bpe) -> None:
             hint = "more merges than asked: stop after num_merges (look at the bound of your loop)"
         elif len(merges) < BPE_TABLE_MERGES:
             hint = "fewer merges than asked: make num_merges merges (look at when your loop stops)"
-        for mistake, wrong in _learn_slips(BPE_TABLE, BPE_TABLE_MERGES).items():
+        for (mistake, where), wrong in _learn_slips(BPE_TABLE, BPE_TABLE_MERGES).items():
             if merges == wrong:
-                hint = f"your merges are exactly what {mistake} gives"
+                hint = f"your merges are exactly what {mistake} gives; {where}"
         check.that(f"{BPE_TABLE_MERGES} merges on {BPE_TABLE}", merges == expected,
                    expected=expected, actual=merges, hint=hint or "replay the merges by hand: count every adjacent "
                    "pair inside each word, weighted by the word's count, and merge the most frequent one")
@@ -299,15 +300,16 @@ def check_encode(encode) -> None:
             actual[piece] = tuple(symbols) if isinstance(symbols, (list, tuple)) else symbols
         wrong = [piece for piece in held_out if actual[piece] != expected[piece]]
         hint = "compare your pieces with the expected ones by hand, merge by merge"
-        slips = {"merging the pair that is most frequent in the piece first; look at how you pick the next merge: "
-                 "the one learned first (lowest rank) wins, however often a pair occurs in this piece":
-                     _encode_by_frequency,
-                 "applying each merge to its first occurrence only; look at your merge step": _encode_first_occurrence,
-                 "applying the merges from the last learned to the first; look at the order in which merges are tried":
-                     _encode_reversed}
-        for mistake, slip in slips.items():
+        slips = {("merging the pair that is most frequent in the piece first",
+                  "look at how you pick the next merge: the one learned first (lowest rank) wins, however often "
+                  "a pair occurs in this piece"): _encode_by_frequency,
+                 ("applying each merge to its first occurrence only", "look at your merge step"):
+                     _encode_first_occurrence,
+                 ("applying the merges from the last learned to the first",
+                  "look at the order in which merges are tried"): _encode_reversed}
+        for (mistake, where), slip in slips.items():
             if wrong and all(actual[piece] == slip(piece, merges) for piece in held_out):
-                hint = f"your pieces are exactly what {mistake} gives"
+                hint = f"your pieces are exactly what {mistake} gives; {where}"
         example = wrong[0] if wrong else None
         check.that(f"{len(held_out)} pieces of Macbeth that the sample never contains, with the library's "
                    f"{len(merges)} merges: the tokens of the tokenizers library", not wrong,
