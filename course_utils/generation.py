@@ -85,8 +85,8 @@ def beam_search(next_log_probs: NextLogProbs, start: torch.Tensor, end_token: in
         # penalty, an open beam already below the best finished one is lost.
         if finished and not length_penalty and max(f[0] for f in finished) >= beam_log_probs.max().item():
             break
-    if not finished:  # nothing ended within max_new_tokens: the best open beam
-        finished = [(score(lp, max_new_tokens), seq, lp) for seq, lp in zip(beams, beam_log_probs.tolist())]
+    else:  # max_new_tokens reached: the open beams compete too (as in Hugging Face's finalize)
+        finished += [(score(lp, max_new_tokens), seq, lp) for seq, lp in zip(beams, beam_log_probs.tolist())]
     best = max(finished, key=lambda item: item[0])
     return best[1], best[2]
 
@@ -108,9 +108,13 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     set the others to -inf. The softmax of the result renormalises them."""
     if not 0 < p <= 1:
         raise ValueError(f"p must be in (0, 1], got {p}")
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
-    mass_before = sorted_logits.softmax(dim=-1).cumsum(dim=-1) - sorted_logits.softmax(dim=-1)
-    drop_sorted = mass_before >= p  # the mass before this token already reached p
+    # Dropped: the least likely tokens whose mass, together, is at most 1 - p.
+    # Summed from the tail up in float64: a float32 sum from the top reaches
+    # 1.0 thousands of tokens early over 50,257 of them, and p = 1 would drop them.
+    sorted_logits, order = logits.sort(dim=-1)
+    tail_mass = sorted_logits.softmax(dim=-1).double().cumsum(dim=-1)
+    drop_sorted = tail_mass <= 1 - p
+    drop_sorted[..., -1] = False  # the most likely token always stays
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

@@ -298,8 +298,21 @@ def to_huggingface(model: GPT):
 
 @torch.no_grad()
 def from_huggingface(theirs) -> GPT:
-    """Our GPT with the weights of a `GPT2LMHeadModel` (with a tied head)."""
+    """Our GPT with the weights of a `GPT2LMHeadModel` (with a tied head).
+    A config field that would change the model's arithmetic in a way ours does
+    not follow raises, rather than being ignored."""
     hf = theirs.config
+    assumed = {  # field: (what our GPT computes, whether the config agrees)
+        "n_inner": ("4 * n_embd", hf.n_inner in (None, 4 * hf.n_embd)),
+        "layer_norm_epsilon": ("1e-05", hf.layer_norm_epsilon == 1e-5),
+        "scale_attn_weights": ("True", hf.scale_attn_weights),
+        "scale_attn_by_inverse_layer_idx": ("False", not hf.scale_attn_by_inverse_layer_idx),
+        "reorder_and_upcast_attn": ("False", not hf.reorder_and_upcast_attn),
+        "tie_word_embeddings": ("True", getattr(hf, "tie_word_embeddings", True)),
+    }
+    differing = [f"{field}={getattr(hf, field)!r} (ours: {ours})" for field, (ours, agrees) in assumed.items() if not agrees]
+    if differing:
+        raise ValueError("this GPT2 config differs from what course_utils.gpt.GPT computes: " + ", ".join(differing))
     activation = {theirs: ours for ours, theirs in HUGGINGFACE_ACTIVATIONS.items()}.get(hf.activation_function)
     if activation is None:
         raise ValueError(f"activation {hf.activation_function!r} has no counterpart here; "

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from course_utils.generation import beam_search, greedy, sequence_log_prob
+from course_utils.generation import beam_search, greedy, sequence_log_prob, top_p_filter
 
 END, START = 0, 3
 
@@ -93,3 +93,44 @@ def test_sequence_log_prob_stops_at_the_first_end():
     model = markov(TRAP)
     padded = torch.tensor([[START, 2, END, END, END]])
     assert sequence_log_prob(model, padded, 1, END).item() == pytest.approx(math.log(0.45 * 0.95))
+
+
+def test_beam_search_keeps_open_beams_that_beat_the_finished_ones_at_the_length_limit():
+    """START END is finished early (log 0.1); START 1 1 is still open when the
+    limit stops the search, and far more likely (log 0.9 · 0.99)."""
+    table = torch.tensor([
+        [1.0, 0.0, 0.0, 0.0],  # after END
+        [0.005, 0.99, 0.005, 0.0],  # after 1
+        [1.0, 0.0, 0.0, 0.0],  # after 2
+        [0.1, 0.9, 0.0, 0.0],  # after START
+    ])
+    best, log_prob = beam_search(markov(table), torch.tensor([START]), END, max_new_tokens=2, beam_size=2)
+    assert best.tolist() == [START, 1, 1]
+    assert log_prob == pytest.approx(math.log(0.9 * 0.99))
+
+
+# --- sampling filters ------------------------------------------------------------------
+
+def test_top_p_of_one_keeps_every_token_of_a_gpt2_wide_row():
+    """A float32 running sum from the top reaches 1.0 thousands of tokens early
+    (about 4,000 of these rows' tokens were dropped before the fix)."""
+    logits = 3 * torch.randn(4, 50_257, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_top_p_of_one_keeps_the_tail_of_a_peaked_row():
+    logits = torch.cat([torch.tensor([20.0]), torch.zeros(1000)])[None]
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
+
+
+def test_top_p_keeps_the_smallest_set_that_reaches_p_and_always_the_top_token():
+    logits = torch.tensor([[0.5, 0.3, 0.2]]).log()
+    assert torch.isfinite(top_p_filter(logits, 0.6)).tolist() == [[True, True, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.8 + 1e-3)).tolist() == [[True, True, True]]
+    assert torch.isfinite(top_p_filter(logits, 1e-6)).tolist() == [[True, False, False]]
+
+
+def test_top_p_leaves_masked_tokens_masked_and_rows_apart():
+    logits = torch.tensor([[2.0, float("-inf"), 1.0, 0.0], [0.0, 0.0, 0.0, 5.0]])
+    kept = torch.isfinite(top_p_filter(logits, 0.9))
+    assert kept.tolist() == [[True, False, True, False], [False, False, False, True]]

@@ -37,6 +37,20 @@ def test_logits_equal_gpt2_both_ways(activation):
         assert (back(ids) - ours).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("field, value", [("n_inner", 3 * SMALL.width), ("layer_norm_epsilon", 1e-6),
+                                          ("scale_attn_by_inverse_layer_idx", True), ("reorder_and_upcast_attn", True),
+                                          ("scale_attn_weights", False), ("tie_word_embeddings", False)])
+def test_a_gpt2_config_field_we_do_not_compute_raises(field, value):
+    from transformers import GPT2LMHeadModel
+
+    from course_utils.gpt import huggingface_config
+
+    config = huggingface_config(SMALL)
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=f"{field}={value!r}"):
+        from_huggingface(GPT2LMHeadModel(config))
+
+
 def test_greedy_tokens_equal_huggingface_generate():
     model = _model(1)
     theirs = to_huggingface(model)
