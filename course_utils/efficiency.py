@@ -5,6 +5,8 @@
   count, not a reading of the allocator, so it is the same on every machine
   and every thread count, and it is the memory that grows with the
   sequence length and the batch.
+- `peak_allocated_bytes`: the most memory a step's tensors held at once,
+  from PyTorch's profiler: what decides whether a step fits.
 - `attention_costs`: time and saved memory of attention as the sequence
   grows, the naive way (lesson 02's formula, which builds the L x L matrix)
   against PyTorch's fused `F.scaled_dot_product_attention`.
@@ -13,7 +15,10 @@
   gradient accumulation.
 """
 
+import contextlib
 import math
+import os
+import sys
 import time
 
 import torch
@@ -22,12 +27,14 @@ import torch.nn.functional as F
 from .attention import scaled_dot_product_attention
 
 
-def saved_activation_bytes(step) -> tuple[object, int]:
+def saved_activation_bytes(step, parameters=()) -> tuple[object, int]:
     """Run `step()` (a forward pass that builds an autograd graph) and count
     the bytes of the tensors autograd saves for the backward pass, each
-    storage once and the parameters left out (they are there anyway).
+    storage once. The storage of `parameters` (a model's) is left out, views
+    of it such as `weight.t()` included: it is there anyway.
     Returns (what step returned, bytes)."""
-    seen, total = set(), 0
+    seen = {parameter.untyped_storage().data_ptr() for parameter in parameters}
+    total = 0
 
     def pack(tensor):
         nonlocal total
@@ -40,6 +47,38 @@ def saved_activation_bytes(step) -> tuple[object, int]:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         result = step()
     return result, total
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what C++ libraries write to file descriptor 2 (the profiler logs a
+    line as it starts and as it stops), and nothing Python raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def peak_allocated_bytes(step) -> int:
+    """The most CPU memory held by tensors allocated while `step()` runs (a
+    forward and backward pass, say), above what was held before: PyTorch's
+    profiler (profile_memory=True) records each operation's allocations and
+    frees, and this adds them up in the order the operations started. A
+    buffer allocated and freed inside one operation is not seen."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step()
+    held = peak = 0
+    for event in sorted(profiler.events(), key=lambda event: event.time_range.start):
+        held += event.self_cpu_memory_usage
+        peak = max(peak, held)
+    return peak
 
 
 def best_seconds(run, repeats: int = 3) -> float:

@@ -108,13 +108,13 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     set the others to -inf. The softmax of the result renormalises them."""
     if not 0 < p <= 1:
         raise ValueError(f"p must be in (0, 1], got {p}")
-    # Dropped: the least likely tokens whose mass, together, is at most 1 - p.
-    # Summed from the tail up in float64: a float32 sum from the top reaches
-    # 1.0 thousands of tokens early over 50,257 of them, and p = 1 would drop them.
-    sorted_logits, order = logits.sort(dim=-1)
-    tail_mass = sorted_logits.softmax(dim=-1).double().cumsum(dim=-1)
-    drop_sorted = tail_mass <= 1 - p
-    drop_sorted[..., -1] = False  # the most likely token always stays
+    if p == 1:  # every token keeps its chance (a float32 running sum reaches 1.0 thousands of tokens early)
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probabilities = sorted_logits.softmax(dim=-1).double()
+    mass_before = probabilities.cumsum(dim=-1) - probabilities
+    drop_sorted = mass_before >= p - 1e-6  # the mass before this token reached p (up to float32 rounding)
+    drop_sorted[..., 0] = False  # the most likely token always stays
     drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

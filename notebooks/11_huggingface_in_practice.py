@@ -566,10 +566,12 @@ for kind in costs:
 left.set(xlabel="sequence length", ylabel="ms per forward pass", title="time")
 right.set(xlabel="sequence length", ylabel="MiB kept for backward", title="memory")
 for axis in (left, right):
+    axis.minorticks_off()
+    axis.set_xticks(LENGTHS, [f"{length:,}" for length in LENGTHS])
     axis.legend()
 plt.tight_layout()
 plt.show()
-print({kind: f"{1e3 * costs[kind]['seconds'][-1]:.0f} ms at 4,096" for kind in costs})
+print({kind: f"{1e3 * costs[kind]['seconds'][-1]:.0f} ms at 4,096, time ~ length^{time_exponents[kind]:.1f}" for kind in costs})
 assert costs["naive"]["seconds"][-1] > 4 * costs["naive"]["seconds"][2], "4x the length should take far more than 4x the time"
 
 # %% [markdown]
@@ -577,10 +579,16 @@ assert costs["naive"]["seconds"][-1] > 4 * costs["naive"]["seconds"][2], "4x the
 # 4,096 positions for a single text and a single layer, and doubling the
 # length multiplies it by four (exponent 2); the fused kernel keeps only
 # its inputs, output and one number per row, linear in the length. Time:
-# both still grow about as the square (the timings above fit exponents
-# near 2 for both):
-# the fused kernel does the same arithmetic, it only avoids writing the
-# matrix out and reading it back. Making attention itself cheaper than
+# the fused kernel's grows about as the square (the legend gives the
+# exponents fitted on this machine); it does the same arithmetic, it only
+# avoids writing the matrix out and reading it back. The naive one's grew
+# faster than the square on the machines we measured (2.7 on the one the
+# stored output comes from): its L × L matrices, 64 MiB at 2,048 positions,
+# no longer fit the processor's caches, so every entry travels to memory
+# and back. FlashAttention (Dao et al., 2022) is this fused idea on a GPU:
+# exact attention in blocks with a running ("online") softmax, and a
+# backward pass that recomputes the scores instead of storing them, the
+# trade that gradient checkpointing makes below. Making attention itself cheaper than
 # L x L needs another model (sparse, local or linear attention), not
 # another kernel.
 #
@@ -633,20 +641,51 @@ print(f"batch of 12 against 4 micro-batches of 3: largest gradient {largest:.2f}
 #
 # Training keeps every block's intermediate results for the backward pass.
 # With **gradient checkpointing** (`gpt.gradient_checkpointing = True`, in
-# Hugging Face `model.gradient_checkpointing_enable()`), each block keeps
-# only its input; the backward pass runs the block's forward again to get
-# the rest. Memory kept, counted as above, and time per step:
+# Hugging Face `model.gradient_checkpointing_enable()`; Chen et al., 2016),
+# each block keeps only its input; the backward pass runs the block's
+# forward again to get the rest. First the memory kept for the backward
+# pass, counted as above (the parameters left out: they are there anyway),
+# and whether the gradients stay the same:
 
 # %%
 batch = (inputs, targets)
-_, plain_bytes = efficiency.saved_activation_bytes(lambda: next_token_loss(gpt, batch))
+_, plain_bytes = efficiency.saved_activation_bytes(lambda: next_token_loss(gpt, batch), gpt.parameters())
 gpt.gradient_checkpointing = True
-_, checkpointed_bytes = efficiency.saved_activation_bytes(lambda: next_token_loss(gpt, batch))
+_, checkpointed_bytes = efficiency.saved_activation_bytes(lambda: next_token_loss(gpt, batch), gpt.parameters())
 recomputed = efficiency.gradients(gpt, next_token_loss, [batch])
 gpt.gradient_checkpointing = False
 print(f"kept for backward: {plain_bytes / 2**20:.1f} MiB plain, {checkpointed_bytes / 2**20:.1f} MiB checkpointed "
       f"({plain_bytes / checkpointed_bytes:.0f}x less)")
 print("same gradients:", all(torch.allclose(recomputed[name], whole[name], atol=1e-6, rtol=1e-4) for name in whole))
+
+# %% [markdown]
+# What is kept is not what a step needs at its worst moment: the backward
+# pass rebuilds one block's insides at a time and holds them while it
+# works through that block, beside the gradients it is writing. What
+# decides whether a step fits is the **peak**: the most memory its tensors
+# hold at once, which PyTorch's profiler measures
+# (`efficiency.peak_allocated_bytes`).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The peak includes the buffers of the machine's matrix-multiply library; the assert holds everywhere.
+
+
+def peak_of_a_step():
+    gpt.zero_grad(set_to_none=True)
+    return efficiency.peak_allocated_bytes(lambda: next_token_loss(gpt, batch).backward())
+
+
+plain_peak = peak_of_a_step()
+gpt.gradient_checkpointing = True
+checkpointed_peak = peak_of_a_step()
+gpt.gradient_checkpointing = False
+print(f"peak of forward + backward: {plain_peak / 2**20:.1f} MiB plain, {checkpointed_peak / 2**20:.1f} MiB "
+      f"checkpointed ({plain_peak / checkpointed_peak:.1f}x less)")
+assert 1.5 < plain_peak / checkpointed_peak < plain_bytes / checkpointed_bytes
+
+# %% [markdown]
+# And the time per step:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -667,17 +706,36 @@ gpt.zero_grad(set_to_none=True)
 
 # %% [markdown]
 # The trade is the one the name promises: memory for time. The forward
-# pass runs twice, so a step costs about a third more (one forward is
-# roughly a third of a step). It pays when memory, not speed, limits the
-# batch or the length.
+# pass runs twice, and one forward is roughly a third of a step, so a step
+# costs up to a third more (the timing above; it varies from run to run,
+# between 1.2 and 1.45 times as long in ours). What it saves is smaller than the count of
+# kept tensors suggests: the peak fell about 3 times (2.8 in the stored
+# output), not 10, because the backward pass still holds one block's
+# rebuilt insides and the gradients at its worst moment. It pays when
+# memory, not speed, limits the batch or the length.
 #
 # ### bf16 autocast
 #
 # **Mixed precision** runs the matrix multiplies in a 16-bit format while
-# the weights stay in float32. bfloat16 keeps float32's exponent range and
-# 8 bits of mantissa: about 3 significant digits. `torch.autocast` switches
-# each operation to bf16 where that is safe. What it changes in the loss,
-# on the validation text:
+# the weights stay in float32. bfloat16 keeps float32's 8 exponent bits, so
+# its range, and stores 7 bits of mantissa (8 bits of precision with the
+# implicit leading one): neighbouring numbers near 1 are 2⁻⁷ apart, about 2.4
+# significant decimal digits. float16 stores 10 mantissa bits but only 5
+# exponent bits: its smallest positive number is about 6·10⁻⁸, and
+# smaller values, small gradients among them, round to 0. Training in
+# float16 therefore scales the loss up before the
+# backward pass and the gradients down after it (`torch.amp.GradScaler`;
+# Micikevicius et al., 2018). `torch.finfo` gives each format's spacing at 1
+# and smallest positive number:
+
+# %%
+for dtype in (torch.float32, torch.bfloat16, torch.float16):
+    info = torch.finfo(dtype)
+    print(f"{str(dtype):<15} spacing at 1: {info.eps:.1e}   smallest positive: {info.smallest_normal * info.eps:.1e}")
+
+# %% [markdown]
+# `torch.autocast` switches each operation to bf16 where that is safe. What
+# it changes in the loss, on the validation text:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -693,10 +751,11 @@ print(f"validation loss: float32 {full:.4f}, bf16 autocast {half:.4f} (differenc
 assert abs(full - half) < 0.02
 
 # %% [markdown]
-# And its speed, which depends on the hardware: a GPU, or a CPU with AMX
-# or AVX-512 BF16 instructions, multiplies bf16 several times faster than
-# float32; a CPU without them converts to float32 and back, and bf16 is
-# then *slower*. On this machine:
+# And its speed, which depends on the hardware: a CPU with AMX or AVX-512
+# BF16 instructions, or a GPU with bf16 tensor cores (NVIDIA's since the
+# A100), multiplies large bf16 matrices several times faster than float32;
+# a CPU without them runs bf16 through slower general-purpose kernels, and
+# bf16 is then *slower*. On this machine:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -716,9 +775,10 @@ print(f"CPU instructions: {torch.backends.cpu.get_cpu_capability()}; forward + b
 
 # %% [markdown]
 # On the 2-core CPU this course was built on (AVX2, no bf16 instructions)
-# a bf16 step took over 20 times as long as a float32 one; on a GPU it
-# would be the other way round. The loss itself barely moved (in the
-# fourth decimal, here). Precision matters more in training: an update
+# a bf16 step took over 20 times as long as a float32 one. We do not claim
+# the opposite for a GPU at this size: a model of width 128 leaves a GPU
+# waiting on kernel launches more than on arithmetic. The loss itself barely
+# moved (in the fourth decimal, here). Precision matters more in training: an update
 # much smaller than a weight is lost when added to it in bf16, which is
 # why autocast leaves the weights and the optimiser in float32.
 #
@@ -761,15 +821,17 @@ print("the pipeline writes what our greedy decoding writes:", served == ours)
 
 # %% [markdown]
 # Greedy decoding soon loops, as lesson 10 measured; sampled with
-# temperature 0.8 and top-p 0.9 (the pipeline's `generate` takes the same
-# settings as ours), the model writes:
+# temperature 0.8 and top-p 0.9, the model writes what follows. The
+# pipeline's `generate` fills in a default for every setting left out, and
+# its default top-k is 50, so we pass `top_k=0` to switch top-k off, as our
+# own sampling does.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # The text depends on the trained weights' last digits.
 torch.manual_seed(0)
 print(served, "...", sep="")
-print(write("KING HENRY:\n", max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.9,
+print(write("KING HENRY:\n", max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
             pad_token_id=0)[0]["generated_text"])
 
 # %% [markdown]

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.attention import scaled_dot_product_attention
-from course_utils.efficiency import attention_costs, fitted_exponent, gradients, saved_activation_bytes
+from course_utils.efficiency import (attention_costs, fitted_exponent, gradients, peak_allocated_bytes,
+                                     saved_activation_bytes)
 from course_utils.gpt import GPT, GPTConfig, next_token_loss
 
 SMALL = GPTConfig(vocab_size=40, context=16, width=32, layers=2, heads=4)
@@ -32,6 +33,30 @@ def test_parameters_and_repeated_saves_are_counted_once_or_not_at_all():
     x = torch.randn(4, 64, requires_grad=True)
     _, saved = saved_activation_bytes(lambda: (x @ weight @ weight).sum())
     assert saved == (4 * 64 + 4 * 64) * 4  # x and x @ weight; the parameter is not counted
+
+
+def test_a_view_of_a_parameter_is_not_counted_as_an_activation():
+    """F.linear saves weight.t(), a view: not a Parameter, but the parameter's storage."""
+    layer = torch.nn.Linear(64, 32)
+    x = torch.randn(4, 64, requires_grad=True)
+    _, with_views = saved_activation_bytes(lambda: layer(x).relu().sum())
+    _, saved = saved_activation_bytes(lambda: layer(x).relu().sum(), parameters=layer.parameters())
+    assert saved == (4 * 64 + 4 * 32) * 4  # x and the linear's output (kept by relu)
+    assert with_views == saved + 64 * 32 * 4, "without parameters=, the weight's view counts"
+
+
+def test_the_peak_of_a_step_counts_what_is_alive_at_once():
+    x = torch.randn(256, 256, requires_grad=True)
+    matrix = 256 * 256 * 4
+
+    def step():
+        hidden = (x @ x).relu()
+        (hidden @ hidden).sum().backward()  # hidden and hidden @ hidden are alive together
+
+    peak = peak_allocated_bytes(step)
+    assert 2 * matrix <= peak <= 8 * matrix
+    x.grad = None
+    assert peak_allocated_bytes(lambda: (x * 2).sum().backward()) < peak  # one matrix at a time
 
 
 def test_attention_costs_grow_as_the_square_for_the_naive_memory():
