@@ -31,7 +31,7 @@ import time
 import torch
 
 from course_utils.attention import causal_mask
-from course_utils.gpt import GPT, GPTConfig, TrainingRecipe, character_data, next_token_loss, train_gpt
+from course_utils.gpt import GPT, GPTConfig, TrainingRecipe, character_data, flops_per_step, next_token_loss, train_gpt
 from course_utils.training import train
 from course_utils.transformer import LayerNorm
 
@@ -55,17 +55,6 @@ def synchronize(device: str | torch.device) -> None:
     """Wait for the device's queued work, so that a timer stops when it is done."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
-
-
-def flops_per_step(config: GPTConfig, recipe: TrainingRecipe) -> int:
-    """The FLOPs of one training step, forward and backward, as PyTorch counts them."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = GPT(config)
-    inputs = torch.zeros(recipe.batch_size, config.context, dtype=torch.long)
-    with FlopCounterMode(display=False) as counter:
-        next_token_loss(model, (inputs, inputs)).backward()
-    return counter.get_total_flops()
 
 
 # --- the plain versions, for --ablation ----------------------------------------------
@@ -118,7 +107,7 @@ def ms_per_step(model: GPT, train_ids: torch.Tensor, recipe: TrainingRecipe, ste
 def training_figures(step_seconds: float, config: GPTConfig, recipe: TrainingRecipe, matmul_flops: float) -> dict:
     """What a step time means: tokens per second, and the FLOPs per second
     reached, as a share of the float32 multiply's `matmul_flops`."""
-    flops = flops_per_step(config, recipe)
+    flops = flops_per_step(config, recipe.batch_size)
     return {"ms_per_step": step_seconds * 1e3, "tokens_per_second": recipe.batch_size * config.context / step_seconds,
             "flops_per_step": flops, "flops_per_second": flops / step_seconds,
             "matmul_share": flops / step_seconds / matmul_flops}

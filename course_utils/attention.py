@@ -87,12 +87,18 @@ class KVCache:
         self.length += new
         return self._keys[:, :, :self.length], self._values[:, :, :self.length]
 
+    def held(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys and values of the positions held, each (B, H, positions, Dh)."""
+        if self._keys is None:
+            raise ValueError("the cache is empty: nothing has been appended yet")
+        return self._keys[:, :, :self.length], self._values[:, :, :self.length]
+
     @property
     def nbytes(self) -> int:
         """The bytes of the keys and values held (the reserved room is not counted)."""
         if self._keys is None:
             return 0
-        return 2 * self._keys[:, :, :self.length].numel() * self._keys.element_size()
+        return sum(tensor.numel() * tensor.element_size() for tensor in self.held())
 
 
 class MultiHeadAttention(nn.Module):

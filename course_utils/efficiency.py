@@ -12,7 +12,12 @@
   against PyTorch's fused `F.scaled_dot_product_attention`.
 - `fitted_exponent`: the k in cost ~ length^k, from a straight line in log-log.
 - `gradients`: a model's gradients over a list of micro-batches, for
-  gradient accumulation.
+  gradient accumulation, each micro-batch weighted equally or by its
+  number of target tokens.
+- `train_in_precision`: a few optimiser steps in float32, or under autocast
+  in bf16 or fp16, the latter with or without a gradient scaler.
+- `logit_gradient`: the gradient that reaches a model's output in fp16
+  autocast, where the smallest values round to zero unless the loss is scaled.
 """
 
 import contextlib
@@ -124,12 +129,81 @@ def fitted_exponent(lengths: list[int], values: list[float]) -> float:
             / sum((x - mean_x) ** 2 for x in xs))
 
 
-def gradients(model: torch.nn.Module, loss_of, micro_batches: list) -> dict[str, torch.Tensor]:
-    """Each parameter's gradient of the mean loss over `micro_batches`,
-    accumulated one micro-batch at a time: each loss is divided by their
-    number before its backward pass, and the gradients add up in .grad.
-    Micro-batches of equal size give the gradient of the whole batch."""
+IGNORE_INDEX = -100  # a target cross-entropy skips: padding
+
+
+def target_tokens(batch: tuple[torch.Tensor, torch.Tensor]) -> int:
+    """The number of targets of an (inputs, targets) batch that the loss counts (not padding)."""
+    return int((batch[1] != IGNORE_INDEX).sum())
+
+
+def gradients(model: torch.nn.Module, loss_of, micro_batches: list, by_tokens: bool = False) -> dict[str, torch.Tensor]:
+    """Each parameter's gradient of the loss over `micro_batches`, accumulated
+    one micro-batch at a time: the gradients add up in .grad. `loss_of` is a
+    mean over a micro-batch's target tokens. Each micro-batch's loss is
+    divided by the number of micro-batches (a mean of means), or, with
+    by_tokens, weighted by its share of all target tokens: the mean over
+    every token, the whole batch's loss even when padding leaves the
+    micro-batches with different numbers of targets."""
     model.zero_grad(set_to_none=True)
+    total = sum(target_tokens(batch) for batch in micro_batches)
     for batch in micro_batches:
-        (loss_of(model, batch) / len(micro_batches)).backward()
+        weight = target_tokens(batch) / total if by_tokens else 1 / len(micro_batches)
+        (loss_of(model, batch) * weight).backward()
     return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+
+def relative_difference(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> float:
+    """|left - right| / |right| over all the tensors of two gradients, as one vector."""
+    difference = sum(float((left[name] - right[name]).double().square().sum()) for name in right)
+    size = sum(float(right[name].double().square().sum()) for name in right)
+    return math.sqrt(difference / size)
+
+
+def train_in_precision(model: torch.nn.Module, next_batch, loss_of, steps: int, lr: float = 3e-3,
+                       dtype: torch.dtype | None = None, scaler: bool = False) -> dict:
+    """Take `steps` AdamW steps on next_batch(step), step 0 first, in float32
+    (dtype None) or with the forward pass under autocast to `dtype`; with
+    `scaler`, through a `torch.amp.GradScaler`: the loss is multiplied by a
+    scale (2^16 to start) before the backward pass, the gradients divided by
+    it before the update, a step with an inf or NaN gradient is skipped and
+    the scale halved. Returns the losses, the seconds of each step, and the
+    scale at the end and the steps skipped (with the scaler)."""
+    device_type = next(model.parameters()).device.type
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    grad_scaler = torch.amp.GradScaler(device_type, enabled=scaler)
+    run = {"losses": [], "seconds": [], "skipped": 0}
+    model.train()
+    for step in range(steps):
+        start = time.perf_counter()
+        with torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = loss_of(model, next_batch(step))
+        optimizer.zero_grad(set_to_none=True)
+        grad_scaler.scale(loss).backward()
+        scale = grad_scaler.get_scale() if scaler else 1.0
+        grad_scaler.step(optimizer)
+        grad_scaler.update()
+        run["skipped"] += scaler and grad_scaler.get_scale() < scale  # the scale falls only after an inf or NaN
+        run["seconds"].append(time.perf_counter() - start)
+        run["losses"].append(loss.item())
+    model.eval()
+    run["scale"] = grad_scaler.get_scale() if scaler else None
+    return run
+
+
+def logit_gradient(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype = torch.float16,
+                   scale: float = 1.0) -> torch.Tensor:
+    """The gradient of scale x (the mean next-token cross-entropy) with respect
+    to the logits, as the backward pass carries it into the model under
+    autocast to `dtype`: the logits come out of the last matrix multiply in
+    `dtype`, so their gradient is rounded to `dtype` there."""
+    inputs, targets = batch
+    caught = []
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(next(model.parameters()).device.type, dtype=dtype):
+        logits = model(inputs)
+        logits.register_hook(caught.append)
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+    (loss * scale).backward()
+    model.zero_grad(set_to_none=True)
+    return caught[0]

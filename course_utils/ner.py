@@ -128,3 +128,43 @@ def scores(predicted: list[list[int]], rows: list[dict]) -> dict[str, float]:
     recall = true_positives / max(1, sum(1 for _, label in pairs if label))
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+# --- entities: the view that named-entity recognition is scored in ---------------
+
+def bio_tags(labels: list[int], kind: str = "NAME") -> list[str]:
+    """Word labels (0 = O, 1 = a word of a name) as BIO tags: a run of name
+    words is one entity, "B-NAME" on its first word and "I-NAME" on the
+    rest ("Sir Toby Belch" -> O B-NAME I-NAME: "Sir" is no name here)."""
+    return ["O" if not label else f"I-{kind}" if i and labels[i - 1] else f"B-{kind}"
+            for i, label in enumerate(labels)]
+
+
+def entities(tags: list[str]) -> set[tuple[str, int, int]]:
+    """The entities of one sequence of BIO tags as (type, first position,
+    last position), found as seqeval finds them in its default mode (the
+    CoNLL scorer's): an entity starts at a B- tag, or at an I- tag that does
+    not continue an entity of its type (an I- without a B- before it counts),
+    and ends before an O, a B- or a tag of another type."""
+    found, start, kind = set(), None, ""
+    for position, tag in enumerate([*tags, "O"]):  # the extra O closes an entity that runs to the end
+        prefix, _, tag_kind = tag.partition("-")
+        if start is not None and (prefix != "I" or tag_kind != kind):
+            found.add((kind, start, position - 1))
+            start = None
+        if start is None and prefix in ("B", "I"):
+            start, kind = position, tag_kind
+    return found
+
+
+def entity_scores(predicted: list[list[str]], true: list[list[str]]) -> dict[str, float]:
+    """Entity-level precision, recall and F1 over many sequences of BIO tags:
+    a predicted entity counts only when one true entity has its type and
+    exactly its span (seqeval's micro average; 0 where nothing is predicted)."""
+    found = [entities(tags) for tags in predicted]
+    wanted = [entities(tags) for tags in true]
+    hits = sum(len(guess & truth) for guess, truth in zip(found, wanted))
+    precision = hits / max(1, sum(map(len, found)))
+    recall = hits / max(1, sum(map(len, wanted)))
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}

@@ -24,14 +24,18 @@
 #   with characters and with lesson 01's BPE;
 # - build GPT from lesson 06's blocks, check that no position sees the
 #   future, and see why the output layer is the token table again;
-# - train it on the CPU in under a minute, watching what it writes improve;
+# - train it on the CPU in about a minute, watching what it writes
+#   improve, and score it in units that compare across tokenizers (bits
+#   per character, perplexity) and against the 6·N·D compute rule;
 # - generate with every usual rule: greedy, temperature, top-k, top-p
 #   (you write top-p) and beam search, and measure what each does to the
 #   text;
-# - add a **KV cache**, check it changes nothing but the speed, and watch
-#   its memory grow;
-# - move the weights into Hugging Face's `GPT2LMHeadModel`, save the model
-#   with `save_pretrained`, and serve it with `pipeline("text-generation")`.
+# - add a **KV cache**, check it changes nothing but the speed, and
+#   **write the model's forward pass yourself**, cache and all: positions
+#   that continue, the causal mask in the right corner;
+# - move the weights into Hugging Face's `GPT2LMHeadModel` and back, save
+#   the model with `save_pretrained`, and serve it with
+#   `pipeline("text-generation")`.
 
 # %% [markdown]
 # ## Set-up
@@ -84,8 +88,8 @@ assert torch.equal(batch_inputs[:, 1:], batch_targets[:, :-1])
 # below draws 12 of them, 64 characters each, for every step.
 #
 # The same cut works for any tokenizer. With lesson 01's byte-level BPE
-# (8,000 pieces), a window of 64 tokens covers about four times as much
-# text:
+# (8,000 pieces), a window of 64 tokens covers several times as much
+# text, as many times as there are characters per token:
 
 # %%
 from course_utils.data import shakespeare_splits
@@ -98,19 +102,24 @@ print(pieces.tokens)
 for t in range(4):
     print(f"after {bpe.decode(pieces.ids[:t + 1])!r:<14} comes {bpe.decode(pieces.ids[t + 1:t + 2])!r}")
 sample_text = shakespeare_splits()[0][:RECIPE_CHARACTERS][:200_000]
-print(f"characters per BPE token over 200,000 characters: {len(sample_text) / len(bpe.encode(sample_text).ids):.2f}")
+characters_per_token = len(sample_text) / len(bpe.encode(sample_text).ids)
+print(f"characters per BPE token over 200,000 characters: {characters_per_token:.2f}")
 
 # %% [markdown]
-# So why characters here? The model's first and last layers are the token
-# table: with 8,000 BPE pieces and width 128 that is 1.0M weights, more
-# than the whole character-level GPT below, and each piece is seen far
-# less often in one minute of training. On this budget, 64 characters
-# learn faster. Large GPTs use BPE (GPT-2's has 50,257 pieces) because
-# they have the data and time to learn all those rows.
+# 3.37 characters per token, so a BPE window sees 3.37 times as much
+# text. Why characters here, then? The model's first and last layers are
+# the token table: with 8,000 BPE pieces and width 128 that is 1.0M
+# weights, more than the whole character-level GPT below, and each piece
+# is seen far less often in a minute of training than each of 64
+# characters. We keep the small table. Large GPTs use BPE (GPT-2's has
+# 50,257 pieces): they have the data and the time to learn all those
+# rows, and a longer reach for the same context. Which tokenizer makes
+# the better model is a question of measurement, and it needs a unit in
+# which both can be scored: bits per character, after training below.
 #
 # ## The model: lesson 06's blocks under a causal mask
 #
-# `course_utils.gpt.GPT` is short enough to read in one screen:
+# `course_utils.gpt.GPT` is, from bottom to top:
 #
 # - token embedding + **learned** position embedding (one row per position,
 #   up to `context`);
@@ -119,8 +128,16 @@ print(f"characters per BPE token over 200,000 characters: {len(sample_text) / le
 # - a final LayerNorm (a pre-LN stack leaves its output un-normalised);
 # - the **head**: logits = x · Eᵀ, where E is the token embedding table.
 #
-# The default `GPTConfig` is the CPU recipe of nanoGPT, the best-known
-# small GPT trainer: 4 layers, 4 heads, width 128, context 64.
+# This is GPT-2's layout (Radford et al., 2019). GPT-1 (Radford et al.,
+# 2018) normalised after each sublayer, as the 2017 transformer did;
+# GPT-2 moved the norm before each sublayer, added the final LayerNorm,
+# and started the last layer of each residual branch (attention's output
+# projection, the feed-forward network's second layer) smaller, by
+# 1/√(2·layers): each block adds two branches to the residual stream, and
+# their sum should not grow with depth. All other weights start at
+# normal(0, 0.02). The default `GPTConfig` is the CPU recipe of nanoGPT,
+# the best-known small GPT trainer: 4 layers, 4 heads, width 128, context
+# 64. You will write its forward pass yourself, after the KV cache.
 
 # %%
 from course_utils.gpt import GPT, GPTConfig
@@ -132,6 +149,10 @@ print(config)
 print(f"{sum(p.numel() for p in model.parameters()):,} weights")
 print(f"the token table, {tuple(model.token_embedding.weight.shape)}, is also the output layer: "
       f"{model.token_embedding.weight.numel():,} weights counted once")
+branch_ends = model.blocks[0].self_attn.out_proj.weight, model.blocks[0].feed_forward.linear2.weight
+print(f"initial std: attention's input projection {model.blocks[0].self_attn.in_proj.weight.std():.4f}, "
+      f"the branches' last layers {branch_ends[0].std():.4f} and {branch_ends[1].std():.4f} "
+      f"(0.02 / √{2 * config.layers} = {0.02 / (2 * config.layers) ** 0.5:.4f})")
 
 # %% [markdown]
 # **Why tie the head to the token table?** The input table turns a
@@ -175,22 +196,30 @@ print(f"loss before training {start_loss:.2f}, ln {config.vocab_size} = {math.lo
 # ## Training on the CPU
 #
 # `gpt.TrainingRecipe` is nanoGPT's CPU recipe: batches of 12 windows,
-# AdamW (β₂ = 0.99, weight decay 0.1 on the weight matrices), gradients
-# clipped at 1, a learning rate that climbs for 100 steps and then falls
-# along a cosine. Its full run, 2,000 steps, takes 1.5-2 minutes here; the
-# lesson runs half of it with twice the peak rate, which gets most of the
-# way. `train_gpt` is the course's training loop plus an evaluation every
-# 250 steps, on the same 240 windows of each split each time, and a sample
-# of what the model writes at that point.
+# AdamW (β₂ = 0.99), gradients clipped at 1, a learning rate that climbs
+# for 100 steps and then falls along a cosine. Weight decay (0.1) pulls
+# every tensor of two or more dimensions toward zero, the tied token
+# table included, as nanoGPT does; the biases and the norms' gains are
+# left alone, since pulling a gain toward 0 would shrink the signal
+# rather than regularise a mapping. Its full run, 2,000 steps, takes
+# 1.5-2 minutes here. The lesson runs `gpt.SHORT_RECIPE`: 1,200 steps, the
+# peak rate five times higher (5e-3) after 50 warm-up steps, and a decay
+# to 1e-5. Small models train well at high rates; over three seeds, it
+# ended at validation losses of 1.85-1.88 on this CPU, where nanoGPT's
+# README reports 1.88 after its 2,000 (`benchmarks/nanogpt_race.py` runs
+# the two side by side). `train_gpt` is the course's training loop plus
+# an evaluation every 250 steps and at the end, on the same 240 windows
+# of each split each time, and a sample of what the model writes at that
+# point.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Training: the losses and samples differ in their last digits from one machine to another.
-from course_utils.gpt import TrainingRecipe, generate, train_gpt
+from course_utils.gpt import SHORT_RECIPE, generate, train_gpt
 from course_utils.tokenization import encode_chars
 
-recipe = TrainingRecipe(steps=1000, peak_lr=2e-3)
-prompt = "ROMEO:\n"
+recipe = SHORT_RECIPE
+prompt = "Hamlet:\n"
 
 
 def sample(model):
@@ -203,11 +232,11 @@ torch.manual_seed(0)
 model = GPT(config)
 run = train_gpt(model, train_ids, validation_ids, recipe, sample=sample)
 final_step, final_train, final_validation = run.evaluations[-1]
-assert 1.8 < final_validation < 2.05, f"validation loss {final_validation:.3f} outside the expected band"
+assert 1.78 < final_validation < 1.96, f"validation loss {final_validation:.3f} outside the expected band"
 
 # %% [markdown]
 # At step 0 the model writes noise; by step 250 it has the look of a play
-# (names in capitals, a colon, line breaks, short words); by the end it
+# (a capitalised word, a colon, line breaks, short words); by the end it
 # writes English-like words and Shakespeare's rhythm, with many words that
 # do not exist. The training loss and the validation loss stay close: with
 # 0.8M weights and a million characters, the model is far from memorising.
@@ -229,21 +258,93 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# ### Units that compare: bits per character and perplexity
+#
+# The loss is a cross-entropy in nats (natural logarithms) **per token**.
+# Divided by ln 2 it is in bits: the average number of bits an ideal
+# coder driven by the model would spend on each character of the
+# validation text. e^loss is the **perplexity**: the model is as unsure
+# as if it chose uniformly among that many characters. Both depend on
+# what a token is, so to compare a character model with a BPE model,
+# convert to bits per **character**: a BPE model's bits per token divided
+# by its characters per token (3.37 here). A uniform guess already shows
+# why: over 64 characters it costs log₂ 64 = 6 bits per character, over
+# 8,000 BPE pieces log₂ 8000 / 3.37 = 3.85, although each single guess is
+# far harder. The last line measures what a general-purpose compressor
+# does with the same text: `lzma`, given the training text first, spends
+# this many bits on each character of the validation text.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The loss differs in its last digits from one machine to another (and lzma's size between library versions).
+import lzma
+
+corpus = shakespeare_splits()[0][:RECIPE_CHARACTERS].encode()
+split = int(0.9 * len(corpus))
+compressed_size = lambda data: len(lzma.compress(data, preset=9))
+lzma_bits = (compressed_size(corpus) - compressed_size(corpus[:split])) * 8 / (len(corpus) - split)
+bits = final_validation / math.log(2)
+print(f"the GPT after {final_step} steps: {final_validation:.3f} nats = {bits:.2f} bits per character, "
+      f"perplexity {math.exp(final_validation):.1f}")
+print(f"a uniform guess over {config.vocab_size} characters: {math.log2(config.vocab_size):.2f} bits per character, "
+      f"perplexity {config.vocab_size}")
+print(f"a uniform guess over {bpe.get_vocab_size():,} BPE pieces: {math.log2(bpe.get_vocab_size()):.2f} bits per token "
+      f"= {math.log2(bpe.get_vocab_size()) / characters_per_token:.2f} bits per character")
+print(f"lzma, after the training text: {lzma_bits:.2f} bits per character of the validation text")
+assert 2.55 < bits < 2.85 and 2.3 < lzma_bits < 2.9
+
+# %% [markdown]
+# After a minute, the GPT spends about 2.7 bits per character: less than
+# half of the uniform guess, and still more than `lzma`, which finds
+# every long repeat in a megabyte of plays (about 2.6). Language models
+# are compressors, and a better one wins this race: nanoGPT's GPU recipe
+# (6 layers, width 384, context 256) reaches a validation loss of 1.47 on
+# tiny-shakespeare, 2.1 bits per character (its README; another slice of
+# Shakespeare than ours, so the comparison is rough).
+#
+# ### What a step costs: the 6·N·D rule
+#
+# Training a transformer costs about **6 FLOPs per weight per token**
+# (Kaplan et al., 2020): each weight does one multiply-add (2 FLOPs) per
+# token in the forward pass and two in the backward pass (the gradient of
+# the input and of the weight). N counts the weights that multiply (the
+# position table is only added); D is the tokens of a step, 12 windows of
+# 64. PyTorch's `FlopCounterMode` counts every multiply it runs:
+
+# %%
+from course_utils.gpt import flops_per_step
+
+tokens_per_step = recipe.batch_size * config.context
+multiplying_weights = sum(p.numel() for p in model.parameters()) - model.position_embedding.weight.numel()
+counted = flops_per_step(config, recipe.batch_size)
+rule = 6 * multiplying_weights * tokens_per_step
+attention_term = 6 * config.layers * config.context * config.width * tokens_per_step
+print(f"counted by PyTorch:      {counted / 1e9:.2f} GFLOP per step")
+print(f"6·N·D = 6 × {multiplying_weights:,} × {tokens_per_step}: {rule / 1e9:.2f} GFLOP per step")
+print(f"attention's own products (6·layers·context·width per token): {attention_term / 1e9:.2f} GFLOP more")
+
+# %% [markdown]
+# The rule is within 1% of the count: the difference is the norms' and
+# biases' few thousand weights, which are in N but multiply nothing.
+# Attention's own products (queries with keys, weights with values) are
+# not in 6·N; Kaplan et al. add them as a term that grows with the
+# context, 4% here. PyTorch's counter does not see them either on the
+# CPU: it counts the fused attention kernel as 0 FLOPs, so the figures
+# below, taken from it, are the weights' multiplies only.
+
+# %% [markdown]
 # **How fast, and why.** `benchmarks/gpt_train.py` runs the full recipe
-# and times what each choice is worth. On the 2-core CPU it reached a
-# validation loss of 1.85 after 2,000 steps (target: 1.90) in 100 s, 49 ms
-# a step with its evaluations. With `--ablation`, a plain loop of the same
-# model took 52.5 ms a step. The fused layer norm brought that to 45.6 ms
-# (lesson 06's formula takes five passes over the data, and as many
-# backward). Then `is_causal=True` changed nothing measurable at 64
-# positions, the fused AdamW gave 44.5 ms, and GELU's exact form
-# (nanoGPT's choice, which PyTorch computes faster here than GPT-2's tanh
-# approximation) gave 40.0 ms: 0.76x the plain loop. What remains is mostly
-# matrix multiplies. One step is 3.66 GFLOP, and this CPU's float32
-# multiply peaks near 170 GFLOP/s, so even at peak a step would take
-# 22 ms; training reaches about 45% of that. bf16 would help on a CPU with
-# AMX units, but this one has none: bf16 multiplies run at about
-# 1 GFLOP/s here, over 100x slower (the script measures both).
+# and times what each choice is worth. On the 2-core CPU (AVX2), with
+# `--ablation`, a plain loop of the same model took 52.5 ms a step. The
+# fused layer norm brought that to 45.6 ms (lesson 06's formula takes five
+# passes over the data, and as many backward). Then `is_causal=True`
+# changed nothing measurable at 64 positions, the fused AdamW gave
+# 44.5 ms, and GELU's exact form (nanoGPT's choice, which PyTorch computes
+# faster here than GPT-2's tanh approximation) gave 40.0 ms: about a
+# quarter off the plain loop. What remains is mostly matrix multiplies:
+# 3.66 GFLOP in 40 ms is 92 GFLOP/s, about half of what this CPU's float32
+# multiply reaches on large matrices (the README's table: 40 ms a step,
+# 51%). Lesson 11 measures what bf16 does, which depends on the CPU.
 #
 # ## Writing: from logits to text
 #
@@ -256,8 +357,11 @@ plt.show()
 # - **temperature** T: sample from softmax(logits / T); T < 1 sharpens the
 #   distribution, T > 1 flattens it;
 # - **top-k**: sample only among the k most likely;
-# - **top-p** (nucleus): sample among the smallest set of most likely
-#   characters whose probabilities add up to at least p.
+# - **top-p** (nucleus; Holtzman et al., 2020): sample among the smallest
+#   set of most likely characters whose probabilities add up to at least p.
+#
+# Below, the top-k and top-p rows sample at temperature 1, so that each
+# differs from the T = 1.0 row by its filter alone.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -267,7 +371,7 @@ from course_utils import data
 known_words = data.word_counts(shakespeare_splits()[0][:RECIPE_CHARACTERS])
 rules = {"greedy": dict(temperature=0), "T = 0.5": dict(temperature=0.5), "T = 1.0": dict(temperature=1.0),
          "T = 1.5": dict(temperature=1.5), "top-k 10": dict(top_k=10), "top-p 0.9": dict(top_p=0.9)}
-prompts = encode_chars(tokenizer, "KING HENRY:\nWhat")[None].repeat(8, 1)
+prompts = encode_chars(tokenizer, "Cleopatra:\nWhat")[None].repeat(8, 1)
 measures = {}
 for name, settings in rules.items():
     written = generate(model, prompts, 200, generator=torch.Generator().manual_seed(0), **settings)
@@ -276,7 +380,7 @@ for name, settings in rules.items():
     four_grams = [text[i:i + 4] for text in texts for i in range(len(text) - 3)]
     measures[name] = (sum(word in known_words for word in words) / len(words), len(set(four_grams)) / len(four_grams))
     print(f"--- {name}: {measures[name][0]:.0%} of the words exist, {measures[name][1]:.0%} of 4-grams distinct\n"
-          f"KING HENRY:\nWhat{texts[0][:120]}\n")
+          f"Cleopatra:\nWhat{texts[0][:120]}\n")
 assert measures["greedy"][1] < measures["T = 1.0"][1], "greedy repeats itself more than sampling"
 assert measures["T = 0.5"][0] > measures["T = 1.5"][0], "a low temperature writes more real words"
 
@@ -291,7 +395,7 @@ assert measures["T = 0.5"][0] > measures["T = 1.5"][0], "a low temperature write
 # unlikely tail (where the invented words come from) while still
 # sampling.
 #
-# **Why top-p adapts where top-k does not.** After "KING HENRY:\nWha" the
+# **Why top-p adapts where top-k does not.** After "Cleopatra:\nWha" the
 # model is sure of the next character ("t"); after a space it is not. A
 # fixed k keeps k characters in both cases, so it either lets nonsense in
 # where the model is sure, or cuts off good choices where it is not. A
@@ -321,7 +425,11 @@ assert kept[confident].float().mean() < kept[~confident].float().mean()
 # probabilities add up to **at least** p, and set every other logit to
 # `-inf` (a softmax then gives them probability 0 and renormalises the
 # rest). The token whose probability carries the sum past p is kept.
-# Return a new tensor; leave `logits` as it was.
+# Return a new tensor of the logits' dtype; leave `logits` as it was. The
+# logits are any real numbers, not log-probabilities, and every row has
+# its own distribution. At p = 1 every token must stay, on GPT-2's 50,257
+# too: in exact arithmetic the running sum reaches 1 only at the last
+# token, but in float32 it can get there thousands of tokens early.
 #
 # Hint: `sort(descending=True)` returns the sorted values and the indices
 # they came from; `cumsum` gives running sums; `scatter` puts values back
@@ -330,6 +438,8 @@ assert kept[confident].float().mean() < kept[~confident].float().mean()
 # %%
 def top_p_filter(logits, p):
     # BEGIN SOLUTION
+    if p >= 1:
+        return logits.clone()
     probabilities, order = logits.softmax(dim=-1).sort(dim=-1, descending=True)
     mass_before = probabilities.cumsum(dim=-1) - probabilities
     drop = torch.zeros_like(mass_before, dtype=torch.bool).scatter(-1, order, mass_before >= p)
@@ -346,10 +456,14 @@ check_top_p_filter(top_p_filter)
 # ### Beam search
 #
 # Sampling picks one character at a time. **Beam search** (lesson 07)
-# keeps the `beam_size` most likely partial texts at each step, and
-# finds a continuation at least as likely as greedy's, usually more.
+# keeps the `beam_size` most likely partial texts at each step.
 # `gpt.next_token_log_probs(model)` turns our GPT into the callable that
-# lesson 07's `beam_search` takes; a newline ends a line.
+# lesson 07's `beam_search` takes; a newline ends a line. Each rule below
+# continues two openings; each line printed gives the log-probability the
+# model assigns to the continuation, its length, the log-probability per
+# character, and whether the line ended (with a newline) within 60
+# characters. The last rule ranks the beams by log-probability divided by
+# length^α, a **length penalty** (Wu et al., 2016), with α = 1.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -359,23 +473,36 @@ from course_utils.gpt import next_token_log_probs
 
 score = next_token_log_probs(model)
 newline = tokenizer.token_to_id("\n")
-for start in ["JULIET:\nO", "HAMLET:\nThe"]:
+for start in ["Rosalind:\nO", "Hamlet:\nThe"]:
     start_ids = encode_chars(tokenizer, start)
     with torch.no_grad():
         greedy_ids = greedy(score, start_ids[None], newline, max_new_tokens=60)
-        greedy_log_prob = sequence_log_prob(score, greedy_ids, len(start_ids), newline).item()
-        best, best_log_prob = beam_search(score, start_ids, newline, max_new_tokens=60, beam_size=5)
-    print(f"greedy ({greedy_log_prob:6.2f}): {tokenizer.decode(greedy_ids[0].tolist())!r}")
-    print(f"beam 5 ({best_log_prob:6.2f}): {tokenizer.decode(best.tolist())!r}\n")
-    assert best_log_prob >= greedy_log_prob - 1e-4
+        found = {"greedy": (greedy_ids[0], sequence_log_prob(score, greedy_ids, len(start_ids), newline).item()),
+                 "beam 5": beam_search(score, start_ids, newline, max_new_tokens=60, beam_size=5),
+                 "beam 5, α = 1": beam_search(score, start_ids, newline, max_new_tokens=60, beam_size=5,
+                                              length_penalty=1.0)}
+    for rule, (ids, log_prob) in found.items():
+        line = tokenizer.decode(ids[len(start_ids):].tolist())
+        ended = "ended" if line.endswith("\n") else "open"
+        print(f"{rule:<14}{log_prob:7.2f} over {len(line):2} characters ({log_prob / len(line):5.2f} each, {ended}): "
+              f"{start + line!r}")
+    print()
 
 # %% [markdown]
-# The numbers are the log-probabilities of the continuations. Beam
-# search finds lines the model rates far more likely than greedy's, and
-# they read no better: the likeliest text of a small language model is
-# its most common words, over and over. Beam search suits translation
-# (lesson 07), where the likely answer is the right one; writing uses
-# sampling.
+# Beam search usually finds a line the model rates more likely than
+# greedy's, but not always: greedy's line can drop out of the beam when
+# its first characters are not among the `beam_size` best. What the
+# search finds is short. Every character costs log-probability, so the
+# likeliest line is one that ends soon, and a line that is still open
+# after 60 characters, as greedy's often is, has paid for all 60: raw
+# log-probabilities of lines of different lengths do not compare. The
+# length penalty ranks by log-probability per character instead, and
+# lets longer lines win. Either way, the lines read no better: the
+# likeliest text of a language model is its most common words, over and
+# over. Holtzman et al. (2020) measured this "degeneration" in GPT-2's
+# beam-search text, and proposed nucleus sampling in its place. Beam
+# search suits translation (lesson 07), where the likely answer is the
+# right one; writing uses sampling.
 #
 # ## The KV cache
 #
@@ -405,39 +532,78 @@ print("the same 48 greedy characters with and without the cache:", torch.equal(w
 
 # %%
 cache = model.new_cache()
-sizes = []
+cache_kib = []
 with torch.no_grad():
-    model(ids[:, :1], cache)
-    sizes.append((len(cache[0]), sum(layer.nbytes for layer in cache)))
-    for t in range(1, 64):
+    for t in range(64):
         model(ids[:, t:t + 1], cache)
-        sizes.append((len(cache[0]), sum(layer.nbytes for layer in cache)))
-per_position = sizes[-1][1] // sizes[-1][0]
+        cache_kib.append(sum(layer.nbytes for layer in cache) / 2 ** 10)
+per_position = sum(layer.nbytes for layer in cache) // len(cache[0])
+weights_kib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2 ** 10
 print(f"{per_position:,} bytes per position = {config.layers} layers x (key + value) x {config.width} numbers x 4 bytes")
-print(f"at {sizes[-1][0]} positions: {sizes[-1][1]:,} bytes")
-gpt2_xl = 48 * 2 * 1600 * 2 * 1024
-print(f"GPT-2 XL (48 layers, width 1,600, 16-bit numbers) at 1,024 positions: {gpt2_xl / 2 ** 20:.0f} MiB per text")
+print(f"at 64 positions: {cache_kib[-1]:.0f} KiB per text, {cache_kib[-1] / weights_kib:.0%} of the model's "
+      f"{weights_kib:,.0f} KiB of weights")
 fig, ax = plt.subplots(figsize=(6, 3))
-ax.plot(*zip(*sizes))
+ax.plot(range(1, 65), cache_kib)
+ax.axhline(weights_kib / 10, color="gray", linestyle=":", label="a tenth of the weights")
 ax.set_xlabel("positions in the cache")
-ax.set_ylabel("bytes")
-ax.set_title("the KV cache grows linearly with the text")
+ax.set_ylabel("KiB per text")
+ax.set_title(f"the KV cache grows by {per_position // 2 ** 10} KiB a position")
+ax.legend()
 plt.show()
 
 # %% [markdown]
+# A key and a value of `width` numbers per layer and position is the
+# cost of **multi-head** attention, where every head has its own keys and
+# values. Models made for long texts share them: in **grouped-query
+# attention** (Ainslie et al., 2023) each group of query heads reads one
+# key/value head. Llama 3 8B has 32 layers, 32 query heads and 8
+# key/value heads, each 128 wide (its published config). In 16-bit
+# numbers:
+
+# %%
+def kv_bytes_per_position(layers, key_value_heads, head_width, bytes_per_number=2):
+    return layers * 2 * key_value_heads * head_width * bytes_per_number  # 2: a key and a value
+
+
+gpt2_xl = kv_bytes_per_position(48, 25, 64)  # 25 heads of 64 = width 1,600, one key/value head each
+llama3_8b = kv_bytes_per_position(32, 8, 128)
+llama3_8b_without_groups = kv_bytes_per_position(32, 32, 128)
+print(f"GPT-2 XL:   {gpt2_xl / 2 ** 10:.0f} KiB per position; at 1,024 positions {1024 * gpt2_xl / 2 ** 20:.0f} MiB "
+      f"per text, {1024 * gpt2_xl / (1.558e9 * 2):.0%} of its 1.56B weights")
+print(f"Llama 3 8B: {llama3_8b / 2 ** 10:.0f} KiB per position ({llama3_8b_without_groups / 2 ** 10:.0f} KiB with a "
+      f"key/value head per query head); at 8,192 positions {8192 * llama3_8b / 2 ** 30:.0f} GiB per text "
+      f"(else {8192 * llama3_8b_without_groups / 2 ** 30:.0f} GiB)")
+
+# %% [markdown]
+# A server that holds many texts at once is limited by this memory more
+# than by the weights, which all texts share: grouped-query attention
+# cuts it by the number of query heads per key/value head, 4 here.
+#
 # With learned **absolute** positions, the cache has a limit: once the
 # text is longer than the context (64 here), the model must see a window
 # of the last 64 tokens, and at each step every token in the window moves
 # to a new position, so every cached key is stale. `gpt.generate` then
-# runs the whole window at each step, as without a cache. Models with
-# relative positions (rotary, lesson 05) can slide a cache instead.
+# runs the whole window at each step, as without a cache. Relative
+# positions (rotary, lesson 05) do not make a slid cache right either:
+# in layers 2 and up, a cached key was computed from a hidden state that
+# saw tokens since dropped from the window, so it differs from the key
+# that re-running the window would give. Sliding is exact only for
+# models trained with sliding-window attention (Mistral 7B; Jiang et al.,
+# 2023), and a full-attention model whose cache simply slides writes
+# nonsense unless it keeps its first tokens' keys, the "attention sinks"
+# of StreamingLLM (Xiao et al., 2024).
 #
-# How much time it saves, measured on a GPT whose context holds a
+# `gpt.generate` is the plain loop of a teaching model: every prompt of a
+# batch must have the same length (no padding and no attention mask;
+# Hugging Face pads on the left for this), and it stops after
+# `max_new_tokens`, with no end-of-text token to stop at.
+#
+# How much time the cache saves, measured on a GPT whose context holds a
 # 64-token prompt and 256 new tokens (`benchmarks/generation.py`, 2-core
-# CPU, greedy): 1.24 s without the cache, 0.35 s with it (3.5x), and
-# Hugging Face's `generate` on the same weights 0.58 s.
-# The lesson's own model is small and its context short, so here the
-# gain is smaller:
+# CPU, greedy; the README's table): 204 tokens a second without the
+# cache, 694 with it (3.4x), and Hugging Face's `generate` on the same
+# weights 435. The lesson's own model is small and its context short, so
+# here the gain is smaller:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -450,20 +616,118 @@ for use_cache in (False, True):
     print(f"56 characters {'with' if use_cache else 'without'} the cache: {time.perf_counter() - begin:.3f} s")
 
 # %% [markdown]
+# ### Exercise: the forward pass, cache and all
+#
+# Write `gpt_forward(model, ids, past=None)`, the GPT's whole forward
+# pass, with its attention written out and its cache passed in and out as
+# tensors, in the form of Hugging Face's `past_key_values`:
+#
+# - `past` is None or a list with one pair `(keys, values)` per layer,
+#   each of shape (batch, heads, positions so far, head width);
+# - `ids` (batch, L) are the tokens **after** those positions;
+# - return `(logits, present)`: the logits (batch, L, vocabulary), and
+#   `present`, the same list with the new positions' keys and values
+#   appended to each layer's past.
+#
+# Use the model's own pieces: `model.token_embedding`,
+# `model.position_embedding`, and in each of `model.blocks`, `norm1`,
+# `self_attn.in_proj` (queries, keys and values stacked, in that order),
+# `self_attn.split_heads` and `merge_heads`, `self_attn.out_proj`, `norm2`
+# and `feed_forward`; then `model.final_norm` and the tied head. Write the
+# attention yourself (do not call a block, the attention module or the
+# model): that is where the two things a cache changes live. The new
+# tokens' positions continue after the past. And the causal mask is no
+# longer square: L queries meet past + L keys, and query i, which sits at
+# position past + i, may see keys 0 to past + i. Leave `ids` and `past`
+# as they were.
+
+# %%
+import torch.nn.functional as F
+
+
+def gpt_forward(model, ids, past=None):
+    # BEGIN SOLUTION
+    start = 0 if past is None else past[0][0].size(2)
+    x = model.token_embedding(ids) + model.position_embedding(torch.arange(start, start + ids.size(1)))
+    present = []
+    for layer, block in enumerate(model.blocks):
+        attention = block.self_attn
+        q, k, v = (attention.split_heads(t) for t in attention.in_proj(block.norm1(x)).chunk(3, dim=-1))
+        if past is not None:
+            k, v = torch.cat([past[layer][0], k], dim=2), torch.cat([past[layer][1], v], dim=2)
+        present.append((k, v))
+        scores = q @ k.transpose(-2, -1) / attention.head_dim ** 0.5
+        allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool).tril(diagonal=k.size(2) - q.size(2))
+        weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+        x = x + attention.out_proj(attention.merge_heads(weights @ v))
+        x = x + block.feed_forward(block.norm2(x))
+    return F.linear(model.final_norm(x), model.token_embedding.weight), present
+    # END SOLUTION
+
+
+# %%
+from course_utils.classroom.checks.gpt import check_gpt_forward
+
+check_gpt_forward(gpt_forward)
+
+# %% [markdown]
+# Now the lesson runs your forward pass twice. First along the
+# validation text: the 16-character prompt once, then one character per
+# call, each call handing back the `present` it got as the next call's
+# `past`; the logits must be those of one pass of the model over all 64.
+# Then it writes: 48 greedy characters, which must be `generate`'s. If the
+# exercise is not done yet, `gpt.forward_with_past` (the course's, built
+# on the model's own cache) stands in.
+
+# %%
+from course_utils.classroom.checks import yours_if_passed
+from course_utils.gpt import forward_with_past
+
+forward = yours_if_passed(gpt_forward, "10.gpt_forward", forward_with_past)
+with torch.no_grad():
+    logits, past = forward(model, ids[:, :16])
+    pieces = [logits]
+    for t in range(16, 64):
+        logits, past = forward(model, ids[:, t:t + 1], past)
+        pieces.append(logits)
+    print("one character per call gives the logits of one pass, within 1e-5:",
+          (torch.cat(pieces, dim=1) - model(ids)).abs().max().item() < 1e-5)
+    logits, past = forward(model, ids[:, :16])
+    written = ids[:, :16]
+    for _ in range(48):
+        next_id = logits[:, -1].argmax(dim=-1, keepdim=True)
+        written = torch.cat([written, next_id], dim=1)
+        logits, past = forward(model, next_id, past)
+print("48 greedy characters, the same as generate's:", torch.equal(written, generate(model, ids[:, :16], 48, temperature=0)))
+print(f"the past after them: {len(past)} pairs, keys of shape {tuple(past[0][0].shape)}")
+
+# %% [markdown]
 # ## The Hugging Face bridge
 #
 # Our weights map one to one onto `transformers.GPT2LMHeadModel` (its
 # linear layers are `Conv1D`s that store the weight transposed, which
-# `gpt.to_huggingface` undoes). The same weights give the same logits:
+# `gpt.to_huggingface` undoes). The same weights give the same logits.
+# `gpt.from_huggingface` goes the other way, and refuses a config whose
+# arithmetic ours does not follow (another layer-norm epsilon, an untied
+# head, attention scaled by the layer's index) rather than ignore it:
 
 # %%
-from course_utils.gpt import to_huggingface
+from course_utils.gpt import from_huggingface, to_huggingface
 
 theirs = to_huggingface(model)
+back = from_huggingface(theirs)
 with torch.no_grad():
     difference = (theirs(ids).logits - model(ids)).abs().max().item()
+    round_trip = (back(ids) - model(ids)).abs().max().item()
 print(type(theirs).__name__, f"{sum(p.numel() for p in theirs.parameters()):,} weights")
 print("largest logit difference < 1e-5:", difference < 1e-5)
+print("ours -> Hugging Face -> ours gives the same logits:", round_trip == 0.0)
+theirs.config.scale_attn_by_inverse_layer_idx = True
+try:
+    from_huggingface(theirs)
+except ValueError as refused:
+    print("refused:", refused)
+theirs.config.scale_attn_by_inverse_layer_idx = False
 
 # %% [markdown]
 # Saved with `save_pretrained`, with the character tokenizer wrapped as a
@@ -483,9 +747,12 @@ theirs.save_pretrained(folder)
 PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(folder)
 print(sorted(path.name for path in Path(folder).iterdir()))
 write = pipeline("text-generation", model=folder, device=device)
-served = write("ROMEO:\n", max_new_tokens=56, do_sample=False, pad_token_id=0)[0]["generated_text"]
-ours = tokenizer.decode(generate(model, encode_chars(tokenizer, "ROMEO:\n")[None], 56, temperature=0)[0].tolist())
+served = write("Hamlet:\n", max_new_tokens=56, do_sample=False, pad_token_id=0)[0]["generated_text"]
+ours = tokenizer.decode(generate(model, encode_chars(tokenizer, "Hamlet:\n")[None], 56, temperature=0)[0].tolist())
 print("the pipeline writes what our greedy decoding writes:", served == ours)
+
+# %% [markdown]
+# What the pipeline wrote, greedily:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -505,7 +772,7 @@ print(served)
 # The text depends on the trained weights' last digits.
 from course_utils.widgets import sampling_explorer
 
-sampling_explorer(model, tokenizer, "KING RICHARD:\n", new_tokens=200, temperature=0.8, top_p=0.9)
+sampling_explorer(model, tokenizer, "Coriolanus:\n", new_tokens=200, temperature=0.8, top_p=0.9)
 
 # %% [markdown]
 # ## Quiz
@@ -520,9 +787,11 @@ show_quiz("10")
 # %%
 # BEGIN SOLUTION
 answer("10.causal", "C")
+answer("10.nucleus-keeps", "C")
 answer("10.nucleus", "B")
-answer("10.cache-trade", "A")
-answer("10.tied-head", "D")
+answer("10.cache-positions", "C")
+answer("10.kv-bytes", "B")
+answer("10.tied-head", "B")
 answer("10.stale-cache", "B")
 # END SOLUTION
 
@@ -532,16 +801,21 @@ answer("10.stale-cache", "B")
 # - A GPT is lesson 06's pre-LN blocks under a **causal mask**, between
 #   token + position embeddings and a head **tied** to the token table. It
 #   learns from raw text: every position predicts the next token.
-# - Trained for 1,000 steps on the CPU, it went from noise (loss ln 64)
-#   to Shakespeare-like lines; fused kernels (layer norm, attention with
-#   `is_causal`, AdamW) are what make that fit in a minute.
+# - Trained for 1,200 steps on the CPU, it went from noise (the uniform
+#   guess, 6 bits per character) to Shakespeare-like lines at about 2.7
+#   bits per character; bits per character compare across tokenizers, and
+#   a step costs what the 6·N·D rule says. Fused kernels (layer norm,
+#   AdamW) and the exact GELU cut a step by about a quarter.
 # - **Decoding** is a choice: greedy repeats itself, temperature trades
 #   correctness for variety, top-k and top-p cut the unlikely tail, and
 #   top-p adapts to how sure the model is; beam search finds likely,
-#   short, safe lines.
+#   short, safe lines, and a length penalty lets longer ones compete.
 # - The **KV cache** computes each token's keys and values once: the same
 #   logits, several times faster, at a memory cost that grows linearly
-#   with the text; absolute positions stop it at the context length.
+#   with the text (grouped-query attention divides it). With a cache, the
+#   positions continue and the causal mask sits in the bottom-right
+#   corner: you wrote that forward pass. Absolute positions stop the
+#   cache at the context length.
 # - Our GPT **is** a `GPT2LMHeadModel`: the weights convert both ways,
 #   `save_pretrained` writes a folder, and `pipeline("text-generation")`
 #   serves it.

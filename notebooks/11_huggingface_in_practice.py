@@ -27,14 +27,16 @@
 #   in several processes), `filter`, `train_test_split`, `set_format`, and
 #   the cache behind them; and time the fast tokenizer against a loop;
 # - align word labels to tokens (you write it), fine-tune MiniLM to tag
-#   names with `Trainer`, and compare it with a dictionary on unseen plays;
+#   names with `Trainer`, compare it with a dictionary on unseen plays, and
+#   score it word by word and entity by entity (BIO tags, as `seqeval`);
 # - save and load model, tokenizer and config, and look inside a
 #   `safetensors` file;
 # - serve our models with `pipeline`: token classification, feature
 #   extraction and text generation;
 # - measure attention's time and memory up to 4,096 positions, and the
-#   remedies on our GPT: gradient accumulation, gradient checkpointing,
-#   bf16 autocast and the KV cache.
+#   remedies on our GPT: gradient accumulation (and what padding does to
+#   it), gradient checkpointing, bf16 autocast, fp16 with a gradient
+#   scaler, the same remedies as `TrainingArguments`, and the KV cache.
 
 # %% [markdown]
 # ## Set-up
@@ -85,9 +87,13 @@ print(type(tokenizer).__name__, "(fast:", f"{tokenizer.is_fast})", type(encoder)
 #
 # `from_pretrained` then downloads the same files into a cache
 # (`~/.cache/huggingface/hub`) and loads them from there; `push_to_hub`
-# uploads a folder. The hub adds discovery (thousands of models and
-# datasets, with model cards) and versioning, and nothing else: what is
-# loaded is a folder like this one. This course runs offline because a
+# uploads a folder. The hub adds discovery (well over a million models
+# since September 2024, and datasets, with model cards) and versioning;
+# what is loaded is a folder like this one. A folder can also hold Python
+# code: a model whose architecture is not in `transformers` ships its own
+# `modeling_*.py`, which `from_pretrained` runs only when told
+# `trust_remote_code=True`, so loading a stranger's model is running a
+# stranger's code (see the safety of the weights below). This course runs offline because a
 # lesson must run the same on a laptop on a train, in a locked-down lab and
 # in CI, with the same files every time; the course switches the libraries
 # to offline mode, so a hub name fails at once and says so:
@@ -127,9 +133,10 @@ print(" ".join(f"[{word}]" if label else word for word, label in zip(words, labe
 # `names_dataset` samples 2,000 training lines from 34 plays and 1,000
 # test lines from the four held-out plays (Macbeth, Twelfth Night,
 # Henry V, The Tempest), half of each with a name, so that a model that
-# never says NAME cannot look good. Most names in the held-out plays are
-# names the training plays never use: the test asks whether a model learned
-# what a name looks like *in context*, not a list.
+# never says NAME cannot look good. Most of the names in the test lines
+# never occur as a name in the 2,000 training lines (the count below): the
+# test asks whether a model learned what a name looks like *in context*,
+# not a list.
 
 # %%
 split = ner.names_dataset()
@@ -241,9 +248,12 @@ print(f"{len(names)} cache files (one per process), named after the fingerprint:
 # `AutoTokenizer` loads a **fast** tokenizer: the `tokenizers` library,
 # written in Rust. Called on a list, it encodes the whole batch in one trip
 # from Python into Rust; called once per text from a Python loop, every
-# text pays the trip there and back. (Rust could also spread a batch over
-# the cores; the course turns that off, `TOKENIZERS_PARALLELISM=false`,
-# because forking data-loader processes after it has run can deadlock.)
+# text pays the trip there and back. (Rust can also spread a batch over
+# the cores. A process forked after that, as `map(num_proc=2)` and
+# data-loader workers fork, could deadlock, so `tokenizers` switches its
+# parallelism off in the child and prints a warning; the course sets
+# `TOKENIZERS_PARALLELISM=false` from the start, which keeps the
+# warning away and makes the timing below one core's.)
 # The best of three runs over the 10,366 lines of the held-out plays:
 
 # %%
@@ -280,6 +290,13 @@ print(list(zip(encoding.tokens(), encoding.word_ids())))
 # tokens with no word get `-100`, the label that PyTorch's cross-entropy
 # (and so `Trainer`) skips. That way each word is scored exactly once, the
 # way it is tested. Leave the inputs unchanged.
+#
+# Two details the checker tests. A word is a *run* of tokens with the same
+# word id: when two texts share one input (a sentence pair, as for lesson
+# 08's next-sentence prediction), `word_ids()` counts the words of each
+# text from 0, so an id can come back after `[SEP]`, and there it starts a
+# new word. And labels are class ids, so integers: cross-entropy reads a
+# floating-point target as probabilities over the classes instead.
 
 # %%
 def token_labels(word_ids, word_labels):
@@ -341,6 +358,10 @@ arguments = TrainingArguments(
     seed=0, logging_steps=10, save_strategy="no", report_to="none", dataloader_pin_memory=False)
 trainer = Trainer(model=tagger, args=arguments, train_dataset=encoded_train, data_collator=collator)
 
+# %% [markdown]
+# `trainer.train()` runs the 60 steps and logs the loss every 10; the
+# cell keeps the logged losses and checks that they fell:
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 # The progress bar and the losses depend on the machine's timing and its float arithmetic.
@@ -386,32 +407,134 @@ assert found_unseen > 0.5 * len(unseen)
 # "___, thou ...") and from what its pieces look like, and MiniLM is
 # **uncased**, so it does this without the capital letters.
 #
+# ### Entities: BIO tags and exact spans
+#
+# Named-entity recognition is scored by **entity**, not by word: a name of
+# two words ("Titus Lartius") is one entity, and a tagger that finds
+# "Titus" alone has found no entity at all. To mark where an entity
+# begins, the labels become **BIO** tags: `B-NAME` on an entity's first
+# word, `I-NAME` inside it, `O` outside. Our labels have one type, and a
+# run of NAME words reads as one entity (`ner.bio_tags`). The usual scorer,
+# the `seqeval` package (which the Hugging Face course uses), reads the
+# entities back as (type, first word, last word) and counts a predicted
+# entity as right only when a true one has the same type and exactly the
+# same span. `ner.entities` and `ner.entity_scores` compute the same
+# numbers as `seqeval` (the course's tests compare them on hundreds of
+# sequences), including its rule for broken tags: an `I-` with no `B-`
+# before it still starts an entity, and a change of type ends one. A line
+# of Coriolanus, and a guess that finds half of its two-word name:
+
+# %%
+words, labels = next(row for row in ner.tagged_lines("coriolanus") if "Lartius" in row[0] and len(row[0]) < 12)
+tags = ner.bio_tags(labels)
+print(" ".join(f"{word}/{tag}" for word, tag in zip(words, tags)))
+print("entities (type, first word, last word):", sorted(ner.entities(tags)))
+half = [int(word == "Titus") for word in words]
+print("the guess:", " ".join(ner.bio_tags(half)), "->", sorted(ner.entities(ner.bio_tags(half))))
+row = {"words": words, "labels": labels}
+print("word by word:", {key: round(value, 2) for key, value in ner.scores([half], [row]).items()})
+print("by entity:   ", {key: round(value, 2) for key, value in ner.entity_scores([ner.bio_tags(half)], [tags]).items()})
+gold_entities = [ner.entities(ner.bio_tags(row["labels"])) for row in split["test"]]
+print(f"in the test lines: {sum(map(len, gold_entities))} entities, "
+      f"{sum(end > start for found in gold_entities for _, start, end in found)} of them longer than one word")
+every_line = [row["labels"] for row in all_training_rows] + [labels for play in data.VALIDATION_PLAYS
+                                                             for _, labels in ner.tagged_lines(play)]
+every_entity = [entity for labels in every_line for entity in ner.entities(ner.bio_tags(labels))]
+print(f"in every line of the {len(data.play_names())} plays: {len(every_entity):,} entities, "
+      f"{sum(end > start for _, start, end in every_entity)} of them longer than one word")
+
+# %% [markdown]
+# Every name in our test lines is one word long, and names of two words
+# are rare in the plays' lines (the last count). So here an entity is
+# a word, and the two views can part only where a tagger joins
+# neighbouring words into one name, which then counts as one wrong entity
+# instead of one right word and one wrong one. The three taggers, both ways:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The model's scores depend on the trained weights' last digits; the asserts hold on every machine.
+true_tags = [ner.bio_tags(row["labels"]) for row in split["test"]]
+print(f"{'':45} {'word by word':>19}   {'by entity':>19}   joined")
+print(f"{'':45} {'P':>5} {'R':>6} {'F1':>6}   {'P':>5} {'R':>6} {'F1':>6}   names")
+for name, tags in results.items():
+    by_word = ner.scores(tags, split["test"])
+    predicted = [ner.bio_tags(row_tags) for row_tags in tags]
+    by_entity = ner.entity_scores(predicted, true_tags)
+    joined = sum(end > start for row_tags in predicted for _, start, end in ner.entities(row_tags))
+    print(f"{name:45} " + "   ".join(" ".join(f"{score[key]:5.2f} " for key in ("precision", "recall", "f1"))
+                                     for score in (by_word, by_entity)) + f"  {joined:5}")
+    assert by_entity["recall"] <= by_word["recall"] + 1e-12  # one-word names: an entity found is a word found
+    assert abs(by_entity["f1"] - by_word["f1"]) < 0.05
+entity_f1 = {name: ner.entity_scores([ner.bio_tags(t) for t in tags], true_tags)["f1"] for name, tags in results.items()}
+assert entity_f1["MiniLM fine-tuned, 60 steps"] > max(list(entity_f1.values())[1:]) + 0.15
+
+# %% [markdown]
+# On this task the two views agree to within a few hundredths, and the
+# ranking is the same: the dictionaries look each word up alone and
+# almost never tag two neighbours, and MiniLM joined only a few (the last
+# column: 11 of its names in the stored output).
+# Where entities are longer (CoNLL-2003's "New York", "European Union"),
+# a tagger that finds part of a name earns credit word by word and none by
+# entity; NER is reported by entity, exact spans only, since the CoNLL
+# shared tasks scored it that way (Tjong Kim Sang and De Meulder, 2003),
+# and `seqeval` reimplements their scorer.
+#
 # Its "mistakes" are worth reading, because the labels come from a rule.
-# MiniLM never sees capital letters, so capitals are an independent clue:
-# a word capitalised in the middle of a line is almost always a name.
+# MiniLM never sees capital letters, so capitals are a clue it did not
+# use. How good a clue, in these labels? Shakespeare capitalises the first
+# word of a sentence, "I", and many a noun ("Heaven", "Lord"), so count
+# only the words capitalised mid-sentence: not first in the line, not
+# after a full stop, "!", "?", ":" or ";", and not "I".
+
+# %%
+import collections
+
+
+def capitalised_mid_sentence(words, position):
+    return (position > 0 and words[position][0].isupper() and words[position] != "I"
+            and words[position - 1] not in (".", "!", "?", ":", ";"))
+
+
+capitalised_labels = collections.Counter()
+capitalised_others = collections.Counter()
+for row in split["test"]:
+    for position, (word, label) in enumerate(zip(row["words"], row["labels"])):
+        if capitalised_mid_sentence(row["words"], position):
+            capitalised_labels[label] += 1
+            capitalised_others[word] += not label
+share = capitalised_labels[1] / sum(capitalised_labels.values())
+print(f"words capitalised mid-sentence in the test lines: {sum(capitalised_labels.values())}, "
+      f"{share:.0%} of them labelled NAME")
+print("the commonest of the others:", ", ".join(word for word, _ in capitalised_others.most_common(10)))
+
+# %% [markdown]
+# Two in three: a clue, not a rule. Now the words on which MiniLM and the
+# labels disagree, and how many of its extra names are capitalised
+# mid-sentence:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Which words are tagged depends on the trained weights; the assert holds on every machine.
-import collections
-
 false_names, missed = [], collections.Counter()
 for row, tags in zip(split["test"], minilm_tags):
     for position, (word, label, tag) in enumerate(zip(row["words"], row["labels"], tags)):
         if tag and not label:
-            false_names.append((word, position > 0 and word[0].isupper()))
+            false_names.append((word, capitalised_mid_sentence(row["words"], position)))
         elif label and not tag:
             missed[word] += 1
-capitalised = sum(mid_line_capital for _, mid_line_capital in false_names)
-print(f"tagged NAME, labelled O: {len(false_names)} words, {capitalised} of them capitalised mid-line:",
+capitalised = sum(mid_sentence for _, mid_sentence in false_names)
+print(f"tagged NAME, labelled O: {len(false_names)} words, {capitalised} of them capitalised mid-sentence:",
       ", ".join(word for word, _ in false_names[:20]))
 print(f"labelled NAME, missed: {sum(missed.values())} words, the commonest:", missed.most_common(8))
 assert capitalised > 0.5 * len(false_names)
 
 # %% [markdown]
-# Most words tagged NAME against the labels are capitalised mid-line: names
-# the rule could not know, of people who never speak in that play and of
-# places. Many of the misses are the other way round: "France" and
+# More than half of the words tagged NAME against the labels are
+# capitalised mid-sentence (the cell checks it). In the stored output most
+# of them are names the rule could not know: people who never speak in
+# that play (Agamemnon, Pharamond) and places (Birnam, Dunsinane). Some
+# are not names at all: adjectives made from names (Salique, Norweyan)
+# and a French word (Ciel). Many of the misses are the other way round: "France" and
 # "French" are labelled names because a King of France speaks in the plays,
 # and the model, having learned mostly people's names, leaves countries
 # out. Silver labels measure a tagger only up to the rule that made them.
@@ -463,7 +586,8 @@ for name in ("bert.embeddings.word_embeddings.weight", "classifier.weight", "cla
 # %% [markdown]
 # Opening it runs no code: the header is data, and the numbers are copied
 # (or memory-mapped) straight into tensors. PyTorch's older format,
-# `torch.save`, is a **pickle**, and unpickling can call any function the
+# `torch.save`, is a zip archive of raw tensor bytes whose index,
+# `data.pkl`, is a **pickle**, and unpickling can call any function the
 # file names. Two lines show it; a hostile model file could run anything
 # this way, which is why the hub moved to `safetensors` and why
 # `torch.load` now refuses such files unless told `weights_only=False`.
@@ -553,6 +677,11 @@ for i, length in enumerate(LENGTHS):
 for kind in costs:
     print(f"{kind}: memory grows as length^{efficiency.fitted_exponent(LONG, costs[kind]['saved_bytes'][2:]):.2f}")
 
+# %% [markdown]
+# The same measurements as a picture, on log-log axes where a power of the
+# length is a straight line of that slope: time on the left, with the
+# exponent fitted from 1,024 positions up in the legend, memory on the right.
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Timings depend on the machine.
@@ -608,6 +737,10 @@ recipe = dataclasses.replace(TrainingRecipe(), steps=1000, peak_lr=2e-3)
 torch.manual_seed(0)
 gpt = GPT(GPTConfig(vocab_size=characters.get_vocab_size()))
 
+# %% [markdown]
+# `train_gpt` runs the recipe and measures the validation loss every 250
+# steps; the cell checks that it ends below 2.05 nats per character.
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 # The losses depend on the machine's float arithmetic; the assert holds on every machine.
@@ -620,8 +753,10 @@ assert run.evaluations[-1][2] < 2.05
 #
 # When a batch does not fit in memory, split it into micro-batches, run
 # the backward pass of each (its loss divided by their number) and let the
-# gradients add up in `.grad` before one optimiser step. The result is the
-# gradient of the whole batch, up to rounding:
+# gradients add up in `.grad` before one optimiser step. Here every
+# micro-batch holds the same number of target tokens (3 windows of 64
+# characters), and the result is the gradient of the whole batch, up to
+# rounding:
 
 # %%
 inputs, targets = recipe.batch_at(0, train_ids, gpt.config.context)
@@ -633,9 +768,76 @@ print(f"batch of 12 against 4 micro-batches of 3: largest gradient {largest:.2f}
       difference < 1e-6)
 
 # %% [markdown]
-# The memory of the activations is that of a micro-batch; the time is
-# about that of the whole batch (slightly more, as small batches use the
-# machine less well). It changes nothing else: same gradient, same model.
+# That equality needs micro-batches of equal size. The loss is a mean over
+# target tokens, and padded texts make micro-batches hold different
+# numbers of them (a padded position's target is -100, which the loss
+# skips). A mean of the micro-batches' means then weighs a token of a short
+# micro-batch more than a token of a long one: it is not the batch's loss.
+# Hugging Face's `Trainer` accumulated that way until October 2024, so
+# that training with accumulation did not match training on the whole
+# batch ("Fixing Gradient Accumulation", Hugging Face blog, October 2024);
+# it now counts the labelled tokens of all the micro-batches of a step
+# (`num_items_in_batch`) and divides by that count. The same 12 windows,
+# with their targets cut at random lengths as padding would cut them
+# (`efficiency.gradients` weighs each micro-batch by its tokens when told
+# `by_tokens=True`):
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The differences' last digits depend on the trained weights; the assert holds on every machine.
+lengths = torch.randint(8, gpt.config.context + 1, (12,), generator=torch.Generator().manual_seed(0))
+padded = targets.masked_fill(torch.arange(gpt.config.context) >= lengths[:, None], efficiency.IGNORE_INDEX)
+micro = [(inputs[i:i + 3], padded[i:i + 3]) for i in range(0, 12, 3)]
+padded_whole = efficiency.gradients(gpt, next_token_loss, [(inputs, padded)])
+mean_of_means = efficiency.relative_difference(efficiency.gradients(gpt, next_token_loss, micro), padded_whole)
+by_tokens = efficiency.relative_difference(efficiency.gradients(gpt, next_token_loss, micro, by_tokens=True),
+                                           padded_whole)
+print("target tokens per micro-batch:", [efficiency.target_tokens(batch) for batch in micro])
+print(f"distance from the whole batch's gradient: mean of means {mean_of_means:.1%}, "
+      f"weighted by tokens {by_tokens:.0e}")
+assert mean_of_means > 0.01 and by_tokens < 1e-4
+
+# %% [markdown]
+# With padding, the mean of means is a different gradient (11.6% away in
+# the stored output), while weighting by tokens gives the whole batch's up
+# to rounding.
+#
+# What accumulation buys is memory, and it may cost time. The peak memory
+# of a step on one micro-batch of 3 windows against the whole batch of 12,
+# and the time of the whole batch against four micro-batches one after the
+# other:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Timings and the matrix-multiply library's buffers depend on the machine; the assert holds everywhere.
+
+
+def one_step(*micro_batches):
+    for micro_batch in micro_batches:
+        next_token_loss(gpt, micro_batch).backward()
+
+
+whole_batch, quarters = (inputs, targets), [(inputs[i:i + 3], targets[i:i + 3]) for i in range(0, 12, 3)]
+gpt.zero_grad(set_to_none=True)
+whole_peak = efficiency.peak_allocated_bytes(lambda: one_step(whole_batch))
+gpt.zero_grad(set_to_none=True)
+quarter_peak = efficiency.peak_allocated_bytes(lambda: one_step(quarters[0]))
+whole_seconds = efficiency.best_seconds(lambda: one_step(whole_batch), repeats=5)
+accumulated_seconds = efficiency.best_seconds(lambda: one_step(*quarters), repeats=5)
+gpt.zero_grad(set_to_none=True)
+print(f"peak: {whole_peak / 2**20:.1f} MiB for 12 windows, {quarter_peak / 2**20:.1f} MiB for 3 "
+      f"({whole_peak / quarter_peak:.1f}x less)")
+print(f"CPU instructions: {torch.backends.cpu.get_cpu_capability()}; forward + backward: "
+      f"{1e3 * whole_seconds:.0f} ms for 12 windows at once, {1e3 * accumulated_seconds:.0f} ms as 4 x 3 "
+      f"({accumulated_seconds / whole_seconds:.2f}x)")
+assert quarter_peak < whole_peak
+
+# %% [markdown]
+# The peak fell with the micro-batch (3.9 times in the stored output, for
+# a batch 4 times smaller: the gradients, the size of the model, are held
+# whatever the batch). The time is the printed ratio: four micro-batches
+# in a row took longer than the whole batch at once (1.6 times in the
+# stored output), as each multiplies smaller matrices.
 #
 # ### Gradient checkpointing
 #
@@ -782,10 +984,152 @@ print(f"CPU instructions: {torch.backends.cpu.get_cpu_capability()}; forward + b
 # much smaller than a weight is lost when added to it in bf16, which is
 # why autocast leaves the weights and the optimiser in float32.
 #
+# ### fp16 and the gradient scaler
+#
+# fp16 has three more mantissa bits than bf16 but only 5 exponent bits
+# (the table above): a gradient under half its smallest positive number,
+# 6·10⁻⁸, rounds to 0, and one under 6·10⁻⁵, the smallest *normal* fp16
+# number, keeps fewer bits of precision the smaller it is.
+# Gradients of a trained model are small: at the output, the gradient of
+# the mean cross-entropy for a wrong character is its probability divided
+# by the number of targets (768 in a batch of 12 × 64). Under fp16
+# autocast the logits come out of the last matrix multiply in fp16, so
+# their gradient is rounded to fp16 there (`efficiency.logit_gradient`).
+# On our trained GPT, without scaling and with the scale a `GradScaler`
+# starts from, 2¹⁶:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The shares depend on the trained weights; the asserts hold on every machine.
+SMALLEST_NORMAL_FP16 = torch.finfo(torch.float16).smallest_normal
+for scale in (1.0, 2.0 ** 16):
+    gradient = efficiency.logit_gradient(gpt, batch, torch.float16, scale=scale)
+    zero, subnormal = (gradient == 0).float().mean().item(), (gradient.abs() < SMALLEST_NORMAL_FP16).float().mean().item()
+    print(f"loss scaled by {scale:>7,.0f}: {zero:6.1%} of the logits' gradient is 0 in fp16, "
+          f"{subnormal:6.1%} below the smallest normal fp16 number")
+    if scale == 1.0:
+        assert subnormal > 0.5, "most of the unscaled gradient lies where fp16 loses precision"
+    else:
+        assert zero < 1e-3, "scaled by 2^16, almost nothing underflows"
+
+# %% [markdown]
+# Without scaling, most of the gradient at the model's output lies where
+# fp16 keeps only a few bits, and a part of it is lost outright (the
+# printed shares); every layer below receives it so. `torch.amp.GradScaler`
+# multiplies the loss by a large scale before the backward pass, so the
+# gradients are that much larger while in fp16, and divides them again, in
+# float32, before the optimiser step; when a gradient overflows to inf it
+# skips that step and halves the scale (Micikevicius et al., 2018). bf16
+# needs no scaler: it has float32's exponent range.
+#
+# A short training run in each format: a small GPT (2 layers, width 64)
+# for 30 steps of 8 windows, from the same initial weights, on the same
+# batches. The losses, the scaler's verdict, and the time of a step on
+# this machine:
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# Losses depend on the machine's float arithmetic and timings on the machine; the asserts hold on every machine.
+small_config = GPTConfig(vocab_size=characters.get_vocab_size(), context=32, width=64, layers=2, heads=4)
+
+
+def small_batch(step):
+    return random_windows(train_ids, 8, small_config.context, torch.Generator().manual_seed(step))
+
+
+precision_runs = {}
+for name, dtype, scaler in [("float32", None, False), ("bf16 autocast", torch.bfloat16, False),
+                            ("fp16 autocast + GradScaler", torch.float16, True)]:
+    torch.manual_seed(0)
+    precision_runs[name] = efficiency.train_in_precision(GPT(small_config), small_batch, next_token_loss, steps=30,
+                                                         dtype=dtype, scaler=scaler)
+print(f"CPU instructions: {torch.backends.cpu.get_cpu_capability()}")
+print(f"{'':28} loss at step 1, 10, 20, 30     ms per step (median)")
+for name, run in precision_runs.items():
+    milliseconds = sorted(run["seconds"])[len(run["seconds"]) // 2] * 1e3
+    print(f"{name:28} " + " ".join(f"{run['losses'][i]:.3f}" for i in (0, 9, 19, 29)) + f"   {milliseconds:8.0f}")
+fp16_run = precision_runs["fp16 autocast + GradScaler"]
+print(f"GradScaler: scale {fp16_run['scale']:,.0f} at the end, {fp16_run['skipped']} step(s) skipped for inf gradients")
+final = {name: run["losses"][-1] for name, run in precision_runs.items()}
+assert all(loss < run["losses"][0] - 0.8 for loss, run in zip(final.values(), precision_runs.values()))
+assert max(final.values()) - min(final.values()) < 0.25
+
+# %% [markdown]
+# The three runs learn alike: at step 1 the losses agree to the third
+# decimal, and after 30 steps they differ in the second, as rounding in
+# 16 bits sends the runs slightly different ways. The scaler starts at
+# 2¹⁶; a step whose scaled gradient overflows fp16 (largest number 65,504)
+# is skipped and the scale halved, which is what its count reports. What
+# does not carry over from here is speed. Mixed precision is fast only on
+# hardware that multiplies 16-bit numbers natively: NVIDIA's tensor cores
+# take fp16 since the V100 (Volta, 2017) and bf16 since the A100 (Ampere,
+# 2020), each several times float32's rate (NVIDIA's V100 and A100 data
+# sheets); among CPUs, AMX and AVX512-BF16 multiply bf16 (the course's
+# reference measurements, 2 cores: 1.1-1.6 TFLOP/s with AMX, against
+# 165-380 GFLOP/s in float32). On the AVX2 CPU of the stored output both
+# 16-bit runs were slower than float32, as the ms column shows.
+#
+# ### The same remedies in `Trainer`
+#
+# With Hugging Face's `Trainer`, each remedy is one training argument:
+# `gradient_accumulation_steps` (micro-batches per optimiser step, each of
+# `per_device_train_batch_size` rows), `activation_checkpointing` (called
+# `gradient_checkpointing` before; the old name still works in this
+# version, with a warning that it goes in v6), and `bf16=True` or
+# `fp16=True` (autocast, and for fp16 a gradient scaler, through
+# `accelerate`; on a CPU, `bf16` also needs `use_cpu=True`). One step of
+# a one-layer model built from MiniLM's config, watched from inside:
+
+# %%
+import contextlib
+import io
+
+remedies = TrainingArguments(
+    output_dir=tempfile.mkdtemp(prefix="remedies-"), max_steps=1, per_device_train_batch_size=8,
+    gradient_accumulation_steps=4, activation_checkpointing=True, bf16=True, use_cpu=True,
+    save_strategy="no", report_to="none", disable_tqdm=True, dataloader_pin_memory=False)
+torch.manual_seed(0)
+one_layer = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(
+    minilm, num_hidden_layers=1, num_labels=len(ner.LABELS)))
+passes, output_dtypes = [], set()  # each forward pass: (labelled tokens, num_items_in_batch, its loss)
+one_layer.register_forward_hook(lambda module, args, kwargs, output: passes.append(
+    (int(kwargs["labels"].ne(-100).sum()), kwargs.get("num_items_in_batch"), output.loss.item())), with_kwargs=True)
+one_layer.classifier.register_forward_hook(lambda module, args, output: output_dtypes.add(output.dtype))
+remedies_trainer = Trainer(model=one_layer, args=remedies, train_dataset=encoded_train, data_collator=collator)
+with contextlib.redirect_stdout(io.StringIO()):  # the end-of-training summary, with its timings
+    remedies_trainer.train()
+tokens = [count for count, _, _ in passes]
+print("optimiser steps:", remedies_trainer.state.global_step, "| forward passes:", len(passes))
+print("labelled tokens per micro-batch:", tokens, "| num_items_in_batch given to each:",
+      {int(items) for _, items, _ in passes}, f"(their sum: {sum(tokens)})")
+print("classifier output:", output_dtypes, "| accelerate's mixed precision:",
+      remedies_trainer.accelerator.mixed_precision, "| checkpointing on:", one_layer.is_gradient_checkpointing)
+token_mean = sum(count * loss for count, _, loss in passes) / sum(tokens)
+logged = remedies_trainer.state.log_history[-1]["train_loss"]
+print(f"the loss Trainer logged, over the token mean of the four micro-batches: {logged / token_mean:.1f}")
+assert 3.5 < logged / token_mean < 4.5
+
+# %% [markdown]
+# One optimiser step ran four forward passes of 8 lines; autocast made
+# the classifier's output bf16; checkpointing was switched on in the model.
+# `Trainer` counted the labelled tokens of all four micro-batches and
+# handed the count, `num_items_in_batch`, to every forward pass: the 2024
+# fix, for the model to divide its summed loss by. But the loss it logged
+# is four times the token mean. In this version of `transformers` (5.23),
+# `BertForTokenClassification` accepts `num_items_in_batch` among its
+# keyword arguments and ignores it: it averages over its own micro-batch.
+# `Trainer`, seeing a model that accepts the count, trusts it to have
+# divided and no longer divides by the number of micro-batches itself. The
+# backward pass starts from that loss, so the accumulated gradient is the
+# *sum* of four means. AdamW hardly notices a constant factor (it divides
+# each update by the gradient's running size); gradient clipping at
+# `max_grad_norm` does. Check what your model's loss does with
+# `num_items_in_batch` before you trust accumulation to equal the batch.
+#
 # ### The KV cache, and serving our GPT
 #
 # Lesson 10's cache computes each generated token's keys and values once.
-# The same tokens, faster:
+# The same tokens, faster, after a speaker's name as the plays write it:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -793,7 +1137,7 @@ print(f"CPU instructions: {torch.backends.cpu.get_cpu_capability()}; forward + b
 from course_utils.gpt import generate
 from course_utils.tokenization import encode_chars
 
-prompt = encode_chars(characters, "KING HENRY:\n")[None]
+prompt = encode_chars(characters, "King Henry V:\n")[None]
 cached_seconds = efficiency.best_seconds(lambda: generate(gpt, prompt, 50, temperature=0), repeats=2)
 uncached_seconds = efficiency.best_seconds(lambda: generate(gpt, prompt, 50, temperature=0, use_cache=False), repeats=2)
 same = torch.equal(generate(gpt, prompt, 50, temperature=0), generate(gpt, prompt, 50, temperature=0, use_cache=False))
@@ -815,7 +1159,7 @@ gpt_folder = Path(tempfile.mkdtemp(prefix="shakespeare-gpt-"))
 to_huggingface(gpt).save_pretrained(gpt_folder)
 PreTrainedTokenizerFast(tokenizer_object=characters).save_pretrained(gpt_folder)
 write = pipeline("text-generation", model=str(gpt_folder), device=device)
-served = write("KING HENRY:\n", max_new_tokens=50, do_sample=False, pad_token_id=0)[0]["generated_text"]
+served = write("King Henry V:\n", max_new_tokens=50, do_sample=False, pad_token_id=0)[0]["generated_text"]
 ours = characters.decode(generate(gpt, prompt, 50, temperature=0)[0].tolist())
 print("the pipeline writes what our greedy decoding writes:", served == ours)
 
@@ -831,7 +1175,7 @@ print("the pipeline writes what our greedy decoding writes:", served == ours)
 # The text depends on the trained weights' last digits.
 torch.manual_seed(0)
 print(served, "...", sep="")
-print(write("KING HENRY:\n", max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
+print(write("King Henry V:\n", max_new_tokens=50, do_sample=True, temperature=0.8, top_p=0.9, top_k=0,
             pad_token_id=0)[0]["generated_text"])
 
 # %% [markdown]
@@ -851,6 +1195,8 @@ answer("11.fingerprint", "C")
 answer("11.fused-cost", "A")
 answer("11.checkpointing", "D")
 answer("11.safetensors", "B")
+answer("11.entity-f1", 0.5)
+answer("11.token-mean", 1.25)
 # END SOLUTION
 
 # %% [markdown]
@@ -862,17 +1208,23 @@ answer("11.safetensors", "B")
 #   folders.
 # - **Token classification** gives one label per word; a fast tokenizer's
 #   `word_ids()` maps labels onto pieces, the first piece scored, the rest
-#   `-100`. Fine-tuned for half a minute, MiniLM found characters' names it
-#   had never seen, where dictionaries could not.
+#   `-100`; in a sentence pair the word ids start again after `[SEP]`.
+#   Fine-tuned for half a minute, MiniLM found characters' names it had
+#   never seen, where dictionaries could not. NER is scored by **entity**
+#   (BIO tags, exact spans, as `seqeval`); with our one-word names the
+#   entity scores matched the word scores.
 # - **`datasets`** stores tables in Arrow files, transforms them with
 #   `map` and `filter` (batched, in several processes) and reuses work by
 #   **fingerprint**; the fast tokenizer encodes a batch in one call.
 # - `safetensors` holds weights and nothing else: loading it runs no code.
 # - Attention's **memory** grows as L² when the score matrix is built and
 #   linearly when a fused kernel avoids it; its **time** grows as L² either
-#   way. Gradient accumulation trades time for batch size, checkpointing
-#   time for memory, bf16 precision for speed (where the hardware has it),
-#   and the KV cache memory for generation speed.
+#   way. Gradient accumulation gives a large batch in the memory of a small
+#   one, equal to the batch only when the micro-batches are weighted by
+#   their tokens; checkpointing trades time for memory; bf16 and fp16 trade
+#   precision for speed where the hardware multiplies them natively, fp16
+#   only with a gradient scaler; `TrainingArguments` switches each on; and
+#   the KV cache trades memory for generation speed.
 #
 # That is the course: from embeddings and Q·K to models trained, measured
 # and served. `course bench` measures its figures on your machine.

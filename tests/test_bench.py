@@ -77,3 +77,25 @@ def test_cuda_asked_for_where_there_is_none_says_what_to_do(tmp_path, monkeypatc
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert cli.main(["bench", "--device", "cuda", "--no-lessons", "--out", str(tmp_path)]) == 2
     assert "sees no CUDA GPU. Use --device cpu" in capsys.readouterr().err
+
+
+def test_the_nanogpt_race_writes_the_data_files_of_nanogpts_shakespeare_char(tmp_path):
+    """benchmarks/nanogpt_race.py: train.bin and val.bin hold the ids as uint16,
+    and meta.pkl the vocabulary, as nanoGPT's data/shakespeare_char/prepare.py writes them."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    from course_utils.classroom.bench import benchmark
+
+    race = benchmark("nanogpt_race")
+    stoi = {"\n": 0, " ": 1, "a": 2, "b": 3}
+    train_ids, validation_ids = torch.tensor([2, 3, 1, 0, 3, 2]), torch.tensor([1, 2, 3])
+    folder = race.write_nanogpt_data(tmp_path / "data", stoi, train_ids, validation_ids)
+
+    for name, ids in (("train.bin", train_ids), ("val.bin", validation_ids)):
+        assert (folder / name).stat().st_size == 2 * len(ids)  # two bytes an id
+        assert np.memmap(folder / name, dtype=np.uint16, mode="r").tolist() == ids.tolist()  # as train.py reads it
+    meta = pickle.loads((folder / "meta.pkl").read_bytes())
+    assert meta == {"vocab_size": 4, "stoi": stoi, "itos": {0: "\n", 1: " ", 2: "a", 3: "b"}}

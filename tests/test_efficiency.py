@@ -1,13 +1,16 @@
 """Lesson 11's measurements: the saved-activation count agrees with the
 tensors we know attention keeps, gradient checkpointing and gradient
-accumulation change no gradient, and the fitted exponent recovers a power."""
+accumulation change no gradient (accumulation with padding only when each
+micro-batch is weighted by its tokens), the fitted exponent recovers a power,
+and mixed precision trains, with fp16's small gradients lost without scaling."""
 
 import torch
 import torch.nn.functional as F
 
 from course_utils.attention import scaled_dot_product_attention
-from course_utils.efficiency import (attention_costs, fitted_exponent, gradients, peak_allocated_bytes,
-                                     saved_activation_bytes)
+from course_utils.efficiency import (IGNORE_INDEX, attention_costs, fitted_exponent, gradients, logit_gradient,
+                                     peak_allocated_bytes, relative_difference, saved_activation_bytes, target_tokens,
+                                     train_in_precision)
 from course_utils.gpt import GPT, GPTConfig, next_token_loss
 
 SMALL = GPTConfig(vocab_size=40, context=16, width=32, layers=2, heads=4)
@@ -96,3 +99,46 @@ def test_gradient_checkpointing_keeps_the_gradients_and_saves_less():
     assert checkpointed_bytes < plain_bytes / 2
     with torch.no_grad():  # no graph, nothing to recompute: the same logits either way
         assert torch.equal(model(batch[0]), (setattr(model, "gradient_checkpointing", False), model(batch[0]))[1])
+
+
+def test_with_padding_a_mean_of_means_is_not_the_token_mean_and_weighting_by_tokens_is():
+    torch.manual_seed(0)
+    model = GPT(SMALL)
+    inputs, targets = _batch(rows=8)
+    targets = targets.clone()
+    for row, length in enumerate([16, 3, 16, 5, 9, 16, 2, 12]):  # texts of different lengths, padded
+        targets[row, length:] = IGNORE_INDEX
+    micro = [(inputs[i:i + 2], targets[i:i + 2]) for i in range(0, 8, 2)]
+    assert [target_tokens(batch) for batch in micro] == [19, 21, 25, 14]
+    whole = gradients(model, next_token_loss, [(inputs, targets)])
+    by_tokens = gradients(model, next_token_loss, micro, by_tokens=True)
+    mean_of_means = gradients(model, next_token_loss, micro)
+    assert relative_difference(by_tokens, whole) < 1e-5
+    assert relative_difference(mean_of_means, whole) > 1e-2
+    assert relative_difference(whole, whole) == 0
+
+
+def test_mixed_precision_runs_train_and_the_scaler_reports_its_scale():
+    def next_batch(step):
+        return _batch(rows=4, seed=step % 2)
+
+    runs = {}
+    for name, dtype, scaler in [("float32", None, False), ("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)]:
+        torch.manual_seed(0)
+        runs[name] = train_in_precision(GPT(SMALL), next_batch, next_token_loss, steps=6, dtype=dtype, scaler=scaler)
+        assert len(runs[name]["losses"]) == len(runs[name]["seconds"]) == 6
+        assert runs[name]["losses"][-1] < runs[name]["losses"][0]
+    assert runs["float32"]["scale"] is None and runs["fp16"]["scale"] <= 2.0 ** 16
+    assert abs(runs["bf16"]["losses"][0] - runs["float32"]["losses"][0]) < 0.05  # the same model, rounded
+
+
+def test_fp16_rounds_small_gradients_to_zero_unless_the_loss_is_scaled():
+    torch.manual_seed(0)
+    model = GPT(SMALL)
+    batch = _batch(rows=8)
+    plain = logit_gradient(model, batch)
+    assert plain.dtype == torch.float16 and plain.shape == (8, SMALL.context, SMALL.vocab_size)
+    assert not (plain == 0).any()  # about 1/40 / 128 tokens: fp16 holds it
+    tiny = logit_gradient(model, batch, scale=2.0 ** -20)  # a loss 2^20 times smaller: its gradient underflows
+    assert (tiny == 0).float().mean() > 0.5
+    assert not (logit_gradient(model, batch, scale=2.0 ** -20 * 2.0 ** 16) == 0).any()  # scaled back up: kept

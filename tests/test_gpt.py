@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from course_utils.generation import beam_search, greedy, sequence_log_prob
-from course_utils.gpt import (GPT, GPTConfig, TrainingRecipe, from_huggingface, generate, next_token_log_probs,
-                              random_windows, to_huggingface, train_gpt)
+from course_utils.gpt import (GPT, GPTConfig, TrainingRecipe, flops_per_step, forward_with_past, from_huggingface, generate,
+                              next_token_log_probs, random_windows, to_huggingface, train_gpt)
 from course_utils.tokenization import char_tokenizer, encode_chars
 
 SMALL = GPTConfig(vocab_size=50, context=16, width=32, layers=2, heads=4)
@@ -93,6 +93,35 @@ def test_cached_steps_give_the_logits_of_the_whole_sequence():
         pieces += [model(ids[:, t:t + 1], cache) for t in range(8, SMALL.context)]
     assert len(cache[0]) == SMALL.context
     assert (torch.cat(pieces, dim=1) - whole).abs().max() < 1e-5
+
+
+def test_the_past_as_tensors_gives_the_logits_and_the_keys_of_hugging_face():
+    """forward_with_past, the form of Hugging Face's past_key_values: chunks
+    passed with the past give one pass's logits, and the present holds the
+    same keys and values as GPT2LMHeadModel's cache (its (B, heads, positions,
+    head width) layout)."""
+    model = _model(6)
+    ids = torch.randint(0, SMALL.vocab_size, (2, 9))
+    with torch.no_grad():
+        first, past = forward_with_past(model, ids[:, :5])
+        second, present = forward_with_past(model, ids[:, 5:], past)
+        theirs = to_huggingface(model)(ids, use_cache=True).past_key_values
+    assert (torch.cat([first, second], dim=1) - model(ids)).abs().max() < 1e-5
+    assert len(present) == SMALL.layers and present[0][0].shape == (2, SMALL.heads, 9, SMALL.width // SMALL.heads)
+    for layer, (keys, values) in enumerate(present):
+        their_keys, their_values = theirs[layer] if isinstance(theirs, (tuple, list)) else (
+            theirs.layers[layer].keys, theirs.layers[layer].values)
+        assert (keys - their_keys).abs().max() < 1e-5 and (values - their_values).abs().max() < 1e-5
+
+
+def test_flops_per_step_agrees_with_the_six_n_d_rule():
+    """Kaplan et al.'s 6·N·D, N the weights that multiply: within 2% of what
+    PyTorch counts (the norms' and biases' weights multiply nothing)."""
+    config = GPTConfig(vocab_size=64)
+    model = GPT(config)
+    multiplying = sum(p.numel() for p in model.parameters()) - model.position_embedding.weight.numel()
+    counted, rule = flops_per_step(config, 12), 6 * multiplying * 12 * config.context
+    assert 0.98 < counted / rule <= 1.0
 
 
 def test_the_cache_grows_by_one_position_per_token_in_every_layer():
