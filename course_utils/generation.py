@@ -108,7 +108,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     set the others to -inf. The softmax of the result renormalises them."""
     if not 0 < p <= 1:
         raise ValueError(f"p must be in (0, 1], got {p}")
-    if p == 1:  # every token keeps its chance (a float32 running sum reaches 1.0 thousands of tokens early)
+    if p == 1:  # every token keeps its chance (rounded float32 probabilities can total more than 1)
         return logits
     sorted_logits, order = logits.sort(dim=-1, descending=True)
     probabilities = sorted_logits.softmax(dim=-1).double()

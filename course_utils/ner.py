@@ -85,11 +85,13 @@ def token_labels(word_ids: list[int | None], word_labels: list[int]) -> list[int
     return labels
 
 
-def encode(tokenizer, batch: dict, max_length: int = 64) -> dict:
+def encode(tokenizer, batch: dict, max_length: int = 64, label_tokens=None) -> dict:
     """A batch of {"words", "labels"} rows tokenised as pre-split words, with
-    one label per token (for `datasets.Dataset.map(..., batched=True)`)."""
+    one label per token (for `datasets.Dataset.map(..., batched=True)`),
+    aligned by `label_tokens(word_ids, word_labels)`, by default `token_labels`."""
+    label_tokens = label_tokens or token_labels
     encoded = tokenizer(batch["words"], is_split_into_words=True, truncation=True, max_length=max_length)
-    encoded["labels"] = [token_labels(encoded.word_ids(i), labels) for i, labels in enumerate(batch["labels"])]
+    encoded["labels"] = [label_tokens(encoded.word_ids(i), labels) for i, labels in enumerate(batch["labels"])]
     return encoded
 
 

@@ -52,6 +52,9 @@ def _slip(kind):
         running = probabilities.cumsum(-1)
         if kind == "crossing":
             drop = running > p
+        elif kind == "at most p, top kept":
+            drop = running > p
+            drop[..., 0] = False
         else:
             drop = running - probabilities >= p
         if kind == "unsorted":
@@ -82,13 +85,14 @@ def test_each_classic_slip_is_named(capsys):
     assert "exponentiating the logits without normalising them" in run(_slip("exp"), capsys)
     assert "a softmax over the rows (dim=0)" in run(_slip("rows"), capsys)
     assert "counting the tokens to keep on the first row" in run(_slip("first row's count"), capsys)
+    assert "dropping the token that crosses p" in run(_slip("at most p, top kept"), capsys)
     assert "NaN at" in run(_slip("nan"), capsys)
 
 
 def test_a_float32_running_sum_fails_at_p_1_on_a_large_vocabulary(capsys):
     out = run(_slip("plain"), capsys)  # right on every small row, in float32
     assert "✓ p = 0.85" in out and "✓ 5 random rows of 200 logits" in out, out
-    assert "✗ p = 1 keeps all 50,257 tokens" in out and "in float32 a running sum" in out, out
+    assert "✗ p = 1 keeps all 50,257 tokens" in out and "a float32 softmax's rounded" in out, out
     assert "✗ p = 1 keeps all 1,001 tokens" in out, out
 
 
@@ -134,7 +138,7 @@ def _forward(slip=None):
                 k = torch.cat([past[i][0], k], dim=2)
                 v = torch.cat([past[i][1], v], dim=2)
             present.append((k, v) if slip != "swapped" else (v, k))
-            scores = q @ k.transpose(-2, -1) / attention.head_dim ** 0.5
+            scores = q @ k.transpose(-2, -1) / (attention.d_model if slip == "width" else attention.head_dim) ** 0.5
             if slip == "top-left":
                 allowed = torch.tril(torch.ones(q.size(2), k.size(2), dtype=torch.bool))
             else:
@@ -165,6 +169,7 @@ def test_each_gpt_forward_slip_is_named(capsys):
     assert "a causal mask in the top-left corner" in run_forward(_forward("top-left"), capsys)
     assert "the past ignored" in run_forward(_forward("ignore past"), capsys)
     assert "no final LayerNorm" in run_forward(_forward("no final norm"), capsys)
+    assert "square root of the model's width" in run_forward(_forward("width"), capsys)
     assert "wrote into its input" in run_forward(_forward("in place"), capsys)
     out = run_forward(_forward("swapped"), capsys)
     assert "✗ 4 new tokens after 5 in the past: present holds" in out or "✗ a text of 7 tokens, no past: present holds" in out, out

@@ -12,8 +12,11 @@ the count, gives other tokens.
 """
 
 import torch
+import torch.nn.functional as F
 
+from course_utils.attention import MultiHeadAttention
 from course_utils.generation import top_p_filter
+from course_utils.gpt import GPT, GPTConfig, forward_with_past
 from . import Checker, seeded
 
 # Sorted, row 0's probabilities are 0.40, 0.25, 0.15, 0.10, 0.06, 0.04 (running
@@ -39,13 +42,15 @@ def _mass_before(probabilities: torch.Tensor) -> torch.Tensor:
     return probabilities.cumsum(-1) - probabilities
 
 
-def _slips(logits: torch.Tensor, p: float) -> dict[str, torch.Tensor]:
-    """What each classic slip keeps, as a bool mask over the vocabulary."""
+def _slips(logits: torch.Tensor, p: float) -> dict[str, tuple[torch.Tensor, ...]]:
+    """What each classic slip keeps, as bool masks over the vocabulary (one per way of writing it)."""
     ascending, order_up = logits.softmax(-1).sort(dim=-1)
     first_row_count = int((_mass_before(logits[0].softmax(-1).sort(descending=True).values) < p).sum())
-    return {
+    top_first = lambda probs: torch.arange(probs.size(-1)) == 0
+    slips = {
         "dropping the token that crosses p (keep it: the kept mass must reach p)":
-            _kept_if(logits, lambda probs: probs.cumsum(-1) < p),
+            (_kept_if(logits, lambda probs: probs.cumsum(-1) < p),
+             _kept_if(logits, lambda probs: (probs.cumsum(-1) <= p) | top_first(probs))),
         "sorting from least to most likely (the most likely must come first)":
             torch.zeros_like(logits, dtype=torch.bool).scatter(-1, order_up, _mass_before(ascending) < p),
         "keeping the mask in sorted order (it must go back to the vocabulary's order, by the sort's indices)":
@@ -59,6 +64,7 @@ def _slips(logits: torch.Tensor, p: float) -> dict[str, torch.Tensor]:
         "a softmax over the rows (dim=0) instead of over the vocabulary":
             _kept_if(logits, lambda ordered: _mass_before(ordered) < p, probabilities=logits.softmax(0)),
     }
+    return {slip: kept if isinstance(kept, tuple) else (kept,) for slip, kept in slips.items()}
 
 
 def _borderline(logits: torch.Tensor, p: float, within: float = 1e-4) -> torch.Tensor:
@@ -102,7 +108,8 @@ def _same_tokens(check: Checker, out: torch.Tensor, logits: torch.Tensor, p: flo
         if check.results[-1][0]:
             check.that(what, True)
         return
-    named = [slip for slip, slip_kept in _slips(logits, p).items() if not ((kept != slip_kept) & ~_borderline(logits, p)).any()]
+    near = _borderline(logits, p)
+    named = [slip for slip, ways in _slips(logits, p).items() if any(not ((kept != way) & ~near).any() for way in ways)]
     if out.min() >= 0 and (out == 0).any() and torch.isfinite(out).all():
         named = ["returning probabilities (dropped ones at 0) instead of logits at -inf"]
     check.fail(what, expected=_show(wanted), actual=_show(kept),
@@ -144,8 +151,9 @@ def check_top_p_filter(top_p_filter_answer) -> None:
             everything = check.call(top_p_filter_answer, logits, 1.0)
             dropped = int((~torch.isfinite(everything)).sum()) if isinstance(everything, torch.Tensor) else None
             check.that(name, dropped == 0, "every token kept", f"{dropped} tokens set to -inf" if dropped is not None else
-                       type(everything).__name__, "the probabilities add up to 1 only in exact arithmetic: in float32 a running "
-                       "sum of many small ones reaches 1.0 before the last token. At p = 1, nothing may be dropped")
+                       type(everything).__name__, "the probabilities add up to 1 only in exact arithmetic: a float32 softmax's rounded "
+                       "probabilities can total a little more, so the last tokens already have 1 before them "
+                       "(a float64 sum does not undo that). At p = 1, nothing may be dropped")
         peaked = torch.tensor([[9.0, 0.0, 0.0, 0.0]])
         alone = check.call(top_p_filter_answer, peaked, 0.9)
         check.that("a token with 99.96% of the mass is kept alone at p = 0.9",
@@ -159,8 +167,6 @@ def _test_model(dtype: torch.dtype = torch.float32):
     """A GPT of a size the lesson never uses (vocabulary 13, context 12, width
     24, 3 heads, 2 layers), with every weight random, the norms and biases
     too: a slip in any of them shows in the logits."""
-    from course_utils.gpt import GPT, GPTConfig
-
     torch.manual_seed(seeded(1011))
     model = GPT(GPTConfig(vocab_size=13, context=12, width=24, layers=2, heads=3))
     with torch.no_grad():
@@ -171,8 +177,6 @@ def _test_model(dtype: torch.dtype = torch.float32):
 
 def _slipped_forward(model, ids: torch.Tensor, past, slip: str):
     """What an answer with one classic slip returns: (logits, present)."""
-    import torch.nn.functional as F
-
     held = 0 if past is None or slip == "past ignored" else past[0][0].size(2)
     start = 0 if slip == "positions restart at 0" else held
     x = model.token_embedding(ids) + model.position_embedding(torch.arange(start, start + ids.size(1)))
@@ -188,7 +192,7 @@ def _slipped_forward(model, ids: torch.Tensor, past, slip: str):
         if held:
             k, v = torch.cat([past[i][0], k], dim=2), torch.cat([past[i][1], v], dim=2)
         present.append((k, v))
-        scale = 1.0 if slip == "scores not scaled" else attention.head_dim ** -0.5
+        scale = {"scores not scaled": 1.0, "scaled by the width": attention.d_model ** -0.5}.get(slip, attention.head_dim ** -0.5)
         scores = q @ k.transpose(-2, -1) * scale
         corner = {"mask in the top-left corner": 0, "no mask": k.size(2)}.get(slip, k.size(2) - q.size(2))
         allowed = torch.ones(q.size(2), k.size(2), dtype=torch.bool).tril(diagonal=corner)
@@ -210,6 +214,7 @@ GPT_FORWARD_SLIPS = {
     "no mask": "no causal mask: every position sees the ones after it",
     "past ignored": "the past ignored: the new tokens attend only to each other, at positions from 0",
     "scores not scaled": "scores not divided by the square root of the head width",
+    "scaled by the width": "scores divided by the square root of the model's width, not of one head's",
     "post-LN": "a post-LN block (this GPT normalises each sublayer's input, GPT-2's pre-LN)",
     "no final norm": "no final LayerNorm before the head",
     "heads split by a reshape": "heads split by a reshape straight to (B, heads, L, head width), which mixes positions",
@@ -228,9 +233,6 @@ def check_gpt_forward(gpt_forward_answer) -> None:
     `gpt.forward_with_past` on a GPT of other sizes with random weights: a
     whole text without a past, 4 new tokens after 5 cached (the case that
     shows the mask's corner), 1 after 9, and a float64 model."""
-    from course_utils.gpt import GPT, forward_with_past
-    from course_utils.attention import MultiHeadAttention
-
     with Checker("10.gpt_forward", references=[GPT.forward, MultiHeadAttention.forward, forward_with_past]) as check:
         model = _test_model()
         generator = torch.Generator().manual_seed(seeded(1012))

@@ -97,8 +97,8 @@ def check_token_labels(token_labels_answer) -> None:
                 what_came = f"{type(odd[0]).__name__} labels" + (f" (a {kind} tensor)" if kind else "")
                 check.require(f"{what}: the labels are integers", False, expected=f"ints, such as {expected}",
                               actual=f"{what_came}: {out}"[:120],
-                              hint="labels are class ids: cross-entropy takes them as integers, and reads a "
-                                   "floating-point target as probabilities over the classes instead")
+                              hint="labels are class ids: cross-entropy takes them as integers, and refuses "
+                                   "floating-point ids (a floating-point target must be probabilities, one row per token)")
             answered.append((word_ids, word_labels, out))
             if out == expected:
                 check.that(f"{what}: labels {expected}", True)
