@@ -48,6 +48,10 @@ class GPTConfig:
 
 
 class GPT(nn.Module):
+    """GPT-2's layout: token + learned position embeddings, `layers` pre-LN
+    blocks under a causal mask, a final LayerNorm, and a head tied to the
+    token table. Lesson 10's learner writes its forward pass (10.gpt_forward)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config

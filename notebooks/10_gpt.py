@@ -115,7 +115,8 @@ print(f"characters per BPE token over 200,000 characters: {characters_per_token:
 # 50,257 pieces): they have the data and the time to learn all those
 # rows, and a longer reach for the same context. Which tokenizer makes
 # the better model is a question of measurement, and it needs a unit in
-# which both can be scored: bits per character, after training below.
+# which both can be scored: bits per character, defined after training
+# below (this lesson trains the character model only).
 #
 # ## The model: lesson 06's blocks under a causal mask
 #
@@ -328,7 +329,8 @@ print(f"attention's own products (6·layers·context·width per token): {attenti
 
 # %% [markdown]
 # The rule is within 1% of the count: the difference is the norms' and
-# biases' few thousand weights, which are in N but multiply nothing.
+# biases' few thousand weights, which are in N but do element-wise work
+# (one multiply or add per token), which the counter skips.
 # Attention's own products (queries with keys, weights with values) are
 # not in 6·N; Kaplan et al. add them as a term that grows with the
 # context, 4% here. PyTorch's counter does not see them either on the
@@ -507,12 +509,16 @@ for start in ["Rosalind:\nO", "Hamlet:\nThe"]:
 # after 60 characters, as greedy's often is, has paid for all 60: raw
 # log-probabilities of lines of different lengths do not compare. The
 # length penalty ranks by log-probability per character instead, and
-# lets longer lines win. Either way, the lines read no better: the
+# lets longer lines win (Hugging Face's beam search does so by default:
+# its `length_penalty` is 1.0). Either way, the lines read no better: the
 # likeliest text of a language model is its most common words, over and
 # over. Holtzman et al. (2020) measured this "degeneration" in GPT-2's
 # beam-search text, and proposed nucleus sampling in its place. Beam
 # search suits translation (lesson 07), where the likely answer is the
-# right one; writing uses sampling.
+# right one; writing uses sampling. (Against greedy loops, `generate` also
+# offers blunter remedies: `repetition_penalty` lowers the logits of
+# tokens already written, `no_repeat_ngram_size` forbids repeating any
+# n-gram.)
 #
 # ## The KV cache
 #
@@ -569,6 +575,12 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
+# The plot counts what the cache holds. `KVCache` reserves room for the
+# whole context at its first step (256 KiB here) and fills it in place,
+# which saves copying; servers that hold many texts of unknown lengths
+# allocate the cache in small blocks as it grows instead (paged
+# attention; Kwon et al., 2023).
+#
 # A key and a value of `width` numbers per layer and position is the
 # cost of **multi-head** attention, where every head has its own keys and
 # values. Models made for long texts share them: in **grouped-query
@@ -764,7 +776,7 @@ folder = tempfile.mkdtemp(prefix="shakespeare-gpt-")
 theirs.save_pretrained(folder)
 PreTrainedTokenizerFast(tokenizer_object=tokenizer).save_pretrained(folder)
 print(sorted(path.name for path in Path(folder).iterdir()))
-write = pipeline("text-generation", model=folder, device=device)
+write = pipeline("text-generation", model=folder, device="cpu")  # where our model runs: their greedy choices must match
 served = write("Hamlet:\n", max_new_tokens=56, do_sample=False, pad_token_id=0)[0]["generated_text"]
 ours = tokenizer.decode(generate(model, encode_chars(tokenizer, "Hamlet:\n")[None], 56, temperature=0)[0].tolist())
 print("the pipeline writes what our greedy decoding writes:", served == ours)
@@ -804,13 +816,13 @@ show_quiz("10")
 
 # %%
 # BEGIN SOLUTION
-answer("10.causal", "C")
+answer("10.causal", "D")
 answer("10.nucleus-keeps", "C")
-answer("10.nucleus", "B")
-answer("10.cache-positions", "C")
+answer("10.nucleus", "A")
+answer("10.cache-positions", "D")
 answer("10.kv-bytes", "B")
-answer("10.tied-head", "B")
-answer("10.stale-cache", "B")
+answer("10.tied-head", "C")
+answer("10.stale-cache", "A")
 # END SOLUTION
 
 # %% [markdown]

@@ -96,11 +96,15 @@ print(type(tokenizer).__name__, "(fast:", f"{tokenizer.is_fast})", type(encoder)
 # stranger's code (see the safety of the weights below). This course runs offline because a
 # lesson must run the same on a laptop on a train, in a locked-down lab and
 # in CI, with the same files every time; the course switches the libraries
-# to offline mode, so a hub name fails at once and says so:
+# to offline mode, so a hub name fails at once and says so (unless a copy
+# is already in the machine's Hugging Face cache, which this cell sets
+# aside by pointing `cache_dir` at an empty folder):
 
 # %%
+import tempfile
+
 try:
-    AutoConfig.from_pretrained("sentence-transformers/all-MiniLM-L6-v2")
+    AutoConfig.from_pretrained("sentence-transformers/all-MiniLM-L6-v2", cache_dir=tempfile.mkdtemp())
 except OSError as error:
     print(type(error).__name__ + ":", str(error).splitlines()[0])
 
@@ -223,7 +227,10 @@ print(parts)
 # of every transformation applied to it, the function's code included. A
 # `map` whose fingerprint has a file already in the cache loads that file
 # instead of computing again: re-running a notebook skips the work that has
-# not changed. Change the function, and the fingerprint changes with it:
+# not changed, as long as the cache stays (by default under
+# `~/.cache/huggingface/datasets`; this lesson writes into a fresh
+# temporary folder at every run, so a rerun of the lesson starts over).
+# Change the function, and the fingerprint changes with it:
 
 # %%
 def count_characters(batch):
@@ -538,8 +545,8 @@ assert capitalised > 0.5 * len(false_names)
 
 # %% [markdown]
 # More than half of the words tagged NAME against the labels are
-# capitalised mid-sentence (the cell checks it). In the stored output most
-# of them are names the rule could not know: people who never speak in
+# capitalised mid-sentence (the cell checks it). In the stored output,
+# most of the twenty shown are names the rule could not know: people who never speak in
 # that play (Agamemnon, Pharamond) and places (Birnam, Dunsinane). Some
 # are not names at all: adjectives made from names (Salique, Norweyan)
 # and a French word (Ciel). Many of the misses are the other way round: "France" and
@@ -593,7 +600,7 @@ for name in ("bert.embeddings.word_embeddings.weight", "classifier.weight", "cla
 
 # %% [markdown]
 # Opening it runs no code: the header is data, and the numbers are copied
-# (or memory-mapped) straight into tensors. PyTorch's older format,
+# (or memory-mapped) straight into tensors. PyTorch's own format,
 # `torch.save`, is a zip archive of raw tensor bytes whose index,
 # `data.pkl`, is a **pickle**, and unpickling can call any function the
 # file names. Two lines show it; a hostile model file could run anything
@@ -719,8 +726,8 @@ assert costs["naive"]["seconds"][-1] > 4 * costs["naive"]["seconds"][2], "4x the
 # the fused kernel's grows about as the square (the legend gives the
 # exponents fitted on this machine); it does the same arithmetic, it only
 # avoids writing the matrix out and reading it back. The naive one's grew
-# faster than the square on the machines we measured (2.8 in the stored
-# output): its L × L matrices, 64 MiB at 2,048 positions,
+# faster than the square on the machines we measured (the printed
+# exponent): its L × L matrices, 64 MiB at 2,048 positions,
 # no longer fit the processor's caches, so every entry travels to memory
 # and back. FlashAttention (Dao et al., 2022) is this fused idea on a GPU:
 # exact attention in blocks with a running ("online") softmax, and a
@@ -844,7 +851,7 @@ assert quarter_peak < whole_peak
 # %% [markdown]
 # The peak fell about as much as the micro-batch (the printed peaks, for a
 # batch 4 times smaller). The time is the printed ratio: four
-# micro-batches in a row took longer than the whole batch at once, as each
+# micro-batches in a row usually take longer than the whole batch at once, as each
 # multiplies smaller matrices.
 #
 # ### Gradient checkpointing
@@ -1221,7 +1228,7 @@ answer("11.token-mean", 1.25)
 #   Fine-tuned for half a minute, MiniLM found characters' names it had
 #   never seen, where dictionaries could not. NER is scored by **entity**
 #   (BIO tags, exact spans, as `seqeval`); with our one-word names the
-#   entity scores matched the word scores.
+#   entity scores agreed with the word scores within a few hundredths.
 # - **`datasets`** stores tables in Arrow files, transforms them with
 #   `map` and `filter` (batched, in several processes) and reuses work by
 #   **fingerprint**; the fast tokenizer encodes a batch in one call.

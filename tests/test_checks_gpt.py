@@ -3,6 +3,8 @@ writing it, names each classic slip of nucleus filtering, and never crashes."""
 
 import json
 
+import torch.nn.functional as F
+
 import pytest
 import torch
 
@@ -176,11 +178,38 @@ def test_each_gpt_forward_slip_is_named(capsys):
     assert "✗ a float64 model gives float64 logits" in run_forward(_forward("float32 logits"), capsys)
 
 
+def test_an_answer_that_calls_the_blocks_does_not_pass(capsys, request):
+    """In the notebook, a hook sees the block called; graded, the sandbox's watch does (tests/test_sandbox.py)."""
+    from course_utils.attention import KVCache
+
+    def by_blocks(model, ids, past=None):
+        start = 0 if past is None else past[0][0].size(2)
+        x = model.token_embedding(ids) + model.position_embedding(torch.arange(start, start + ids.size(1)))
+        caches = []
+        for layer, block in enumerate(model.blocks):
+            cache = KVCache(model.config.context)
+            if past is not None:
+                cache.append(*past[layer])
+            x, _ = block(x, is_causal=True, cache=cache)
+            caches.append(cache.held())
+        return F.linear(model.final_norm(x), model.token_embedding.weight), caches
+
+    out = run_forward(by_blocks, capsys)
+    if request.node.callspec.params["both_sides"] == "in the notebook":
+        assert "your code called EncoderLayer, MultiHeadAttention" in out, out
+
+
+def test_minus_a_billion_is_not_minus_infinity(capsys):
+    def almost(logits, p):
+        return top_p_filter(logits, p).nan_to_num(neginf=-1e9)
+
+    assert "✗ p = 0.6: dropped tokens at -inf" in run(almost, capsys)
+
+
 def test_the_model_called_whole_does_not_pass(capsys):
-    """Running the model itself gives no past to return (the grader also
-    watches for the course's own forward: tests/test_sandbox.py)."""
+    """Running the model itself is seen (graded, the sandbox's watch sees it too: tests/test_sandbox.py)."""
     out = run_forward(lambda model, ids, past=None: (model(ids), []), capsys)
-    assert "✗" in out and "present holds" in out, out
+    assert "✗" in out and "GPT" in out, out
 
 
 def test_a_stub_of_gpt_forward_is_not_attempted(capsys):

@@ -34,7 +34,7 @@ def test_a_comprehension_over_positions_passes(capsys):
 def test_an_integer_tensor_passes_and_float_labels_fail_saying_so(capsys):
     assert "✗" not in run(lambda ids, labels: torch.tensor(token_labels(ids, labels)), capsys)
     floats = run(lambda ids, labels: [float(label) for label in token_labels(ids, labels)], capsys)
-    assert "the labels are integers" in floats and "float labels" in floats and "as probabilities" in floats
+    assert "the labels are integers" in floats and "float labels" in floats and "refuses floating-point ids" in floats
     float_tensor = run(lambda ids, labels: torch.tensor(token_labels(ids, labels), dtype=torch.float32), capsys)
     assert "a torch.float32 tensor" in float_tensor
     nones = run(lambda ids, labels: [None if w is None else label for w, label in zip(ids, token_labels(ids, labels))],

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from course_utils.attention import MultiHeadAttention
 from course_utils.generation import top_p_filter
 from course_utils.gpt import GPT, GPTConfig, forward_with_past
+from course_utils.transformer import EncoderLayer
 from . import Checker, seeded
 
 # Sorted, row 0's probabilities are 0.40, 0.25, 0.15, 0.10, 0.06, 0.04 (running
@@ -90,6 +91,10 @@ def _returned_logits(check: Checker, out, logits: torch.Tensor, what: str) -> bo
     if not check.that(f"{what}: the input logits are left as they were", not check.wrote_into,
                       "logits unchanged", "your function wrote into its input", "build a new tensor; do not edit the one you were given"):
         return False
+    if (torch.isfinite(out) & (out < -1e4)).any():
+        return check.that(f"{what}: dropped tokens at -inf", False, "-inf for every dropped token",
+                          f"{out[torch.isfinite(out) & (out < -1e4)][0].item():.3g}",
+                          "a very negative number still gets a tiny probability, and is not what the filter promises: use -inf")
     nan = torch.isnan(out)
     if nan.any():
         where = tuple(nan.nonzero()[0].tolist())
@@ -244,9 +249,16 @@ def check_gpt_forward(gpt_forward_answer) -> None:
                  ("4 new tokens after 5 in the past", text[:, 5:9], past_of_5),
                  ("1 new token after 9 in the past", text[:, 9:10], past_of_9)]
         for what, ids, past in cases:
-            with torch.no_grad():
+            with torch.no_grad(), _modules_called() as called:
                 out = check.call(gpt_forward_answer, model, ids, past)
+            with torch.no_grad():
                 expected_logits, expected_present = forward_with_past(model, ids, past)
+            # In the notebook only: graded answers run in the sandbox, whose watch names any course code they run.
+            if not check.that(f"{what}: the attention written out, no block or attention module called", not called,
+                              "your own attention", f"your code called {', '.join(sorted(called))}",
+                              "use the block's pieces (norm1, self_attn.in_proj, out_proj, norm2, feed_forward), "
+                              "not the block, its attention module or the model"):
+                return
             check.require(f"{what}: returns (logits, present)", isinstance(out, (tuple, list)) and len(out) == 2,
                           "a pair (logits, present)", f"{type(out).__name__}",
                           "return the logits and the list of (keys, values) pairs, one per layer")
@@ -273,6 +285,22 @@ def check_gpt_forward(gpt_forward_answer) -> None:
         check.that("a float64 model gives float64 logits", isinstance(logits, torch.Tensor) and logits.dtype == torch.float64,
                    "torch.float64", getattr(logits, "dtype", type(logits).__name__),
                    "build every new tensor in the model's dtype (a mask or positions have none to lose)")
+
+
+class _modules_called:
+    """`with _modules_called() as called:` the names of the GPT, block and
+    attention modules whose forward ran inside (a global hook, so that the
+    model handed to the answer stays as it was)."""
+
+    def __enter__(self) -> set:
+        self.called = set()
+        watched = (GPT, EncoderLayer, MultiHeadAttention)
+        self.handle = torch.nn.modules.module.register_module_forward_pre_hook(
+            lambda module, args: self.called.add(type(module).__name__) if isinstance(module, watched) else None)
+        return self.called
+
+    def __exit__(self, *exception) -> None:
+        self.handle.remove()
 
 
 def _describe_present(present) -> str:
