@@ -5,11 +5,14 @@ The task: reverse the words of a line of Shakespeare.
     source   four nights will quickly dream away the time
     target   time the away dream quickly will nights four
 
-It is real text with a Zipfian vocabulary, its answer is exact, its alignment
-is known (target word i is source word n - 1 - i, an anti-diagonal when the
-cross-attention is drawn), and the first word out depends on the last word in:
-the longest distance there is. Lines of the 34 training plays train; lines of
-the held-out plays (`data.VALIDATION_PLAYS`) test.
+It is real text with a Zipfian vocabulary, its answer is exact, and its
+alignment is known: target word i is source word n - 1 - i, an anti-diagonal
+when the cross-attention is drawn. (For a reader going left to right, the
+first word out is the last word in, so the distances between a word read and
+the same word written run from 1 to 2n - 1, with mean n, as for copying:
+the arrangement Sutskever et al., 2014, made by reversing their sources.)
+Lines of the 34 training plays train; lines of the held-out plays
+(`data.VALIDATION_PLAYS`) test.
 
 Three models learn it, each with one shared embedding table, tied to the
 output layer (`logits = h @ E^T`, as in the paper):
@@ -23,7 +26,8 @@ output layer (`logits = h @ E^T`, as in the paper):
 
 Every model exposes `next_log_probs_for(source)`, the callable that
 `course_utils.generation` decodes with, so greedy decoding and beam search
-are written once for all three.
+are written once for all three (`greedy_decode` is greedy decoding for a
+batch of padded sources).
 """
 
 import collections
@@ -116,7 +120,9 @@ def random_batches(pairs, batch_size: int, seed: int = 0, by_length: bool = True
 
 def loss_of(model: nn.Module, batch, label_smoothing: float = 0.0) -> torch.Tensor:
     """Teacher forcing: the decoder reads the true target shifted right, and
-    every position's prediction is scored at once; <pad> scores nothing."""
+    every position's prediction is scored at once; <pad> scores nothing. With
+    label_smoothing = ε, each target is 1 - ε on the right token plus ε
+    spread evenly over the vocabulary (Szegedy et al., 2016)."""
     source, target = batch
     logits = model(source, target[:, :-1])
     return F.cross_entropy(logits.flatten(0, 1), target[:, 1:].flatten(), ignore_index=PAD,
@@ -282,24 +288,38 @@ class LSTMSeq2Seq(nn.Module):
 # --- evaluation ------------------------------------------------------------------
 
 @torch.no_grad()
-def greedy_reversals(model: nn.Module, pairs, batch_size: int = 500) -> list[list[int]]:
+def greedy_decode(model: nn.Module, source: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding of a batch of sources (B, Ls), padded with <pad>: the
+    source encoded once, then at each step the most likely next token of
+    every row's prefix, appended, until every row has produced <eos> or
+    max_new_tokens tokens are written. Returns (B, 1 + steps): <bos>, then
+    each row's tokens, with <pad> after its <eos>."""
+    begin = torch.full((len(source), 1), BOS, dtype=torch.long, device=source.device)
+    generated = greedy(model.next_log_probs_for(source), begin, EOS, max_new_tokens)
+    # `greedy` fills an ended row with <eos>; keep the first and pad the rest.
+    ended_before = (generated == EOS).long().cumsum(dim=1) - (generated == EOS).long() > 0
+    return generated.masked_fill(ended_before, PAD)
+
+
+@torch.no_grad()
+def greedy_reversals(model: nn.Module, pairs, batch_size: int = 500, decode=greedy_decode) -> list[list[int]]:
     """The greedy output of `model` for each pair's source: ids up to, not
-    including, the first <eos>."""
+    including, the first <eos>. `decode(model, source, max_new_tokens)` is
+    `greedy_decode` or any function with its contract."""
     model.eval()
     outputs = []
     for start in range(0, len(pairs), batch_size):
         source, _ = make_batch(pairs[start:start + batch_size])
-        begin = torch.full((len(source), 1), BOS, dtype=torch.long)
-        generated = greedy(model.next_log_probs_for(source), begin, EOS, max_new_tokens=source.size(1) + 1)
+        generated = decode(model, source, source.size(1) + 1)
         for row in generated[:, 1:].tolist():
             outputs.append(row[:row.index(EOS)] if EOS in row else row)
     return outputs
 
 
-def exact_match(model: nn.Module, pairs, batch_size: int = 500) -> tuple[float, dict[int, float]]:
+def exact_match(model: nn.Module, pairs, batch_size: int = 500, decode=greedy_decode) -> tuple[float, dict[int, float]]:
     """(share of pairs whose greedy output is exactly the target, that share
-    for each source length in words)."""
-    outputs = greedy_reversals(model, pairs, batch_size)
+    for each source length in words); `decode` as in `greedy_reversals`."""
+    outputs = greedy_reversals(model, pairs, batch_size, decode)
     right, total = collections.Counter(), collections.Counter()
     for (source, target), output in zip(pairs, outputs):
         right[len(source)] += output == target

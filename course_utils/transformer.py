@@ -1,14 +1,12 @@
 """The transformer block and the encoder-decoder, the reviewed version of lesson 06.
 
 Every block is one attention or feed-forward sublayer wrapped in a residual
-connection and a layer normalisation. Where the norm goes is the one design
-choice that differs between models, set by `TransformerConfig.norm`:
+connection and a layer normalisation. Where the norm goes is the design
+choice lesson 06 studies, set by `TransformerConfig.norm`:
 
-    "post"      x = LayerNorm(x + Sublayer(x))            the 2017 paper, BERT
-    "pre"       x = x + Sublayer(LayerNorm(x))            GPT-2 and most models since
-    "parallel"  x = LayerNorm(x + Attention(x) + FFN(x))  one sublayer-sum, one norm
-                (encoder layers only; GPT-J and PaLM's parallel block is the
-                pre-LN form x + Attention(LN(x)) + FFN(LN(x)))
+    "post"      x = LayerNorm(x + Sublayer(x))                  the 2017 paper, BERT
+    "pre"       x = x + Sublayer(LayerNorm(x))                  GPT-2, GPT-3 and most models since
+    "parallel"  h = LayerNorm(x); x = x + Attention(h) + FFN(h)  GPT-J, PaLM (encoder layers only)
 
 Masks follow `course_utils.attention`: bool, True = may attend. Weights are laid
 out so that `load_torch_weights` copies PyTorch's `nn.TransformerEncoderLayer`,
@@ -57,7 +55,8 @@ class LayerNorm(nn.Module):
     biased variance (divided by D, not D - 1).
 
     Lesson 06 writes that formula out; here PyTorch's fused kernel computes
-    it in one pass instead of five (a unit test checks it against the
+    it in one kernel, where the formula written out launches one operation
+    per step, each a pass over memory (a unit test checks it against the
     formula). Written out, the layer norms cost a small GPT's training step
     about 13% of its time (benchmarks/gpt_train.py --ablation)."""
 
@@ -95,7 +94,7 @@ class EncoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(config.d_model, config.num_heads, dropout=config.dropout)
         self.feed_forward = FeedForward(config)
         self.norm1 = LayerNorm(config.d_model, config.layer_norm_eps)
-        # The parallel block has one norm for both sublayers.
+        # The parallel block's two sublayers read the same normalised x: one norm.
         self.norm2 = None if config.norm == "parallel" else LayerNorm(config.d_model, config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -103,13 +102,15 @@ class EncoderLayer(nn.Module):
         """x: (B, L, D); mask: bool, True = may attend; is_causal and cache as
         in `MultiHeadAttention`. Returns (x, attention weights or None)."""
         attend = dict(mask=mask, need_weights=need_weights, is_causal=is_causal, cache=cache)
+        if self.norm_position == "parallel":  # side by side: both sublayers read one normalised x
+            normalised = self.norm1(x)
+            attended, weights = self.self_attn(normalised, **attend)
+            return x + self.dropout(attended) + self.dropout(self.feed_forward(normalised)), weights
         if self.norm_position == "pre":
             attended, weights = self.self_attn(self.norm1(x), **attend)
             x = x + self.dropout(attended)
             return x + self.dropout(self.feed_forward(self.norm2(x))), weights
         attended, weights = self.self_attn(x, **attend)
-        if self.norm_position == "parallel":  # both sublayers read the same x; one norm
-            return self.norm1(x + self.dropout(attended) + self.dropout(self.feed_forward(x))), weights
         x = self.norm1(x + self.dropout(attended))
         return self.norm2(x + self.dropout(self.feed_forward(x))), weights
 
@@ -156,8 +157,10 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """N encoder layers and a final LayerNorm (as `nn.Transformer` has; pre-LN
-    needs it, since its residual stream is never normalised otherwise)."""
+    """N encoder layers and a final LayerNorm, as `nn.Transformer` has. Pre-LN
+    and parallel blocks need it, since their residual stream is never
+    normalised otherwise; the paper's post-LN model has none (2·D parameters
+    that `nn.Transformer` adds in either mode)."""
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -209,17 +212,20 @@ def parameter_counts(config: TransformerConfig, vocab_size: int = 0) -> dict[str
     """Parameters of each part, computed from the config alone (weights and
     biases), for an encoder-decoder with one embedding table of `vocab_size`
     shared by source, target and output layer, as in the paper."""
+    if config.norm == "parallel" and config.num_decoder_layers:
+        raise ValueError("the parallel block is built for encoder layers only: set num_decoder_layers=0")
     d, d_ff = config.d_model, config.d_ff
     attention = 4 * (d * d + d)  # W^Q, W^K, W^V, W^O and their biases
     feed_forward = (d * d_ff + d_ff) + (d_ff * d + d)
     norm = 2 * d  # γ and β
-    encoder_layer = attention + feed_forward + 2 * norm
+    norms_per_encoder_layer = 1 if config.norm == "parallel" else 2
+    encoder_layer = attention + feed_forward + norms_per_encoder_layer * norm
     decoder_layer = 2 * attention + feed_forward + 3 * norm
     counts = {
         "embedding (shared)": vocab_size * d,
         f"encoder: {config.num_encoder_layers} layers of {encoder_layer:,}": config.num_encoder_layers * encoder_layer,
         f"decoder: {config.num_decoder_layers} layers of {decoder_layer:,}": config.num_decoder_layers * decoder_layer,
-        "final norms": 2 * norm,
+        "final norms": (1 + bool(config.num_decoder_layers)) * norm,  # nn.Transformer's, in either mode
     }
     counts["total"] = sum(counts.values())
     return counts

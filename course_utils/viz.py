@@ -71,12 +71,12 @@ def draw_encoder_decoder(ax=None):
 
     encoder = [(1.6, "embedding + positions"), (3.0, "encoder self-attention"), (3.9, "add & LayerNorm"),
                (5.0, "feed-forward"), (5.9, "add & LayerNorm")]
-    decoder = [(1.6, "embedding + positions (shifted right)"), (3.0, "masked self-attention"),
+    decoder = [(1.6, "embedding + positions"), (3.0, "masked self-attention"),
                (3.9, "add & LayerNorm"), (5.0, "cross-attention"), (5.9, "add & LayerNorm"),
                (7.0, "feed-forward"), (7.9, "add & LayerNorm"), (9.1, "linear + softmax → next token")]
     for column, x, layers in ((encoder, 2.3, (2.45, 6.45)), (decoder, 7.4, (2.45, 8.45))):
         ax.add_patch(plt.Rectangle((x - 2.0, layers[0]), 4.0, layers[1] - layers[0], fill=False, ls="--", lw=0.8))
-        ax.text(x + 1.95, layers[1] - 0.3, "× N", fontsize=9, ha="right")
+        ax.text(x + 2.05, layers[1] - 0.3, "× N", fontsize=9, ha="left")  # outside the frame
         width = 3.4 if x > 5 else 3.0
         for (y, text), (next_y, _) in zip(column, column[1:] + [(None, None)]):
             box(x, y, text, ATTENTION_COLOURS.get(text, grey), width=width)
@@ -87,7 +87,7 @@ def draw_encoder_decoder(ax=None):
                 ax.plot([x, side, side], [start, start, y], color="#777777", lw=0.9)
                 arrow((side, y), (x - width / 2, y), color="#777777")
     box(2.3, 0.5, "source tokens", "white", 2.4)
-    box(7.4, 0.5, "target tokens so far", "white", 2.4)
+    box(7.4, 0.5, "target so far, shifted right", "white", 2.8)
     arrow((2.3, 0.85), (2.3, 1.25))
     arrow((7.4, 0.85), (7.4, 1.25))
     ax.annotate("keys and values\n(the memory)", xy=(5.7, 5.0), xytext=(2.3, 7.3), fontsize=8, ha="center",

@@ -217,3 +217,36 @@ def test_seconds_per_step_leaves_the_model_unchanged():
     before = {name: p.clone() for name, p in model.state_dict().items()}
     assert seq2seq.seconds_per_step(model, seq2seq.make_batch(random_pairs(4)), repeats=1) > 0
     assert all(torch.equal(before[name], p) for name, p in model.state_dict().items())
+
+
+def test_greedy_decode_pads_after_eos_and_stops_when_every_row_has_ended():
+    pairs = [([5, 6, 7], [7, 6, 5]), ([8, 9], [9, 8]), ([5, 9, 6, 8], [8, 6, 9, 5])]
+    source, _ = seq2seq.make_batch(pairs)
+    out = seq2seq.greedy_decode(Oracle(), source, max_new_tokens=20)
+    assert out.dtype == torch.long and out[:, 0].eq(seq2seq.BOS).all()
+    assert out.size(1) == 1 + 5  # the longest answer, 4 words and its <eos>: then every row has ended
+    for row, (_, target) in zip(out.tolist(), pairs):
+        assert row[1:len(target) + 2] == target + [seq2seq.EOS]
+        assert set(row[len(target) + 2:]) <= {seq2seq.PAD}
+    # The same tokens as generation.greedy up to each row's <eos>.
+    begin = torch.full((len(source), 1), seq2seq.BOS)
+    reference = greedy(Oracle().next_log_probs_for(source), begin, seq2seq.EOS, 20)
+    assert torch.equal(out.masked_fill(out == seq2seq.PAD, seq2seq.EOS), reference)
+
+
+def test_greedy_decode_stops_at_max_new_tokens():
+    source, _ = seq2seq.make_batch([([5, 6, 7, 8], [8, 7, 6, 5])])
+    out = seq2seq.greedy_decode(Oracle(), source, max_new_tokens=2)
+    assert out.tolist() == [[seq2seq.BOS, 8, 7]]
+
+
+def test_exact_match_runs_the_decoder_it_is_given():
+    pairs = random_pairs(10, min_len=2, max_len=5)
+    calls = []
+
+    def counted(model, source, max_new_tokens):
+        calls.append(len(source))
+        return seq2seq.greedy_decode(model, source, max_new_tokens)
+
+    assert seq2seq.exact_match(Oracle(), pairs, batch_size=4, decode=counted)[0] == 1.0
+    assert calls == [4, 4, 2]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from course_utils.attention import causal_mask, padding_mask
-from course_utils.transformer import (DecoderLayer, EncoderDecoder, EncoderLayer, FeedForward, LayerNorm,
+from course_utils.transformer import (DecoderLayer, Encoder, EncoderDecoder, EncoderLayer, FeedForward, LayerNorm,
                                       TransformerConfig, load_torch_weights, parameter_counts, torch_name)
 
 pytestmark = pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
@@ -132,11 +132,13 @@ def test_encoder_decoder_equals_nn_transformer(norm):
         [source, target])
 
 
-def test_parallel_block_is_one_norm_over_both_sublayers():
+def test_parallel_block_is_gpt_j_and_palm_s_one_norm_read_by_both_sublayers():
     layer = EncoderLayer(_config("parallel"))
     (x,) = _inputs((B, LS, D))
-    expected = layer.norm1(x + layer.self_attn(x)[0] + layer.feed_forward(x))
+    normalised = layer.norm1(x)
+    expected = x + layer.self_attn(normalised)[0] + layer.feed_forward(normalised)
     torch.testing.assert_close(layer(x)[0], expected)
+    assert layer.norm2 is None
 
 
 def test_decoder_returns_cross_attention_over_the_source_only_where_unpadded():
@@ -158,6 +160,17 @@ def test_parameter_counts_match_pytorch_and_the_paper_base_model():
     # With the paper's shared source-target vocabulary of about 37,000 BPE
     # tokens, about 63M: the paper's Table 3 says 65M.
     assert 60e6 < parameter_counts(config, vocab_size=37_000)["total"] < 66e6
+
+
+@pytest.mark.parametrize("norm", ["post", "pre", "parallel"])
+def test_parameter_counts_of_an_encoder_alone_match_the_modules_in_every_block(norm):
+    config = TransformerConfig(d_model=64, num_heads=4, d_ff=256, num_encoder_layers=3, num_decoder_layers=0, norm=norm)
+    assert parameter_counts(config)["total"] == sum(p.numel() for p in Encoder(config).parameters())
+
+
+def test_parameter_counts_refuse_a_parallel_decoder():
+    with pytest.raises(ValueError, match="encoder layers only"):
+        parameter_counts(TransformerConfig(norm="parallel"))
 
 
 def test_unknown_settings_are_refused_with_the_choices():
