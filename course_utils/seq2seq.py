@@ -106,8 +106,7 @@ def random_batches(pairs, batch_size: int, seed: int = 0, by_length: bool = True
     """next_batch(step) for `training.train`: a batch of pairs drawn at random
     (with replacement) by a seeded generator. With `by_length`, a pair is
     drawn with probability proportional to its length, so that every source
-    word is equally likely to be trained on: long lines, rare in verse, are
-    then seen often enough to be learned."""
+    word is equally likely to be trained on."""
     generator = torch.Generator().manual_seed(seed)
     weights = torch.tensor([float(len(source)) if by_length else 1.0 for source, _ in pairs])
 
@@ -325,6 +324,31 @@ def exact_match(model: nn.Module, pairs, batch_size: int = 500, decode=greedy_de
         right[len(source)] += output == target
         total[len(source)] += 1
     return sum(right.values()) / len(pairs), {n: right[n] / total[n] for n in sorted(total)}
+
+
+@torch.no_grad()
+def cross_attention(model: nn.Module, pairs) -> torch.Tensor:
+    """Head-averaged cross-attention of the last decoder layer while it reads
+    the true targets: (lines, target positions, source positions)."""
+    source, target = make_batch(pairs)
+    memory, memory_mask = model.encode(source)
+    _, maps = model.decode(target[:, :-1], memory, memory_mask, need_weights=True)
+    return maps[-1].mean(dim=1)
+
+
+def alignment_share(model: nn.Module, pairs) -> float:
+    """The share of the rows that output a word (not the final <eos>) whose
+    strongest cross-attention is on the aligned source word: for the
+    reversal of n words, row i (output word i) on source word n - 1 - i."""
+    was_training = model.training
+    model.eval()
+    aligned = total = 0
+    for (source, _), weights in zip(pairs, cross_attention(model, pairs)):
+        n = len(source)
+        aligned += (weights[:n].argmax(dim=-1) == torch.arange(n - 1, -1, -1, device=weights.device)).sum().item()
+        total += n
+    model.train(was_training)
+    return aligned / total
 
 
 def seconds_per_step(model: nn.Module, batch, repeats: int = 5) -> float:

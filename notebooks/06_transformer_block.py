@@ -147,7 +147,8 @@ for depth in [6, 12, 24]:
 #
 # - with the **default initialisation** a plain stack loses a factor of about
 #   0.24 per sublayer, as predicted, and after 24 almost nothing reaches the
-#   input; with residuals it arrives whole;
+#   input; with residuals it arrives whole, even slightly amplified (each
+#   block adds a small path of its own: ×2 at 24 blocks);
 # - with a **variance-preserving initialisation** the plain stack keeps its
 #   gradient too, at every depth: at initialisation, good init alone does what
 #   the residuals did;
@@ -155,7 +156,7 @@ for depth in [6, 12, 24]:
 #   adds a branch as large as its input, so the size doubles in variance per
 #   block. This is why residual models shrink their branches at
 #   initialisation: GPT-2 scales the weights of each residual projection by
-#   1/√N for N layers (Radford et al., 2019, §2.3), and every transformer
+#   1/√N for N residual layers, two per block (Radford et al., 2019, §2.3), and every transformer
 #   layer puts a LayerNorm in the way.
 #
 # So at initialisation residuals are one fix among several. Their real case is
@@ -203,7 +204,7 @@ print("training loss after 200 steps (1.0 = nothing learned)")
 print("sublayers   plain   residual")
 for depth in [2, 8, 24]:
     print(f"{depth:>9}   {fitted[depth, False]:.2f}   {fitted[depth, True]:>8.2f}")
-assert fitted[24, False] > 0.8 > 0.3 > fitted[24, True], fitted  # seeds 0-2 gave 0.95-0.96 and 0.21-0.22
+assert fitted[24, False] > 0.8 > 0.3 > fitted[24, True], fitted  # seeds 0-2 gave 0.94-0.96 and 0.21-0.22
 assert fitted[2, False] < fitted[8, False] < fitted[24, False], fitted
 
 # %% [markdown]
@@ -212,8 +213,11 @@ assert fitted[2, False] < fitted[8, False] < fitted[24, False], fitted
 # to learn the identity): at 24 blocks it has learned next to nothing in 200
 # steps. The residual stacks fit about as well at every depth, since for them
 # the identity is where each block starts. (Other seeds move these numbers by
-# about 0.01; plain 24 stays above 0.9.) That, not the gradient at
-# initialisation, is why transformers can be 12, 24 or 96 layers deep.
+# about 0.01; plain 24 stays above 0.9.) That is the lasting benefit of
+# residuals, in any deep network: the identity path does not depend on the
+# initialisation or on training. What else a deep transformer needs (where
+# the norm goes, the learning rate's warm-up) is the subject of the rest of
+# this lesson.
 #
 # ## Layer normalisation
 #
@@ -291,10 +295,12 @@ for name, values in [("before", x), ("after", plain)]:
 # Every token now has mean 0 and standard deviation 1 (before γ and β). The
 # reviewed version is `course_utils.transformer.LayerNorm`, a module with γ
 # and β as parameters that hands the formula to PyTorch's fused kernel: one
-# kernel that reads the input once, where the formula written out launches a
-# separate operation for each step (a mean, a subtraction, a square, another
-# mean, an addition, a square root, a division, a product and a sum), each a
-# pass over memory. Lesson 10 measures what that costs in training.
+# kernel that makes two passes over each row while it is in cache (the
+# moments, then the normalised values), where the formula written out
+# launches a separate operation for each step (a mean, a subtraction, a
+# square, another mean, an addition, a square root, a division, a product
+# and a sum), each a pass over memory. Lesson 10 measures what that costs in
+# training.
 #
 # ## The feed-forward network
 #
@@ -306,13 +312,18 @@ for name, values in [("before", x), ("after", plain)]:
 # $$\text{FFN}(x) = \max(0,\, x W_1 + b_1)\, W_2 + b_2 .$$
 #
 # Attention mixes information *between* positions; the feed-forward network
-# processes what each position has gathered. "Position-wise" is easy to check:
-# the output at position 3 is the same whether we feed the whole sequence or
-# position 3 alone.
+# processes what each position has gathered. The course's `FeedForward` is
+# that formula in one line (printed below, with dropout after the
+# non-linearity, of which more in a moment). "Position-wise" is easy to
+# check: the output at position 3 is the same whether we feed the whole
+# sequence or position 3 alone.
 
 # %%
 from course_utils.transformer import FeedForward, TransformerConfig
 
+import inspect
+
+print(inspect.getsource(FeedForward.forward))
 small = TransformerConfig(d_model=64, num_heads=4, d_ff=256, dropout=0.1)
 ffn = FeedForward(small).eval()
 tokens = torch.randn(1, 10, 64)
@@ -340,10 +351,10 @@ print("eval mode, two calls equal:    ", torch.equal(ffn(tokens), ffn(tokens)))
 # ## Where does the norm go? Three blocks
 #
 # With those pieces, an encoder layer is attention then feed-forward, each
-# with its residual and its norm. Models differ in several choices (the norm
-# itself: Llama uses RMSNorm, lesson 12; the activation; the feed-forward
-# width; biases or none); the one we study here is **where the norm goes**,
-# and three arrangements are in use:
+# with its residual and its norm. Models differ in several choices: the norm
+# itself (Llama uses RMSNorm, which skips the mean: lesson 12, to come), the
+# activation, the feed-forward width, biases or none. The one we study here
+# is **where the norm goes**, and three arrangements are in use:
 #
 # | name | one layer | where |
 # |---|---|---|
@@ -352,7 +363,8 @@ print("eval mode, two calls equal:    ", torch.equal(ffn(tokens), ffn(tokens)))
 # | **parallel** | h = LN(x); x ← x + Attn(h) + FFN(h) | GPT-J, PaLM |
 #
 # The parallel block is a pre-LN block whose two sublayers read the same
-# normalised input side by side, instead of the feed-forward network reading
+# normalised input side by side (GPT-J shares one norm between them, as our
+# version does; GPT-NeoX gives each its own), instead of the feed-forward network reading
 # the attention's output. Their input projections can then be fused into one
 # matrix multiply: PaLM reports about 15% faster training at large scale, a
 # small loss of quality at 8B parameters and none at 62B (Chowdhery et al.,
@@ -497,15 +509,19 @@ for norm, norms in gradient_norms.items():
 # %% [markdown]
 # At this size the difference is mild, as the axis from 0 shows: post-LN's
 # gradients are a little larger near the output, and pre-LN's and the
-# parallel block's fall slowly from the input to the output. Xiong et al.
-# find the contrast growing with depth; at 12 narrow layers the gradients
-# alone would not predict much.
+# parallel block's fall slowly from the input to the output. Xiong et al.'s
+# theory predicts the contrast growing with depth (their bound on post-LN's
+# last-layer gradient does not shrink with the number of layers L, pre-LN's
+# falls as 1/√L); at 12 narrow layers the gradients alone would not predict
+# much.
 #
-# Why do pre-LN's fall? Its residual stream is never normalised, and each
-# layer adds to it, so it grows with depth; each layer's LayerNorm then
-# divides by the stream's size, which damps the gradient of the layers near
-# the output (Xiong et al. show the pre-LN gradient scaling as 1/√l at layer
-# l). The size of the stream after each layer shows it:
+# Why do pre-LN's fall a little? Its residual stream is never normalised,
+# and each layer adds to it, so it grows with depth (Xiong et al. show its
+# size growing as √l at layer l); each layer's LayerNorm divides by the size
+# of the stream it reads, which damps the gradient of the later layers.
+# That early pre-LN layers get larger gradients than later ones was observed
+# by Shleifer et al. (2021, NormFormer), who add norms to even it out. The
+# size of the stream after each layer shows the growth:
 
 # %%
 with torch.no_grad():
@@ -520,8 +536,9 @@ with torch.no_grad():
 # (√32 ≈ 5.7) before γ and β; a pre-LN or parallel stream grows from layer to
 # layer. One more difference from the setting that Xiong et al. analyse: our
 # `MultiHeadAttention` keeps `nn.Linear`'s default initialisation (uniform
-# weights, non-zero biases), while `nn.MultiheadAttention` and the paper's
-# reference code (tensor2tensor) use Xavier initialisation with zero biases.
+# weights, non-zero biases), while `nn.MultiheadAttention` draws its input
+# projections with Xavier initialisation and zero biases, and the paper's
+# reference code (tensor2tensor) uses Xavier and no biases at all.
 # Training shows more than the gradients:
 #
 # ### Training with and without warm-up
@@ -582,8 +599,8 @@ levels = {name: conditional_entropy(order) for order, name in [(1, "unigram"), (
 print("  ".join(f"{name} {loss:.2f}" for name, loss in levels.items()))
 
 # %% [markdown]
-# The curves: in a light colour the loss of each step, over it the mean of
-# every 5 steps, with the three levels as dotted lines.
+# The curves: in a light colour the loss of each step, over it the running
+# mean of 5 consecutive steps, with the three levels as dotted lines.
 
 # %%
 figure, ax = plt.subplots(figsize=(8, 4.5))
@@ -732,7 +749,9 @@ print("equal to our count without embeddings:", pytorch_count == parameter_count
 # 3. the feed-forward network;
 #
 # each wrapped as LayerNorm(x + sublayer(x)). Return the new x, shaped like
-# the input x. The checker copies the reviewed layer's weights into yours and
+# the input x. Leave out the residual dropout of the paper's §5.4 (this layer
+# has no dropout module): the checker and the comparison below run it in
+# evaluation mode, where dropout does nothing. The checker copies the reviewed layer's weights into yours and
 # tries two configurations, one with a left-padded target; if your output is
 # wrong it tells you which classic slip it matches.
 
@@ -814,7 +833,7 @@ answer("06.cross-attention", "C")
 answer("06.norm-count", 80)
 answer("06.pre-ln", ["A", "B"])
 answer("06.layer-norm-value", 1.60)
-answer("06.plain-stack", "D")
+answer("06.plain-stack", -6)
 answer("06.ffn-parameters", 2099712)
 answer("06.no-causal-mask", "B")
 answer("06.swap-tokens", "A")

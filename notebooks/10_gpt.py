@@ -1,7 +1,13 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python (transformers course)
 #     language: python
@@ -341,8 +347,9 @@ print(f"attention's own products (6·layers·context·width per token): {attenti
 # **How fast, and why.** `benchmarks/gpt_train.py` runs the full recipe
 # and times what each choice is worth. On the 2-core CPU (AVX2), with
 # `--ablation`, a plain loop of the same model took 52.5 ms a step. The
-# fused layer norm brought that to 45.6 ms (lesson 06's formula takes five
-# passes over the data, and as many backward). Then `is_causal=True`
+# fused layer norm brought that to 45.6 ms (lesson 06's formula written out
+# launches an operation per step, each a pass over the data, and as many
+# backward). Then `is_causal=True`
 # changed nothing measurable at 64 positions, the fused AdamW gave
 # 44.5 ms, and GELU's exact form (nanoGPT's choice, which PyTorch computes
 # faster here than GPT-2's tanh approximation) gave 40.0 ms: about a

@@ -181,6 +181,30 @@ def test_loss_slips_are_named(slip, named, capsys):
     assert "✗" in out and named in out
 
 
+def kl_loss(annotated: bool):
+    """KL divergence from the smoothed target, PyTorch's even spread or The
+    Annotated Transformer's (ε over the words neither right nor <pad>)."""
+    def teacher_forcing_loss(model, batch, label_smoothing=0.0):
+        source, target = batch
+        log_probs = model(source, target[:, :-1]).log_softmax(dim=-1)
+        labels, vocab = target[:, 1:], log_probs.size(-1)
+        real = labels != PAD
+        if annotated:
+            wanted = torch.full(log_probs.shape, label_smoothing / (vocab - 2))
+            wanted[..., PAD] = 0
+            wanted.scatter_(-1, labels[..., None], 1 - label_smoothing)
+        else:
+            wanted = F.one_hot(labels, vocab) * (1 - label_smoothing) + label_smoothing / vocab
+        return F.kl_div(log_probs[real], wanted[real].to(log_probs.dtype), reduction="sum") / real.sum()
+    return teacher_forcing_loss
+
+
+@pytest.mark.parametrize("annotated, named", [(False, "the KL divergence"), (True, "The Annotated Transformer's smoothing")])
+def test_kl_divergence_and_the_annotated_transformer_s_smoothing_are_named(annotated, named, capsys):
+    out = run_loss(kl_loss(annotated), capsys)
+    assert "✗" in out and named in out, out
+
+
 def test_a_loss_without_its_gradient_is_named_in_the_notebook(capsys, request):
     out = run_loss(lossed("item"), capsys)
     if request.node.callspec.params.get("both_sides") == "in the notebook":

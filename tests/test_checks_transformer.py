@@ -89,6 +89,13 @@ class Float32Always(Solution):
         return super().forward(x, memory, self_mask, memory_mask).float()
 
 
+class OneNorm(Given):
+    def forward(self, x, memory, self_mask=None, memory_mask=None):
+        x = self.norm1(x + self.self_attn(x, mask=self_mask)[0])
+        x = self.norm1(x + self.cross_attn(x, memory, memory, mask=memory_mask)[0])
+        return self.norm1(x + self.feed_forward(x))
+
+
 class Stub(Given):
     def forward(self, x, memory, self_mask=None, memory_mask=None):
         raise NotImplementedError
@@ -113,6 +120,7 @@ def test_the_solution_passes_and_is_recorded(capsys, progress_file):
     (NoMemoryMask, SLIPS["no_memory_mask"]),
     (QueriesFromEncoder, QUERIES_FROM_ENCODER),
     (OwnCausalMask, SLIPS["own_causal_mask"]),
+    (OneNorm, SLIPS["one_norm"]),
 ])
 def test_each_classic_slip_is_named(layer_class, slip, capsys):
     out = run(layer_class, capsys)

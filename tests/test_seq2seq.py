@@ -250,3 +250,15 @@ def test_exact_match_runs_the_decoder_it_is_given():
 
     assert seq2seq.exact_match(Oracle(), pairs, batch_size=4, decode=counted)[0] == 1.0
     assert calls == [4, 4, 2]
+
+
+def test_alignment_share_counts_rows_whose_strongest_source_word_is_the_mirrored_one():
+    model = all_models()["transformer"].train()
+    pairs = random_pairs(6, min_len=2, max_len=6)
+    maps = seq2seq.cross_attention(model, pairs)
+    assert maps.shape[0] == len(pairs)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(maps.shape[:2]))
+    mirrored = [int(maps[line, row, :].argmax()) == len(source) - 1 - row
+                for line, (source, _) in enumerate(pairs) for row in range(len(source))]
+    assert seq2seq.alignment_share(model, pairs) == pytest.approx(sum(mirrored) / len(mirrored))
+    assert model.training, "the model's mode is left as it was"

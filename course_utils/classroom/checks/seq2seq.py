@@ -195,6 +195,10 @@ LOSS_SLIPS = {
     "no smoothing": "label_smoothing not applied",
     "other words only": "ε spread over the wrong words only (PyTorch's target, like Szegedy et al.'s, spreads it over all)",
     "sum": "the sum over positions, not the mean",
+    "kl divergence": "the KL divergence from the smoothed target instead of the cross-entropy "
+                     "(smaller by the target's own entropy: the same gradient, another number)",
+    "annotated": "The Annotated Transformer's smoothing (ε over the V - 2 words that are neither right nor <pad>, "
+                 "scored by KL divergence): a variant, not PyTorch's and the paper's even spread",
 }
 
 
@@ -210,6 +214,16 @@ def _slipped_loss(model, source, target, label_smoothing: float, slip: str) -> t
     if slip in ("mean over pads", "sum"):
         each = F.cross_entropy(logits, labels, ignore_index=PAD, label_smoothing=label_smoothing, reduction="none")
         return each.sum() / (len(labels) if slip == "mean over pads" else 1)
+    if slip in ("kl divergence", "annotated"):
+        vocab, real = logits.size(-1), labels != PAD
+        if slip == "kl divergence":
+            wanted = F.one_hot(labels, vocab) * (1 - label_smoothing) + label_smoothing / vocab
+        else:
+            wanted = torch.full((len(labels), vocab), label_smoothing / (vocab - 2))
+            wanted[:, PAD] = 0
+            wanted.scatter_(1, labels[:, None], 1 - label_smoothing)
+        wanted = wanted[real].to(logits.dtype)
+        return F.kl_div(logits[real].log_softmax(-1), wanted, reduction="sum") / real.sum()
     if slip in ("smoothing twice", "other words only"):
         vocab, real = logits.size(-1), labels != PAD
         if slip == "smoothing twice":
@@ -240,7 +254,7 @@ def check_teacher_forcing_loss(teacher_forcing_loss_answer) -> None:
     """Check a learner's `teacher_forcing_loss(model, batch, label_smoothing)`,
     batch = (source, target), against `seq2seq.loss_of`, on a random model of
     the checker's own, and with a float64 model."""
-    with Checker("07.teacher_forcing_loss", references=[loss_of]) as check:
+    with Checker("07.teacher_forcing_loss", references=[loss_of, F.cross_entropy, F.nll_loss]) as check:
         model = _test_model()
         for what, source, target, label_smoothing in _loss_cases():
             out = check.call(teacher_forcing_loss_answer, model, (source, target), label_smoothing)

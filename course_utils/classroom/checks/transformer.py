@@ -29,7 +29,7 @@ LAYER_NORM_SLIPS = {
     "eps_outside": "ε added to the standard deviation instead of under the square root",
     "eps_fixed": "ε fixed at 1e-5 whatever the eps argument says",
     "no_eps": "ε left out",
-    "no_mean": "no mean subtracted anywhere (that is RMSNorm, lesson 12's norm)",
+    "no_mean": "no mean subtracted anywhere (that is RMSNorm, another norm)",
     "uncentred": "x instead of x - μ in the numerator",
     "no_keepdim": "the mean and variance taken without keepdim, so that they broadcast along the wrong axis",
     "first_axis": "statistics over the first axis (the batch) instead of each vector's own features",
@@ -148,6 +148,8 @@ SLIPS = {
     "cross_first": "the sublayers in the wrong order (cross-attention before self-attention)",
     "own_causal_mask": "a causal mask of your own (or is_causal) instead of the self_mask given, "
                        "which also hides the target's padding",
+    "one_norm": "the same norm (norm1) after every sublayer: each sublayer has its own, with its own γ and β",
+    "norms_swapped": "norm2 and norm3 swapped: each sublayer's norm is the one numbered after it",
 }
 QUERIES_FROM_ENCODER = ("the queries of cross-attention taken from the encoder's output "
                         "(it is the decoder that asks, and the encoder's output that answers)")
@@ -165,6 +167,9 @@ def slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip
         mask = None if slip in ("no_memory_mask", "cross_on_decoder") else memory_mask
         return layer.cross_attn(h, source, source, mask=mask)[0]
 
+    norms = {"one_norm": (layer.norm1,) * 3, "norms_swapped": (layer.norm1, layer.norm3, layer.norm2)}.get(
+        slip, (layer.norm1, layer.norm2, layer.norm3))
+
     def residual(h, norm, sublayer, number):
         if slip == "pre_norm":
             return h + sublayer(norm(h))
@@ -174,9 +179,9 @@ def slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip
         return norm(skip + sublayer(h))
 
     first, second = (cross_attention, self_attention) if slip == "cross_first" else (self_attention, cross_attention)
-    x = residual(x, layer.norm1, first, 1)
-    x = residual(x, layer.norm2, second, 2)
-    return residual(x, layer.norm3, layer.feed_forward, 3)
+    x = residual(x, norms[0], first, 1)
+    x = residual(x, norms[1], second, 2)
+    return residual(x, norms[2], layer.feed_forward, 3)
 
 
 def _reference_and_inputs(config=CONFIG, batch=BATCH, target_length=TARGET_LENGTH, source_length=SOURCE_LENGTH,
