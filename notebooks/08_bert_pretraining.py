@@ -754,23 +754,23 @@ answer("08.tied-head", "C")
 # - **WordPiece**, trained on the training plays with `tokenizers`, loads
 #   through `AutoTokenizer` like any hub tokenizer; pairs are
 #   `[CLS] A [SEP] B [SEP]` with segment ids 0 and 1.
-# - **MLM**: 15% of the non-special positions are chosen; of those 80%
-#   `[MASK]`, 10% a random word, 10% unchanged; labels are the original ids
-#   there and -100 everywhere else, so only chosen positions are scored.
+# - **MLM**: an encoder sees every word, its own included, so BERT hides
+#   15% of the non-special positions and scores only those; of them 80%
+#   `[MASK]`, 10% a random piece, 10% unchanged; labels are the original
+#   ids there and -100 everywhere else.
 # - **BERT** is the encoder with token + position + segment embeddings, an
 #   MLM head tied to the token table and an NSP head on `[CLS]`; ours equals
 #   Hugging Face's `BertForPreTraining` with the same weights, and runs in
 #   `pipeline("fill-mask")`.
-# - **MLM works** at this scale: two and a half times the unigram
-#   baseline in a minute, twice that after 4,000 steps, and still climbing.
-# - **NSP** stayed at chance for 2,000 steps, then rose to about 0.90 on
-#   the training plays and about 0.60 on held-out plays (negatives from
-#   another play; less from the same play): mostly which play a text belongs
-#   to, not which pairs are true. A
-#   rule counting shared pieces and MiniLM's sentence vectors show how much
-#   the names and words give away.
-# - **Later models** dropped NSP (RoBERTa) or replaced it with sentence-order
-#   prediction (ALBERT), whose negatives share the topic.
+# - **MLM works** at this scale: ⟨two and a half⟩ times the unigram
+#   baseline in a minute, ⟨twice that⟩ after 4,000 steps, and still
+#   climbing; its loss first drops to the unigram entropy (word
+#   frequencies), then below it (context).
+# - **NSP**, measured on balanced held-out pairs against the majority rate
+#   with one test, ⟨NSP SUMMARY⟩
+# - **Later models** dropped NSP (RoBERTa) or replaced it with
+#   sentence-order prediction (ALBERT), whose two classes hold the same
+#   text: a rule that ignores the order scores exactly chance on them.
 #
 # Lesson 09 takes a pretrained BERT (MiniLM) and puts it to work:
 # contextual embeddings, semantic search and fine-tuning.

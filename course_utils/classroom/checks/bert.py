@@ -320,7 +320,7 @@ def check_sop_pair(sop_pair) -> None:
                          "both classes must hold the very same two segments; only their order differs"))
 
         share = labels.count(NOT_NEXT) / len(labels)
-        check.that("half the pairs are swapped", abs(share - 0.5) < 0.06, expected="0.50 ± 0.06 over 600 pairs",
+        check.that("half the pairs are swapped", abs(share - 0.5) < 0.07, expected="0.50 ± 0.07 over 600 pairs",
                    actual=f"{share:.3f}", hint="one fair coin per pair decides the order")
         # Start by start: a coin must be drawn for each pair, not fixed by
         # where A starts or what it says.
