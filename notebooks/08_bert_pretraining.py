@@ -137,8 +137,8 @@ for token, segment in zip(tokenizer.convert_ids_to_tokens(pair["input_ids"]), pa
 # same line is masked differently every time it comes back: RoBERTa's
 # *dynamic* masking (Liu et al., 2019, §4.1). BERT's data script masked
 # ahead of training instead, in ten copies of the data masked differently
-# (`dupe_factor=10`): over BERT's 40 epochs, RoBERTa counts, each sequence
-# came back with the same mask four times.
+# (`dupe_factor=10`), so that, by RoBERTa's count, each sequence came back
+# with the same mask four times over BERT's 40 epochs.
 #
 # ### Exercise: BERT's masking
 #

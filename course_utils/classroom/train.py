@@ -106,7 +106,8 @@ def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results:
     report = {"command": f"course train bert --steps {recipe.steps}", "recipe": dataclasses.asdict(recipe),
               "held_out_pairs": held_out_pairs, "nsp_input": "unmasked", "training_seconds": round(seconds),
               "wall_seconds": round(wall()),
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}", "curve": curve}
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} thread(s) used), "
+                         f"torch {torch.__version__}", "curve": curve}
     _atomic_write(results, lambda path: path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8"))
     print(f"Results: {results}")
     return report
