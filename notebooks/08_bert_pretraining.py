@@ -461,12 +461,13 @@ for negatives, result in results.items():
 # rule counting shared pieces and MiniLM reach further down, as the loss
 # curve said. Perhaps a minute is simply too short.
 # `course train bert` trains the same model on the same data for 4,000
-# steps (the stored run: 27 minutes on one thread of the 2-core CPU, 18
-# of them training, the rest evaluating five sets of 1,900 pairs every 250
-# steps; it shows a progress bar and, stopped, resumes from its last
-# checkpoint, at most 250 steps back, counting both times over every part). Its learning rate cools down over its own last
-# 30%, so our lesson's run, which cooled down from step 420, is not a point
-# on its path, only a comparison at the same step. The curve it stored,
+# steps (the stored run: 27 minutes on one thread of the 2-core CPU, while
+# another job used the other core; 18 of them training, the rest setting
+# up and evaluating five sets of 1,900 pairs every 250 steps). It shows a
+# progress bar and, stopped, resumes from its last checkpoint, at most 250
+# steps back, its times added up over every part. Its learning rate cools
+# down over its own last 30%, so our lesson's run, which cooled down from
+# step 420, is not a point on its path, only a comparison at the same step. The curve it stored,
 # with the command that made it, ships with the course: the same held-out
 # pairs, read the same way, and one more set, ALBERT's sentence-order
 # pairs, which the end of the lesson explains.
