@@ -4,6 +4,7 @@ only, and how much a run moves from one seed to the next.
     .venv/bin/python benchmarks/finetune_kinds.py time
     .venv/bin/python benchmarks/finetune_kinds.py choose FROZEN:STEPS:LR ...
     .venv/bin/python benchmarks/finetune_kinds.py spread FROZEN:STEPS:LR SEED ...
+    .venv/bin/python benchmarks/finetune_kinds.py features STEPS
 
 `time`: seconds of one training step of 32 passages (up to 64 tokens) with
 0, 2 and 4 of the 6 layers frozen, float32 and bf16 autocast.
@@ -15,8 +16,13 @@ for each setting, scored on a balanced sample of the validation plays
 are not read.
 `spread`: one setting with other seeds (the sample's order and the new
 head's first weights), scored on the validation sample and on lesson 09's
-test sample: the run-to-run spread, for the lesson's band. Nothing is
-chosen on the test sample.
+test sample (200 passages of each kind), with McNemar's test against the
+bag of words fitted on the same passages: the run-to-run spread, for the
+lesson's band. Nothing is chosen on the test sample.
+`features`: the L2 penalty of the two logistic regressions, the bag of
+words (on the balanced sample of STEPS steps) and the frozen mean-pooled
+MiniLM vectors (200 training passages of each kind), chosen on the
+validation sample.
 
 The loop is `finetuning.fine_tune`, which lesson 09 shows gives Trainer's
 weights. Run with OMP_NUM_THREADS=1 to time as the lesson ran; the numbers
@@ -29,7 +35,8 @@ import time
 import torch
 
 from course_utils import data
-from course_utils.finetuning import KINDS, balanced_sample, fine_tune, kind_dataset
+from course_utils.finetuning import KINDS, BagOfWords, balanced_sample, fine_tune, kind_dataset, logistic_regression, \
+    mcnemar, predict_kinds
 
 BATCH_SIZE, MAX_LENGTH = 32, 64
 
@@ -59,6 +66,13 @@ def accuracy(model, tokenizer, rows) -> tuple[float, torch.Tensor]:
     return correct.float().mean().item(), correct
 
 
+def bag_of_words(train_rows, test_rows, l2=1e-3) -> torch.Tensor:
+    bag = BagOfWords([row["text"] for row in train_rows], min_count=1 if len(train_rows) < 5000 else 3)
+    model = logistic_regression(bag([row["text"] for row in train_rows]),
+                                torch.tensor([row["label"] for row in train_rows]), len(KINDS), l2=l2)
+    return predict_kinds(model, bag([row["text"] for row in test_rows])) == torch.tensor([row["label"] for row in test_rows])
+
+
 def run(tokenizer, split, frozen, steps, learning_rate, seed, scored):
     from transformers import DataCollatorWithPadding
 
@@ -68,7 +82,7 @@ def run(tokenizer, split, frozen, steps, learning_rate, seed, scored):
     fine_tune(model, tokenized(tokenizer, rows), DataCollatorWithPadding(tokenizer), steps, BATCH_SIZE, learning_rate,
               warmup_steps=steps // 10)
     seconds = time.perf_counter() - started
-    return seconds, {name: accuracy(model, tokenizer, sample)[0] for name, sample in scored.items()}
+    return seconds, {name: accuracy(model, tokenizer, sample) for name, sample in scored.items()}
 
 
 def main(argv: list[str]) -> None:
@@ -100,16 +114,35 @@ def main(argv: list[str]) -> None:
     if argv[0] == "choose":
         for frozen, steps, learning_rate in settings:
             seconds, scores = run(tokenizer, split, frozen, steps, learning_rate, 0, {"validation": validation})
-            print(f"{frozen} frozen, {steps} steps, lr {learning_rate:g}: validation {scores['validation']:.3f}, "
+            print(f"{frozen} frozen, {steps} steps, lr {learning_rate:g}: validation {scores['validation'][0]:.3f}, "
                   f"{seconds:.0f} s of training", flush=True)
     elif argv[0] == "spread":
         (frozen, steps, learning_rate), = settings
-        test = balanced_sample(split["test"], per_kind=300, seed=1)
+        test = balanced_sample(split["test"], per_kind=200, seed=1)
         for seed in map(int, argv[2:]):
             seconds, scores = run(tokenizer, split, frozen, steps, learning_rate, seed,
                                   {"validation": validation, "test": test})
-            print(f"seed {seed}: validation {scores['validation']:.3f}, test {scores['test']:.3f}, "
-                  f"{seconds:.0f} s of training", flush=True)
+            same = balanced_sample(split["train"], per_kind=steps * BATCH_SIZE // len(KINDS) + 1, seed=seed)
+            only_tuned, only_bag, p = mcnemar(scores["test"][1], bag_of_words(same, test))
+            print(f"seed {seed}: validation {scores['validation'][0]:.3f}, test {scores['test'][0]:.3f}, "
+                  f"{seconds:.0f} s of training; against the bag of words on the same passages: "
+                  f"{only_tuned} vs {only_bag}, p = {p:.2g}", flush=True)
+    elif argv[0] == "features":
+        from course_utils.pretrained import sentence_embeddings
+
+        steps = int(argv[1])
+        same = balanced_sample(split["train"], per_kind=steps * BATCH_SIZE // len(KINDS) + 1, seed=0)
+        for l2 in (1e-2, 1e-3, 1e-4):
+            print(f"bag of words on {len(same)} passages, l2 {l2:g}: validation "
+                  f"{bag_of_words(same, validation, l2).float().mean():.3f}", flush=True)
+        rows = balanced_sample(split["train"], per_kind=200, seed=0)
+        features = sentence_embeddings([row["text"] for row in rows], max_length=MAX_LENGTH)
+        validation_features = sentence_embeddings([row["text"] for row in validation], max_length=MAX_LENGTH)
+        truth = torch.tensor([row["label"] for row in validation])
+        for l2 in (1e-2, 1e-3, 1e-4, 1e-5):
+            model = logistic_regression(features, torch.tensor([row["label"] for row in rows]), len(KINDS), l2=l2)
+            print(f"frozen MiniLM features, {len(rows)} passages, l2 {l2:g}: validation "
+                  f"{(predict_kinds(model, validation_features) == truth).float().mean():.3f}", flush=True)
 
 
 if __name__ == "__main__":

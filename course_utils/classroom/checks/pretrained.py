@@ -93,9 +93,9 @@ def _slipped(model, rows, collator, steps, batch_size, learning_rate, warmup_ste
     max_grad_norm = 1.0 if slip == "clip at 1" else max_grad_norm
     warmup_steps = 0 if slip == "no warm-up" else warmup_steps
     model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = (torch.optim.SGD(trainable, lr=learning_rate) if slip == "sgd" else
-                 torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.01 if slip == "weight decay" else 0.0))
+    weights = [weight for weight in model.parameters() if weight.requires_grad]
+    optimizer = (torch.optim.SGD(weights, lr=learning_rate) if slip == "sgd" else
+                 torch.optim.AdamW(weights, lr=learning_rate, weight_decay=0.01 if slip == "weight decay" else 0.0))
     schedule = get_linear_schedule_with_warmup(optimizer, warmup_steps, steps)
     batches = DataLoader(rows, batch_size=batch_size, collate_fn=collator, drop_last=slip == "drop last")
     step = 0
@@ -108,7 +108,7 @@ def _slipped(model, rows, collator, steps, batch_size, learning_rate, warmup_ste
                     if slip == "summed loss" else output.loss)
             loss.backward()
             if slip != "no clipping":
-                torch.nn.utils.clip_grad_norm_(trainable, max_norm=max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(weights, max_grad_norm)
             if slip == "schedule first":
                 with warnings.catch_warnings():  # PyTorch warns of exactly this slip
                     warnings.simplefilter("ignore")
