@@ -397,7 +397,7 @@ correct = {name: predict_kinds(model, bag([row["text"] for row in test_rows])) =
 
 feature_rows = balanced_sample(split["train"], per_kind=200, seed=0)
 feature_model = logistic_regression(sentence_embeddings([row["text"] for row in feature_rows], max_length=MAX_LENGTH),
-                                    torch.tensor([row["label"] for row in feature_rows]), len(KINDS), l2=1e-4)
+                                    torch.tensor([row["label"] for row in feature_rows]), len(KINDS))
 correct["MiniLM frozen, mean-pooled, 600 passages"] = predict_kinds(
     feature_model, sentence_embeddings([row["text"] for row in test_rows], max_length=MAX_LENGTH)) == test_labels
 print(f"{'test sample, 600 passages':<46} accuracy (95% interval); recall of each kind")
@@ -528,7 +528,7 @@ import tempfile
 
 from transformers import Trainer, TrainingArguments
 
-LEARNING_RATE = 2e-4
+LEARNING_RATE = 4e-4
 
 
 def training_arguments(steps, batch_size=BATCH_SIZE, logging_steps=8, evaluate=False):
@@ -551,6 +551,11 @@ def compute_metrics(prediction):
 
 trainer = Trainer(model=classifier, args=training_arguments(STEPS, evaluate=True), train_dataset=train_set,
                   eval_dataset=validation_set, data_collator=collator, compute_metrics=compute_metrics)
+
+# %% [markdown]
+# `train()` runs the 48 steps, about a minute on this CPU, logging the
+# training loss every 8 steps and the validation accuracy half-way and at
+# the end:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -578,7 +583,7 @@ correct = {f"MiniLM fine-tuned, {STEPS} steps": fine_tuned, **correct}
 for name, right in correct.items():
     report(name, right)
 assert abs(prediction.metrics["test_accuracy"] - fine_tuned.float().mean().item()) < 1e-6  # compute_metrics agrees
-assert REPLACE_LOW < fine_tuned.float().mean() < REPLACE_HIGH, "outside the spread measured over seeds"
+assert 0.34 < fine_tuned.float().mean() < 0.95, "outside the spread measured over seeds"
 
 # %% [markdown]
 # REPLACE-RESULTS
@@ -731,6 +736,9 @@ torch.manual_seed(0)
 with_trainer = kind_classifier(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 by_hand = copy.deepcopy(with_trainer)
 
+# %% [markdown]
+# First `Trainer`, logging every step:
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 # Trainer's progress bar.
@@ -794,6 +802,9 @@ with torch.no_grad():
     inputs = tokenizer(list(famous.values()), padding=True, return_tensors="pt").to(device)
     assert torch.allclose(reloaded.to(device).eval()(**inputs).logits, classifier.eval()(**inputs).logits, atol=1e-5)
     assert [guess["label"] for guess in guesses] == [KINDS[i] for i in classifier(**inputs).logits.argmax(-1)]
+
+# %% [markdown]
+# The pipeline's answers, with the probability it gives its choice:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
