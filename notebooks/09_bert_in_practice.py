@@ -242,10 +242,10 @@ for query, row in zip(queries, scores):
 # As written, two of the four best matches share no word with the query;
 # with the endings cut off, every best match shares one ("wish" in "wish'd",
 # "woman" in "women"), so on these four queries a word search with a
-# stemmer would have found the same lines. What the vectors add shows
-# further down the lists: "To die, to sleep" ranks first for "dead", and
-# "Now I am alone" comes third for "I wish I were dead", a match of mood
-# that shares only "I". Four queries are a demonstration, not a
+# stemmer would have found the same lines. What the vectors add is in the
+# ranking: the line that joins a wish to dying comes first for "I wish I
+# were dead", and "Now I am alone", a match of mood that shares only "I",
+# comes third. Four queries are a demonstration, not a
 # measurement: a fair test would score many queries against a standard
 # word search (BM25) on whole speeches. (Scores are cosines: 1 would be
 # the same direction; the best matches here score between 0.4 and 0.6.)
@@ -337,10 +337,13 @@ for play in TEST_PLAYS:
     print(f"  {play:<24} {named[chosen].float().mean():>4.0%} of its {chosen.sum().item()} passages")
 
 # %% [markdown]
-# About one test passage in five names a character the training plays
-# know, and in *Julius Caesar* far more. We will score every model on the
-# passages with and without such a name: the gap between the two is the
-# leak, measured.
+# A quarter of the test passages name a character the training plays
+# know: over half of *Julius Caesar*'s, two in five of *Henry V*'s, and
+# almost none of *Macbeth*'s or the comedies'. ("France", "English" and
+# "Roman" come from speakers such as "King of France" and "English
+# Soldier": places and peoples, not people, but as telling.) We will score
+# every model on the passages with and without such a name: the gap
+# between the two is the leak, measured.
 #
 # ### Baselines
 #
@@ -349,12 +352,11 @@ for play in TEST_PLAYS:
 # one weight per word and kind (`finetuning.BagOfWords`, a sparse matrix of
 # log(1 + count), and `finetuning.logistic_regression`, fitted with
 # L-BFGS, so it is deterministic; its L2 penalty was chosen on the
-# validation plays). We fit it three times:
+# validation plays). We fit it twice:
 #
 # - on the very passages MiniLM will be fine-tuned on (equal data);
 # - on a balanced sample of *all* the training passages (as many of each
-#   kind as there are comedy passages);
-# - on all the training passages as they come, unbalanced.
+#   kind as there are comedy passages).
 #
 # A third baseline keeps MiniLM but does not fine-tune it: **frozen
 # features**, its mean-pooled unit vectors (`sentence_embeddings`), with a
@@ -390,8 +392,7 @@ def fit_bag_of_words(rows):
 smallest = min(collections.Counter(row["label"] for row in split["train"]).values())
 bags = {f"bag of words, the same {len(train_rows):,} passages": fit_bag_of_words(train_rows),
         f"bag of words, balanced, {smallest:,} of each kind": fit_bag_of_words(
-            balanced_sample(split["train"], per_kind=smallest, seed=0)),
-        f"bag of words, all {len(split['train']):,}, unbalanced": fit_bag_of_words(split["train"])}
+            balanced_sample(split["train"], per_kind=smallest, seed=0))}
 correct = {name: predict_kinds(model, bag([row["text"] for row in test_rows])) == test_labels
            for name, (bag, model) in bags.items()}
 
@@ -410,7 +411,15 @@ for label, kind in enumerate(KINDS):
     print(f"the balanced bag's strongest {kind} words:", ", ".join(words[i] for i in model.weight[label].topk(8).indices))
 
 # %% [markdown]
-# REPLACE-BASELINES
+# On the same 1,539 passages the bag of words scores 0.580; fitted on a
+# balanced sample of all the training passages, 2,228 of each kind, it
+# scores 0.623: more data helps it. The frozen MiniLM vectors score 0.613
+# from only 600 training passages. The bag's strongest words show what it
+# leans on: for tragedy, *rome*, *romeo*, *antony*, *caesar*, *hamlet* and
+# *timon*; for history, *york*, *edward*, *warwick*, *john* and *henry*:
+# names and places far more than words of mood. A model that reads names
+# will do well on *Julius Caesar*, whose people walk through the training
+# plays, and less well where they do not.
 #
 # ### The data, the `datasets` way
 #
@@ -423,7 +432,7 @@ for label, kind in enumerate(KINDS):
 # We cut each passage at 64 tokens, which holds most 40-word passages
 # whole, and leave the padding for later: `DataCollatorWithPadding` pads
 # each batch only to its own longest passage. A small balanced sample of
-# the validation plays (60 of each kind) lets `Trainer` report how the
+# the validation plays (30 of each kind) lets `Trainer` report how the
 # model does on new plays while it trains.
 
 # %%
@@ -440,7 +449,7 @@ def as_dataset(rows):
 
 
 train_set, test_set = as_dataset(train_rows), as_dataset(test_rows)
-validation_set = as_dataset(balanced_sample(split["validation"], per_kind=60, seed=2))
+validation_set = as_dataset(balanced_sample(split["validation"], per_kind=30, seed=2))
 collator = DataCollatorWithPadding(tokenizer)
 print(train_set)
 example = collator([train_set[0], train_set[1]])
@@ -467,13 +476,38 @@ print(f"tokens per passage: median {lengths.median().item()}, cut at {MAX_LENGTH
 # as a standard BERT.) `id2label` names the classes, so that the saved
 # model answers "comedy" rather than "LABEL_0".
 #
-# How much to train is the budget's question. On this 2-core CPU one step
-# of 32 passages through the whole model takes over a second, so a lesson
-# can afford about a minute of steps. We **freeze** the embeddings (11.9M
-# of the 22.7M weights, most of them the token table) and the lowest
-# layers: they still run forward, but get no gradient and no update, which
-# makes a step cheaper, while the upper layers, nearest the task, still
-# adapt. REPLACE-CHOICE
+# How much to train is the budget's question. On one core of this CPU a
+# step of 32 passages takes 2.9 s through the whole model
+# (`benchmarks/finetune_kinds.py time`), so a lesson can afford a few
+# dozen steps. We **freeze** the embeddings (11.9M of the 22.7M weights,
+# most of them the token table) and the lowest layers: they still run
+# forward, but get no gradient and no update, which makes a step cheaper
+# (1.7 s with two layers frozen, 1.2 s with four), while the upper layers,
+# nearest the task, still adapt.
+#
+# The settings were chosen on the validation plays only:
+# `benchmarks/finetune_kinds.py choose` fine-tuned each on the training
+# plays and scored it on 600 validation passages (200 of each kind), on
+# one core, the other busy:
+#
+# | frozen layers | steps | learning rate | validation accuracy | training |
+# |---|---|---|---|---|
+# | 4 | 48 | 1e-4 | 0.488 | 78 s |
+# | 4 | 48 | 2e-4 | 0.522 | 65 s |
+# | 4 | 48 | 4e-4 | **0.540** | 67 s |
+# | 2 | 48 | 2e-4 | 0.513 | 119 s |
+# | 4 | 32 | 2e-4 | 0.513 | 55 s |
+# | 4 | 64 | 2e-4 | 0.507 | 112 s |
+#
+# We keep the best: four layers frozen, 48 steps, learning rate 4e-4. A
+# score on 600 passages has a standard error of about 0.02, so the table
+# does not rank the settings finely: only the smallest learning rate is
+# clearly worse, and freezing two layers instead of four cost almost
+# twice the time for no gain it can show. The L2 penalty of the two
+# logistic regressions above (1e-3) was chosen on the same validation
+# passages (`finetune_kinds.py features`). The validation plays are
+# harder than the test plays for every model: the bag of words fitted on
+# the same passages scored 0.492 there.
 
 # %%
 FROZEN_LAYERS = 4
@@ -508,10 +542,11 @@ print("new, and random:", {name: tuple(weight.shape) for name, weight in classif
 # steps, then a linear decay to zero), logging, evaluation, checkpoints.
 # A few choices deserve a word:
 #
-# - `learning_rate=2e-4`: BERT's authors fine-tuned at 2e-5 to 5e-5, for
-#   a few epochs of every weight. Here only the top layers and the new head
-#   move, for a few dozen steps, so a larger step is needed to get
-#   anywhere, and the validation plays preferred it (below);
+# - `learning_rate=4e-4`: BERT's authors fine-tuned at 2e-5 to 5e-5, for
+#   a few epochs of every weight (Devlin et al. 2019, appendix A.3). Here
+#   only the top two layers and the new head move, for 48 steps, so larger
+#   steps are needed to get anywhere, and the validation plays preferred
+#   4e-4 to 2e-4 and 1e-4 (the table above);
 # - `train_sampling_strategy="sequential"`: our sample is already in
 #   random order, so the batches come in the order of the dataset, which
 #   a plain loop can follow exactly (the exercise below);
@@ -553,7 +588,8 @@ trainer = Trainer(model=classifier, args=training_arguments(STEPS, evaluate=True
                   eval_dataset=validation_set, data_collator=collator, compute_metrics=compute_metrics)
 
 # %% [markdown]
-# `train()` runs the 48 steps, about a minute on this CPU, logging the
+# `train()` runs the 48 steps, about a minute and a half on one core of
+# this CPU, logging the
 # training loss every 8 steps and the validation accuracy half-way and at
 # the end:
 
@@ -564,7 +600,7 @@ trained = trainer.train()
 losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 evaluations = [(entry["step"], entry["eval_accuracy"]) for entry in trainer.state.log_history if "eval_accuracy" in entry]
 print(f"{trained.global_step} steps; training loss in windows of 8 steps:", " ".join(f"{loss:.2f}" for loss in losses))
-print("validation accuracy (180 passages):", ", ".join(f"{accuracy:.2f} at step {step}" for step, accuracy in evaluations))
+print("validation accuracy (90 passages):", ", ".join(f"{accuracy:.2f} at step {step}" for step, accuracy in evaluations))
 assert sum(losses[-2:]) / 2 < sum(losses[:2]) / 2 - 0.1, "the loss should fall clearly from its start near ln 3 = 1.10"
 
 # %% [markdown]
@@ -583,10 +619,22 @@ correct = {f"MiniLM fine-tuned, {STEPS} steps": fine_tuned, **correct}
 for name, right in correct.items():
     report(name, right)
 assert abs(prediction.metrics["test_accuracy"] - fine_tuned.float().mean().item()) < 1e-6  # compute_metrics agrees
-assert 0.34 < fine_tuned.float().mean() < 0.95, "outside the spread measured over seeds"
+assert 0.58 < fine_tuned.float().mean() < 0.70, "four seeds gave 0.623 to 0.655 (benchmarks/finetune_kinds.py spread)"
 
 # %% [markdown]
-# REPLACE-RESULTS
+# In the stored run the fine-tuned model scores 0.633 on the test sample:
+# above the bag of words fitted on the same passages (0.580) and the
+# frozen features (0.613), about level with the bag of words fitted on a
+# balanced sample of all the training passages (0.623). Every interval
+# overlaps every other. How much of this is the run rather than the
+# model? `benchmarks/finetune_kinds.py spread` repeated the fine-tuning
+# with three other seeds (another order of the passages, another first
+# head): test accuracy 0.625, 0.655 and 0.623, beside this run's 0.633.
+# A run moves by about ±0.02 around 0.63, as much as the gap between the
+# fine-tuned model and the balanced bag of words. The validation score
+# moved more, from 0.490 to 0.555 over the same seeds: more than the
+# differences between the settings in the table above, so the choice of
+# setting was partly luck, as any choice made on one seed is.
 #
 # ### Is the difference real? A paired test
 #
@@ -612,7 +660,19 @@ for name, right in list(correct.items())[1:]:
           f"exact two-sided p = {p:.2g}")
 
 # %% [markdown]
-# REPLACE-MCNEMAR
+# Against the bag of words fitted on the same passages, the fine-tuned
+# model wins the disagreements 133 to 101 (p = 0.042): at the 5% level,
+# evidence that it is better at equal data, if not overwhelming. Against
+# the bag of words fitted on all the training passages (113 to 107,
+# p = 0.74) and against the frozen features (82 to 70, p = 0.37) the test
+# finds no difference. Two limits: the test holds this one trained model
+# fixed, so it says nothing of other seeds (over the three other seeds,
+# each against a bag of words fitted on its own passages: 125 to 96,
+# 126 to 81 and 128 to 86, p = 0.059, 0.0022 and 0.0049; the fine-tuned
+# model won at equal data in every run, at the 5% level in three of
+# four), and it
+# treats passages as independent draws, while they come from six plays
+# that differ far more than passages do.
 #
 # ### Accuracy play by play, and the leak
 #
@@ -639,7 +699,19 @@ for what, chosen in [(f"naming a training character ({named.sum().item()})", nam
     print(f"{what:<38} " + " ".join(f"{right[chosen].float().mean():>13.2f}" for right in columns.values()))
 
 # %% [markdown]
-# REPLACE-PERPLAY
+# The last two rows tell most of the story. On the 152 passages that name
+# a character of a training play, the fine-tuned model is right 90% of
+# the time; on the other 448, 54%, level with the bag of words (0.54 on
+# the same passages, 0.58 balanced on all). *Julius Caesar*, where Brutus,
+# Caesar and Antony are named in 58% of the passages, is its best play
+# (0.81); *Macbeth*, whose people appear in no other play, its worst
+# (0.36, against 0.55 and 0.64 for the bags of words). So most of the
+# fine-tuned model's lead comes from recognising names the test plays
+# share with the training plays: a leak, not an understanding of what
+# makes a tragedy. Holding out connected plays together (all the Roman
+# plays; both parts of *Henry IV* with *Henry V* and *Richard II*) would
+# close much of it, and lower every score. Any real data set has leaks of
+# this kind; the only defence is to look for them.
 #
 # What would a GPU change? Everything here is sized for two CPU cores,
 # where a step of 32 passages takes about a second. A GPU runs such a step
@@ -817,7 +889,12 @@ for (play, text), guess in zip(famous.items(), guesses):
 # (checked above), and the pipeline's labels are its argmax. The pipeline
 # wraps the steps we did by hand: tokenize, run the model, then turn the
 # logits into probabilities (a softmax) and name the most likely class.
-# REPLACE-FAMOUS
+# In the stored run all six come out right. That is no evidence of skill:
+# the lines were chosen, not drawn, and even drawn at random, six in a
+# row would come out right about one time in 16 for a model right on 63%
+# of passages (0.63^6 = 0.06). *Julius Caesar*'s line names Caesar, whom
+# the training plays know, and *Macbeth*'s, from the model's weakest play,
+# gets its least confident answer.
 #
 # ## Quiz
 #
@@ -855,7 +932,11 @@ answer("09.validation", "B")
 #   examples: `datasets` (`from_list`, `map(batched=True)`),
 #   `DataCollatorWithPadding`, `TrainingArguments`, `Trainer`, and a
 #   `compute_metrics` of our own, with settings chosen on validation plays
-#   and the test plays scored once. REPLACE-SUMMARY
+#   and the test plays scored once. On the test plays it was level with a
+#   bag of words fitted on all the (balanced) training passages, and most
+#   of its lead over one fitted on the same passages came from characters'
+#   names shared across plays: a leak that the scores per play, and with
+#   and without names, bring out. McNemar's test weighs paired results.
 # - `Trainer` is the plain loop (batches, loss, AdamW, clipping, the
 #   schedule) that you wrote: the same weights.
 # - `save_model` + `from_pretrained` + `pipeline("text-classification")`
