@@ -21,7 +21,7 @@ def run(function, capsys):
 
 def test_reference_passes_and_is_recorded(capsys, progress_file):
     out = run(finetuning.fine_tune, capsys)
-    assert "All 10 checks passed" in out and "✗" not in out, out
+    assert "All 12 checks passed" in out and "✗" not in out, out
     entry = json.loads(progress_file.read_text())
     assert (entry["item"], entry["points"], entry["max"]) == ("09.fine_tune", 2, 2)
 
@@ -49,7 +49,7 @@ def test_another_correct_loop_passes(capsys):
         return model
 
     out = run(by_steps, capsys)
-    assert "All 10 checks passed" in out, out
+    assert "All 12 checks passed" in out, out
 
 
 @pytest.mark.parametrize("key", sorted(SLIPS))
@@ -79,6 +79,30 @@ def test_not_returning_the_model_is_reported(capsys):
 
     out = run(in_place, capsys)
     assert "✗ 13 rows, batches of 4, 5 steps" in out and "returns the model it trained" in out and "return model" in out
+
+
+def test_forgetting_training_mode_is_reported(capsys):
+    def in_eval_mode(model, *args, **kwargs):
+        trained = finetuning.fine_tune(model, *args, **kwargs)  # the reference switches training mode on...
+        return trained
+
+    def never_trains(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm):
+        model.train = lambda mode=True: model  # ...this one leaves the model as it came, in evaluation mode
+        return finetuning.fine_tune(model, rows, collator, steps, batch_size, learning_rate, warmup_steps,
+                                    max_grad_norm)
+
+    assert "All 12 checks passed" in run(in_eval_mode, capsys)
+    out = run(never_trains, capsys)
+    assert "✗ 13 rows, batches of 4, 5 steps (the rows run out after 4), warm-up 2, learning rate 0.01, clipped at 0.5: " \
+           "every step in training mode (dropout on)" in out and "evaluation mode" in out, out
+    assert "model.train" not in out.split("hint:")[-1]
+
+
+def test_switching_back_to_evaluation_mode_after_training_passes(capsys):
+    def evaluates_after(*args, **kwargs):
+        return finetuning.fine_tune(*args, **kwargs).eval()
+
+    assert "All 12 checks passed" in run(evaluates_after, capsys)
 
 
 def test_unfreezing_the_embeddings_is_reported(capsys):

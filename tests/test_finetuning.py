@@ -1,7 +1,7 @@
 """The kind-of-play task (course_utils.finetuning): whole plays held out,
 two of each kind for the test and one of each for validation; labels from
 the corpus's folders; a sparse bag-of-words baseline that learns something
-real; McNemar's exact test; the names that cross plays; and the plain loop
+real; McNemar's exact test, Holm's adjustment and the test by play; the names that cross plays; and the plain loop
 that gives Trainer's weights."""
 
 import math
@@ -11,8 +11,8 @@ import torch
 
 from course_utils import data
 from course_utils.finetuning import KINDS, TEST_PLAYS, VALIDATION_PLAYS, BagOfWords, accuracy_by_play, \
-    balanced_sample, character_names, fine_tune, kind_dataset, logistic_regression, mcnemar, passages, play_kind, \
-    predict_kinds, shared_names
+    balanced_sample, by_play_test, character_names, fine_tune, holm, kind_dataset, logistic_regression, mcnemar, \
+    passages, play_kind, predict_kinds, shared_names
 
 
 def test_labels_follow_the_corpus_and_disputed_kinds_are_left_out():
@@ -108,6 +108,40 @@ def test_mcnemar_counts_the_disagreements_and_gives_the_exact_binomial_p():
     assert mcnemar(second, first)[2] == pytest.approx(p)
     assert mcnemar(first, first) == (0, 0, 1.0)
     assert mcnemar(torch.tensor([True]), torch.tensor([False]))[2] == 1.0  # one disagreement proves nothing
+
+
+def test_holm_matches_a_hand_computation():
+    # sorted: 0.01 x 4 = 0.04; 0.02 x 3 = 0.06; 0.03 x 2 = 0.06; 0.5 x 1 = 0.5. The third (0.06 by hand) stays
+    # 0.06, at least the one before it; given in another order, each keeps its place.
+    assert holm([0.5, 0.02, 0.01, 0.03]) == pytest.approx([0.5, 0.06, 0.04, 0.06])
+    # lesson 09's three tests: 0.042 x 3 = 0.126; 0.37 x 2 = 0.74; 0.74 x 1 = 0.74
+    assert holm([0.042, 0.74, 0.37]) == pytest.approx([0.126, 0.74, 0.74])
+    assert holm([0.6, 0.9]) == [1.0, 1.0]  # never above 1
+    assert holm([0.2]) == [0.2] and holm([]) == []
+
+
+def test_by_play_test_takes_the_play_as_the_unit():
+    plays = ["a"] * 4 + ["b"] * 4 + ["c"] * 2
+    first = torch.tensor([True, True, True, False, True, True, False, False, True, False])
+    second = torch.tensor([True, False, False, False, True, False, False, False, True, True])
+    result = by_play_test(first, second, plays)
+    # differences 3/4 - 1/4 = 0.5, 2/4 - 1/4 = 0.25, 1/2 - 1 = -0.5: mean 1/12, sd 0.5204, t = 0.2774 with 2 df
+    assert result["differences"] == pytest.approx({"a": 0.5, "b": 0.25, "c": -0.5})
+    assert result["mean"] == pytest.approx(1 / 12)
+    sd = math.sqrt(((0.5 - 1 / 12) ** 2 + (0.25 - 1 / 12) ** 2 + (-0.5 - 1 / 12) ** 2) / 2)
+    assert result["t"] == pytest.approx(1 / 12 / (sd / math.sqrt(3)))
+    # with 2 degrees of freedom, P(|T| >= t) = 1 - t / sqrt(2 + t^2) exactly
+    assert result["p"] == pytest.approx(1 - result["t"] / math.sqrt(2 + result["t"] ** 2))
+    assert (result["wins"], result["sign_p"]) == (2, 1.0)  # 2 of 3: two-sided sign test p = 2 x 4/8, capped at 1
+
+
+def test_the_t_tail_matches_known_values():
+    from course_utils.finetuning import _t_two_sided
+
+    assert _t_two_sided(2.571, 5) == pytest.approx(0.05, abs=1e-4)  # the 5% point of t with 5 df
+    assert _t_two_sided(12.706, 1) == pytest.approx(0.05, abs=1e-4)
+    assert _t_two_sided(2.776, 4) == pytest.approx(0.05, abs=1e-4)
+    assert _t_two_sided(0.0, 3) == pytest.approx(1.0)
 
 
 def test_accuracy_by_play_keeps_the_order_of_the_plays():

@@ -7,7 +7,11 @@ gives Trainer's weights. The checker trains a tiny BERT classifier of its
 own (two layers, width 8, its embeddings frozen as the lesson freezes
 MiniLM's) on made-up rows whose number, batch size, steps, warm-up,
 learning rate and clipping norm the notebook never uses, so that an
-argument left at the lesson's value, or at Trainer's default, shows.
+argument left at the lesson's value, or at Trainer's default, shows. The
+classifier comes in evaluation mode, as `from_pretrained` gives a model,
+and counts the forward passes it makes in training mode: a loop that
+never calls `model.train()` trains with dropout off, which gives the same
+weights here (the tiny model has no dropout) but not on MiniLM.
 """
 
 import functools
@@ -53,11 +57,27 @@ def _collator():
     return DataCollatorWithPadding(_tokenizer())
 
 
+class _ModeRecorder(torch.nn.Module):
+    """Stands in for the classifier's dropout (whose probability is 0 here):
+    passes its input through, and counts the forward passes made in training
+    mode and in evaluation mode, in buffers that come back with the state."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("passes_training", torch.zeros(()))  # float, as every other tensor of the model
+        self.register_buffer("passes_evaluation", torch.zeros(()))  # float, as every other tensor of the model
+
+    def forward(self, x):
+        (self.passes_training if self.training else self.passes_evaluation).add_(1)
+        return x
+
+
 def _tiny_classifier(seed: int):
     """A two-layer BERT classifier for three classes, dropout off (so that
-    two correct loops agree), its embeddings frozen. Its gradient norms
-    are above 1, so that clipping at 1 differs from clipping at another
-    norm, and from none."""
+    two correct loops agree), its embeddings frozen, in evaluation mode,
+    with a `_ModeRecorder` in place of the dropout before its head. Its
+    gradient norms are above 1, so that clipping at 1 differs from clipping
+    at another norm, and from none."""
     from transformers import BertConfig, BertForSequenceClassification
 
     config = BertConfig(vocab_size=VOCABULARY, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
@@ -68,7 +88,8 @@ def _tiny_classifier(seed: int):
         torch.manual_seed(seed)
         model = BertForSequenceClassification(config)
     model.bert.embeddings.requires_grad_(False)
-    return model
+    model.dropout = _ModeRecorder()
+    return model.eval()  # as from_pretrained gives it: the loop must switch training mode on
 
 
 def _rows(count: int, generator: torch.Generator) -> list[dict]:
@@ -177,3 +198,9 @@ def check_fine_tune(fine_tune) -> None:
                                hint="go through one step against the spec: which rows make the batch, when the "
                                     "gradients are cleared and clipped, and what learning rate the step uses"):
                 return
+            passes = int(torch.as_tensor(state.get("dropout.passes_training", 0)))
+            check.require(f"{what}: every step in training mode (dropout on)", passes >= settings["steps"],
+                          f"at least {settings['steps']} forward passes in training mode",
+                          f"{passes} (the model came in evaluation mode, as from_pretrained gives it)",
+                          "Trainer switches the model to training mode before its first step, so that dropout acts; "
+                          "a model loaded for use starts in evaluation mode")
