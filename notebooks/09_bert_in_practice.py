@@ -612,8 +612,8 @@ trainer = Trainer(model=classifier, args=training_arguments(STEPS, evaluate=True
                   eval_dataset=validation_set, data_collator=collator, compute_metrics=compute_metrics)
 
 # %% [markdown]
-# `train()` runs the 48 steps, in one to one and a half minutes with one
-# thread on this CPU (65 to 90 s in our runs), logging the
+# `train()` runs the 48 steps, in one to two minutes with one thread on
+# this CPU, the other core busy (65 to 108 s in our runs), logging the
 # training loss every 8 steps and the validation accuracy half-way and at
 # the end:
 
