@@ -237,19 +237,28 @@ def nsp_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Ra
     return out
 
 
-def held_out_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random, negatives: str = "other",
-                   words: int = SEGMENT_WORDS) -> list[tuple[str, str, int]]:
-    """`count` pairs to measure on. Each A is drawn without replacement from
-    the plays cut into consecutive segments (`segment_starts`), so no two As
-    share a speech and none repeats; the labels alternate, IS_NEXT then
-    NOT_NEXT, so exactly half are each and a constant answer scores exactly
-    0.5 (the majority rate)."""
+def held_out_starts(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random,
+                    words: int = SEGMENT_WORDS) -> list[tuple[str, int]]:
+    """The (play, start) of each A of `held_out_pairs`, in its order: drawn
+    without replacement from the plays cut into consecutive segments
+    (`segment_starts`). It is the first draw from `rng`, so a fresh rng of
+    the same seed gives the starts of the same pairs."""
     starts = [(play, start) for play in sorted(speeches_by_play)
               for start in segment_starts(speeches_by_play[play], words)]
     if count % 2 or count > len(starts):
         raise ValueError(f"count must be even and at most {len(starts)} (the segments these plays hold), not {count}")
+    return rng.sample(starts, count)
+
+
+def held_out_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random, negatives: str = "other",
+                   words: int = SEGMENT_WORDS) -> list[tuple[str, str, int]]:
+    """`count` pairs to measure on. Each A is drawn without replacement from
+    the plays cut into consecutive segments (`held_out_starts`), so no two As
+    share a speech and none repeats; the labels alternate, IS_NEXT then
+    NOT_NEXT, so exactly half are each and a constant answer scores exactly
+    0.5 (the majority rate)."""
     return [labelled_pair(speeches_by_play, play, start, (IS_NEXT, NOT_NEXT)[i % 2], rng, negatives, words)
-            for i, (play, start) in enumerate(rng.sample(starts, count))]
+            for i, (play, start) in enumerate(held_out_starts(speeches_by_play, count, rng, words))]
 
 
 # --- pre-training batches, loss and accuracy --------------------------------------
@@ -289,7 +298,8 @@ def unmasked(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def pretraining_accuracy(model: Bert, batches, mask_id: int, nsp_input: str = "unmasked") -> dict[str, float | int]:
+def pretraining_accuracy(model: Bert, batches, mask_id: int,
+                         nsp_input: str = "unmasked") -> dict[str, float | int | torch.Tensor]:
     """MLM accuracy (the top prediction is the original piece) at the
     positions that show [MASK], and NSP accuracy, over `batches`, with the
     counts they are shares of. The chosen positions that show their own
@@ -297,11 +307,13 @@ def pretraining_accuracy(model: Bert, batches, mask_id: int, nsp_input: str = "u
     input. NSP reads the pairs `nsp_input`="unmasked" (the text as a reader
     or a fine-tuned model sees it; the default) or "masked" (as in training).
     "nsp_majority" is the share of the commoner label: what always giving
-    one answer scores."""
+    one answer scores; "nsp_right" says, pair by pair, whether NSP was right
+    (for paired tests and intervals that resample the pairs)."""
     if nsp_input not in ("unmasked", "masked"):
         raise ValueError(f"nsp_input must be 'unmasked' or 'masked', not {nsp_input!r}")
     model.eval()
     mlm_right = mlm_count = nsp_right = nsp_count = is_next = 0
+    each = []
     for batch in batches:
         hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         masked = (batch["labels"] != IGNORE_INDEX) & (batch["input_ids"] == mask_id)
@@ -310,11 +322,13 @@ def pretraining_accuracy(model: Bert, batches, mask_id: int, nsp_input: str = "u
         if nsp_input == "unmasked":
             hidden = model.encode(unmasked(batch), batch["token_type_ids"], batch["attention_mask"])
         labels = batch["next_sentence_label"]
-        nsp_right += (model.nsp_logits(hidden).argmax(-1) == labels).sum().item()
+        each.append(model.nsp_logits(hidden).argmax(-1) == labels)
+        nsp_right += each[-1].sum().item()
         nsp_count += len(labels)
         is_next += (labels == IS_NEXT).sum().item()
     return {"mlm": mlm_right / mlm_count, "mlm_count": mlm_count, "nsp": nsp_right / nsp_count,
-            "nsp_count": nsp_count, "nsp_majority": max(is_next, nsp_count - is_next) / nsp_count}
+            "nsp_count": nsp_count, "nsp_majority": max(is_next, nsp_count - is_next) / nsp_count,
+            "nsp_right": torch.cat(each)}
 
 
 def interval95(share: float, count: int) -> tuple[float, float]:
@@ -323,6 +337,25 @@ def interval95(share: float, count: int) -> tuple[float, float]:
     share of 0.50 spans about 0.48 to 0.52."""
     half = 1.96 * math.sqrt(share * (1 - share) / count)
     return share - half, share + half
+
+
+def cluster_interval95(right: torch.Tensor, clusters: list[str], draws: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of a share when the items come in clusters (pairs
+    from a few plays): a cluster bootstrap. Draw as many clusters as there
+    are, with replacement, pool their items, take the share; the interval
+    runs from the 2.5th to the 97.5th percentile of `draws` such shares.
+    Unlike `interval95`, it lets plays differ and items of one play move
+    together; with a handful of clusters it is itself rough, and tends to
+    be too narrow."""
+    names = sorted(set(clusters))
+    index = torch.tensor([names.index(c) for c in clusters])
+    hits = torch.zeros(len(names)).index_add_(0, index, right.double().float())
+    sizes = torch.zeros(len(names)).index_add_(0, index, torch.ones(len(clusters)))
+    picks = torch.randint(len(names), (draws, len(names)), generator=torch.Generator().manual_seed(seed))
+    shares = hits[picks].sum(dim=1) / sizes[picks].sum(dim=1)
+    low, high = torch.quantile(shares, torch.tensor([0.025, 0.975])).tolist()
+    return low, high
 
 
 def above_chance(share: float, count: int, majority: float) -> bool:
@@ -385,6 +418,11 @@ class PretrainingRecipe:
         balanced and without repeats (`held_out_pairs`): the same on every call."""
         return held_out_pairs(speeches_by_play, count, random.Random(f"held-out/{negatives}"), negatives, self.words)
 
+    def held_out_starts(self, speeches_by_play: dict[str, list[str]], negatives: str,
+                        count: int = 1900) -> list[tuple[str, int]]:
+        """The (play, start) of each A of `held_out_pairs(speeches_by_play, negatives, count)`, in its order."""
+        return held_out_starts(speeches_by_play, count, random.Random(f"held-out/{negatives}"), self.words)
+
     def held_out_batches(self, tokenizer, speeches_by_play: dict[str, list[str]], negatives: str, count: int = 1900,
                          batch_size: int = 500) -> list[dict[str, torch.Tensor]]:
         """The held-out pairs, encoded and masked once with a fixed seed, in batches."""
@@ -422,9 +460,15 @@ def pretrain(model: Bert, optimizer: torch.optim.Optimizer, recipe: PretrainingR
 
 
 def pretraining_optimizer(model: Bert, recipe: PretrainingRecipe) -> torch.optim.Optimizer:
-    """AdamW as in BERT's code (β = 0.9, 0.999; ε = 1e-6; weight decay 0.01
-    on the weight matrices and embedding tables, none on biases and
-    LayerNorm parameters); the rate is set by the recipe's schedule."""
+    """BERT's optimizer settings (β = 0.9, 0.999; ε = 1e-6; weight decay
+    0.01, decoupled from the gradient, on the weight matrices and embedding
+    tables, none on biases and LayerNorm parameters) in `torch.optim.AdamW`.
+    One difference: BERT's own optimizer (`AdamWeightDecayOptimizer` in its
+    `optimization.py`, "BertAdam" in early PyTorch ports; Hugging Face's
+    `correct_bias=False`) leaves out Adam's bias correction; AdamW keeps
+    it, so its first updates are smaller than BERT's (the correction's
+    effect fades over the first few thousand steps, with β2 = 0.999).
+    The rate is set by the recipe's schedule."""
     decayed = [p for p in model.parameters() if p.dim() >= 2]
     kept = [p for p in model.parameters() if p.dim() < 2]  # biases, LayerNorm gains and shifts
     return torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],

@@ -268,6 +268,38 @@ def test_held_out_pairs_are_balanced_without_repeats_and_share_no_speech_between
         held_out_pairs(plays, 10_000, random.Random(0), words=4)
 
 
+def test_held_out_starts_are_the_as_of_the_held_out_pairs():
+    import random
+
+    from course_utils.bert import IS_NEXT, PretrainingRecipe, segment_at
+
+    plays, recipe = toy_plays(), PretrainingRecipe(words=4)
+    for negatives in ("other", "same"):  # A comes first in these pairs
+        starts = recipe.held_out_starts(plays, negatives, 60)
+        pairs = recipe.held_out_pairs(plays, negatives, 60)
+        assert [a for a, _, _ in pairs] == [segment_at(plays[play], start, 4)[0] for play, start in starts]
+    starts = recipe.held_out_starts(plays, "swapped", 60)
+    pairs = recipe.held_out_pairs(plays, "swapped", 60)
+    assert all((a if label == IS_NEXT else b) == segment_at(plays[play], start, 4)[0]
+               for (play, start), (a, b, label) in zip(starts, pairs))
+
+
+def test_the_cluster_interval_resamples_whole_clusters():
+    from course_utils.bert import cluster_interval95, interval95
+
+    # Two plays of 100 pairs, 40% and 80% right: a resample holds one of them twice, or both.
+    right = torch.tensor([True] * 40 + [False] * 60 + [True] * 80 + [False] * 20)
+    plays = ["a"] * 100 + ["b"] * 100
+    assert cluster_interval95(right, plays) == pytest.approx((0.4, 0.8))
+    # Plays that do not differ: about the interval over pairs.
+    generator = torch.Generator().manual_seed(0)
+    right = torch.rand(4000, generator=generator) < 0.6
+    plays = [f"p{i % 40}" for i in range(4000)]
+    low, high = cluster_interval95(right, plays)
+    expected_low, expected_high = interval95(right.float().mean().item(), 4000)
+    assert abs((high - low) - (expected_high - expected_low)) < 0.01
+
+
 def test_above_chance_is_one_test_and_its_threshold_agrees():
     from course_utils.bert import above_chance, interval95, lowest_above_chance
 

@@ -13,7 +13,7 @@ from course_utils.classroom.checks.bert import check_mask_tokens, check_sop_pair
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
-MASKING_CHECKS, SOP_CHECKS = 23, 9
+MASKING_CHECKS, SOP_CHECKS = 24, 9
 
 
 def run(checker, function, capsys):
@@ -25,19 +25,21 @@ def run(checker, function, capsys):
 
 def masking(ids, special, mask_id, first_word_id, vocab_size, rate=0.15, generator=None, *, keep=0.1, random_share=0.1,
             low=None, high=None, labels_at=None, write_into_ids=False, own_generator=False, per_row=None,
-            fixed_rate=None, float_labels=False, global_seed=False, ignore_device=False):
+            fixed_rate=None, float_labels=False, global_seed=False, ignore_device=False, default_device=False):
     """A right masking with one knob per slip; it draws on the generator's
-    device (the CPU) and moves what it drew to the device of ids."""
+    device and moves what it drew to the device of ids."""
     if global_seed:
         torch.manual_seed(0)
     draw = torch.Generator().manual_seed(torch.seed()) if own_generator else generator
     draw = None if global_seed else draw
     move = (lambda t: t) if ignore_device else (lambda t: t.to(ids.device))
+    on = {} if default_device else {"device": draw.device if draw is not None else ids.device}
     rows = (ids.shape[0], 1)
     where_drawn = rows if per_row == "coin" else (1, ids.shape[1]) if per_row == "pattern" else ids.shape
-    chosen = move(torch.rand(where_drawn, generator=draw) < (fixed_rate or rate)) & ~special
-    roll = move(torch.rand(rows if per_row == "fate" else ids.shape, generator=draw)).expand(ids.shape)
-    words = move(torch.randint(first_word_id if low is None else low, high or vocab_size, ids.shape, generator=draw))
+    chosen = move(torch.rand(where_drawn, generator=draw, **on) < (fixed_rate or rate)) & ~special
+    roll = move(torch.rand(rows if per_row == "fate" else ids.shape, generator=draw, **on)).expand(ids.shape)
+    words = move(torch.randint(first_word_id if low is None else low, high or vocab_size, ids.shape, generator=draw,
+                               **on))
     inputs = ids if write_into_ids else ids.clone()
     original = ids.clone()
     inputs = inputs.masked_fill_(chosen & (roll < 1 - keep - random_share), mask_id)
@@ -52,12 +54,13 @@ def fixed_count_masking(ids, special, mask_id, first_word_id, vocab_size, rate=0
     """BERT's own data script: a fixed number of positions per row (rate of
     its allowed ones, rounded), chosen at random; each chosen position then
     draws its fate. Right, though its rows vary less than coins do."""
-    scores = torch.rand(ids.shape, generator=generator).to(ids.device).masked_fill(special, 2.0)
+    on = generator.device
+    scores = torch.rand(ids.shape, generator=generator, device=on).to(ids.device).masked_fill(special, 2.0)
     count = ((~special).sum(dim=1, keepdim=True) * rate).round().long()
     ranks = scores.argsort(dim=1).argsort(dim=1)
     chosen = ranks < count
-    roll = torch.rand(ids.shape, generator=generator).to(ids.device)
-    words = torch.randint(first_word_id, vocab_size, ids.shape, generator=generator).to(ids.device)
+    roll = torch.rand(ids.shape, generator=generator, device=on).to(ids.device)
+    words = torch.randint(first_word_id, vocab_size, ids.shape, generator=generator, device=on).to(ids.device)
     inputs = torch.where(chosen & (roll < 0.8), mask_id, ids)
     inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), words, inputs)
     return inputs, torch.where(chosen, ids, IGNORE_INDEX)
@@ -91,7 +94,8 @@ def test_other_right_maskings_pass(right, capsys):
     (dict(high=-1), "✗ random words reach both ends of the vocabulary"),
     (dict(float_labels=True), "✗ labels are int64"),
     (dict(global_seed=True), "✗ another generator seed gives another masking"),
-    (dict(ignore_device=True), "✗ works on the device of ids"),
+    (dict(ignore_device=True), "✗ results land on the device of ids"),
+    (dict(default_device=True), "✗ new tensors follow the devices given, not the default device"),
 ])
 def test_masking_slips_are_named(slip, named, capsys):
     def slipped(ids, special, mask_id, first_word_id, vocab_size, rate, generator):

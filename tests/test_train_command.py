@@ -60,6 +60,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(cache, monkeypatch, capsys):
     assert resumed["curve"] == whole["curve"]
     for name, tensor in final_weights().items():
         assert torch.equal(tensor, weights[name]), name
+    assert resumed["final_nsp_right"] == whole["final_nsp_right"]
+
+
+def test_the_last_models_answers_are_stored_pair_by_pair_and_agree_with_the_curve(cache):
+    report = run(cache / "whole.json")
+    again = run(cache / "again.json")  # nothing left to train: the same answers, the same run time
+    assert again["final_nsp_right"] == report["final_nsp_right"] and again["wall_seconds"] == report["wall_seconds"]
+    for negatives, answers in report["final_nsp_right"].items():
+        assert len(answers) == 40 and set(answers) <= {"0", "1"}
+        assert answers.count("1") / 40 == report["curve"][-1][f"nsp_accuracy_{negatives}"]
 
 
 def test_the_command_line_runs_the_recipe_it_is_given(cache, monkeypatch):

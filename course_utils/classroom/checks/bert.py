@@ -5,7 +5,8 @@ also row by row and position by position (a coin per row, or one fate per
 row, can give the right pooled shares), and rules that must hold in every
 draw (a special token is never chosen, a label sits where and only where a
 position was chosen). Each argument is checked by changing it: another
-rate, another vocabulary, another seed, inputs on another device."""
+rate, another vocabulary, another seed, another default device and inputs
+on another device."""
 
 import random
 
@@ -222,14 +223,38 @@ def _check_arguments(check: Checker, mask_tokens, draws, chosen) -> None:
                hint="the randomness must come from `generator` alone: seeding the global generator inside the "
                     "function makes every batch alike")
 
-    # The device: inputs on the meta device (shapes and dtypes, no data) must
-    # give results on that device, as a batch on the GPU must stay there. The
-    # meta device cannot run everything a GPU can (a boolean index, .item()):
-    # only an error about mixed devices counts against the answer.
+    # The device, twice. No second real device is needed to see whether new
+    # tensors follow the devices given: make another device the default one.
+    # With "meta" as the default, ids and the generator on the CPU, a tensor
+    # made without `device=` lands on meta (no data), as on a GPU machine a
+    # draw without `device=` lands on the CPU, not with a GPU generator: the
+    # answer breaks or returns meta tensors; a right one gives the very
+    # masking of a plain call. (Not checked: a draw on the device of ids with
+    # a generator on another device, which a GPU refuses but meta allows.)
     ids, special = _masking_input(0)
-    name, expected = "works on the device of ids", "inputs and labels on the device of ids (meta, here)"
-    hint = ("make each new tensor on the device of ids (a generator makes tensors on its own device only: "
-            "move what it draws)")
+    hint = ("a tensor made without `device=` lands on the default device, which need not be the generator's "
+            "or that of ids: draw on the generator's device (it makes tensors there only), then move what it drew "
+            "to the device of ids")
+    before, status = len(check.results), check.status
+    try:
+        out = check.call_on("meta", mask_tokens, ids, special, MASK_ID, FIRST_WORD_ID, VOCAB_SIZE, 0.15,
+                            torch.Generator().manual_seed(0))
+        devices = [str(t.device) for t in out] if isinstance(out, tuple) else [type(out).__name__]
+    except _StopChecking:
+        said = check.results[before][2] if len(check.results) > before else "it raised an error"
+        del check.results[before:]
+        check.status = status
+        out, devices = None, [said]
+    same = devices == ["cpu", "cpu"] and torch.equal(out[0].long(), draws[0][2]) and torch.equal(out[1].long(), draws[0][3])
+    check.that("new tensors follow the devices given, not the default device", same,
+               expected="with meta as the default device, ids and the generator on the CPU: the CPU masking of a "
+                        "plain call", actual=None if same else ", ".join(devices) if devices != ["cpu", "cpu"]
+               else "CPU tensors, but another masking", hint=hint)
+    # Then ids on meta (shapes and dtypes, no data): the results must land
+    # there, as a batch on the GPU must stay there. The meta device cannot run
+    # everything a GPU can (a boolean index, .item()): only an error about
+    # mixed devices counts against the answer.
+    name, expected = "results land on the device of ids", "inputs and labels on the device of ids (meta, here)"
     before, status = len(check.results), check.status
     try:
         out = check.call(mask_tokens, ids.to("meta"), special.to("meta"), MASK_ID, FIRST_WORD_ID, VOCAB_SIZE, 0.15,
