@@ -11,7 +11,7 @@
 # %% [markdown]
 # # 09 · BERT in practice: a pretrained encoder, searched and fine-tuned
 #
-# Lesson 08 pre-trained a small BERT on Shakespeare: in ten minutes
+# Lesson 08 pre-trained a small BERT on Shakespeare: in half an hour
 # (`course train bert`) it learned to fill in about one masked piece in
 # four. Real encoders are pre-trained
 # for days on billions of words, and then put to work. This lesson takes
