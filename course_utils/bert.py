@@ -108,11 +108,17 @@ def mask_tokens(ids: torch.Tensor, special: torch.Tensor, mask_id: int, first_wo
     (an id in [first_word_id, vocab_size): never a special token) and 10%
     stay as they are. Returns (inputs, labels): labels hold the original id
     where a position was chosen and IGNORE_INDEX everywhere else, so that
-    only chosen positions are scored, whatever they now show."""
-    chosen = (torch.rand(ids.shape, generator=generator) < rate) & ~special
-    labels = torch.where(chosen, ids, IGNORE_INDEX)
-    roll = torch.rand(ids.shape, generator=generator)  # one draw decides mask / random / keep
-    random_words = torch.randint(first_word_id, vocab_size, ids.shape, generator=generator)
+    only chosen positions are scored, whatever they now show. Every draw
+    comes from `generator`, on its own device, then moves to the device of
+    `ids`: a CPU generator can mask a batch that lives on the GPU."""
+    def draw(make, *args):  # a generator makes tensors on its own device only
+        on = generator.device if generator is not None else ids.device
+        return make(*args, ids.shape, generator=generator, device=on).to(ids.device)
+
+    chosen = (draw(torch.rand) < rate) & ~special
+    labels = torch.where(chosen, ids, IGNORE_INDEX).long()
+    roll = draw(torch.rand)  # one draw per position decides mask / random / keep
+    random_words = draw(torch.randint, first_word_id, vocab_size).to(ids.dtype)
     inputs = torch.where(chosen & (roll < 0.8), mask_id, ids)
     inputs = torch.where(chosen & (roll >= 0.8) & (roll < 0.9), random_words, inputs)
     return inputs, labels
@@ -151,31 +157,76 @@ def random_start(play_speeches: list[str], rng: random.Random, words: int = SEGM
     return rng.randrange(len(play_speeches) - 2 * words)  # a speech holds at least one word
 
 
-def nsp_pair(speeches_by_play: dict[str, list[str]], play: str, start: int, rng: random.Random,
-             negatives: str = "other", words: int = SEGMENT_WORDS) -> tuple[str, str, int]:
-    """One next-sentence-prediction example (a, b, label). A is the segment
-    at `start` of `play`. Half the time (a coin from `rng`) B is the segment
-    right after A, labelled IS_NEXT; otherwise B is a segment from a random
-    other play (negatives="other", as BERT draws from another document) or
-    from the same play at least `words` speeches away from where A's
-    continuation begins (negatives="same"), labelled NOT_NEXT."""
+def segment_starts(play_speeches: list[str], words: int = SEGMENT_WORDS) -> list[int]:
+    """The play cut into consecutive segments from its first speech: where
+    each begins (as long as a full segment and its continuation follow). No
+    two of these segments share a speech."""
+    starts, start = [], 0
+    while start < len(play_speeches) - 2 * words:
+        starts.append(start)
+        start = segment_at(play_speeches, start, words)[1]
+    return starts
+
+
+NEGATIVES = ("other", "same", "swapped")  # where a NotNext B comes from
+
+
+def _far_start(play_speeches: list[str], start: int, rng: random.Random, words: int) -> int:
+    """A segment start of the same play whose segment shares no speech with
+    A (at `start`) or with A's true continuation, before A or after it."""
+    after = segment_at(play_speeches, start, words)[1]
+    end = segment_at(play_speeches, after, words)[1]  # A and its continuation: speeches start .. end - 1
+    while True:
+        far = random_start(play_speeches, rng, words)
+        if segment_at(play_speeches, far, words)[1] <= start or far >= end:
+            return far
+
+
+def labelled_pair(speeches_by_play: dict[str, list[str]], play: str, start: int, label: int, rng: random.Random,
+                  negatives: str = "other", words: int = SEGMENT_WORDS) -> tuple[str, str, int]:
+    """The pair (a, b, label) at `start` of `play` with the label given: an
+    IS_NEXT pair is A and the segment right after it; a NOT_NEXT pair takes
+    B from a random other play (negatives="other", as BERT takes it from
+    another document), from the same play, sharing no speech with A or its
+    continuation (negatives="same"), or is A's continuation first and A
+    second (negatives="swapped", ALBERT's sentence-order negatives)."""
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be 'other', 'same' or 'swapped', not {negatives!r}")
     own = speeches_by_play[play]
     a, after = segment_at(own, start, words)
-    if rng.random() < 0.5:
+    if label == IS_NEXT:
         return a, segment_at(own, after, words)[0], IS_NEXT
     if negatives == "other":
         source = speeches_by_play[rng.choice(sorted(name for name in speeches_by_play if name != play))]
         return a, segment_at(source, random_start(source, rng, words), words)[0], NOT_NEXT
     if negatives == "same":
-        while abs((far := random_start(own, rng, words)) - after) <= words:
-            pass  # too close: it could overlap A or its true continuation
-        return a, segment_at(own, far, words)[0], NOT_NEXT
-    raise ValueError(f"negatives must be 'other' or 'same', not {negatives!r}")
+        return a, segment_at(own, _far_start(own, start, rng, words), words)[0], NOT_NEXT
+    return segment_at(own, after, words)[0], a, NOT_NEXT
+
+
+def nsp_pair(speeches_by_play: dict[str, list[str]], play: str, start: int, rng: random.Random,
+             negatives: str = "other", words: int = SEGMENT_WORDS) -> tuple[str, str, int]:
+    """One next-sentence-prediction example (a, b, label): a fair coin from
+    `rng` gives the label, then `labelled_pair` builds the pair."""
+    if negatives not in NEGATIVES:
+        raise ValueError(f"negatives must be 'other', 'same' or 'swapped', not {negatives!r}")
+    label = IS_NEXT if rng.random() < 0.5 else NOT_NEXT
+    return labelled_pair(speeches_by_play, play, start, label, rng, negatives, words)
+
+
+def sop_pair(play_speeches: list[str], start: int, rng: random.Random,
+             words: int = SEGMENT_WORDS) -> tuple[str, str, int]:
+    """ALBERT's sentence-order pair (Lan et al., 2020): the segment at
+    `start` and the one after it, in their order (IS_NEXT) or swapped
+    (NOT_NEXT), by a fair coin from `rng`. Both classes hold the same text,
+    so only the order tells them apart."""
+    return nsp_pair({"play": play_speeches}, "play", start, rng, "swapped", words)
 
 
 def nsp_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random, negatives: str = "other",
               words: int = SEGMENT_WORDS) -> list[tuple[str, str, int]]:
-    """`count` examples of `nsp_pair`, A drawn uniformly over the speeches of all the plays."""
+    """`count` examples of `nsp_pair`, A drawn uniformly over the speeches of
+    all the plays, with replacement: the training batches."""
     plays = sorted(speeches_by_play)
     weights = [len(speeches_by_play[play]) for play in plays]
     out = []
@@ -184,6 +235,30 @@ def nsp_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Ra
         out.append(nsp_pair(speeches_by_play, play, random_start(speeches_by_play[play], rng, words), rng,
                             negatives, words))
     return out
+
+
+def held_out_starts(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random,
+                    words: int = SEGMENT_WORDS) -> list[tuple[str, int]]:
+    """The (play, start) of each A of `held_out_pairs`, in its order: drawn
+    without replacement from the plays cut into consecutive segments
+    (`segment_starts`). It is the first draw from `rng`, so a fresh rng of
+    the same seed gives the starts of the same pairs."""
+    starts = [(play, start) for play in sorted(speeches_by_play)
+              for start in segment_starts(speeches_by_play[play], words)]
+    if count % 2 or count > len(starts):
+        raise ValueError(f"count must be even and at most {len(starts)} (the segments these plays hold), not {count}")
+    return rng.sample(starts, count)
+
+
+def held_out_pairs(speeches_by_play: dict[str, list[str]], count: int, rng: random.Random, negatives: str = "other",
+                   words: int = SEGMENT_WORDS) -> list[tuple[str, str, int]]:
+    """`count` pairs to measure on. Each A is drawn without replacement from
+    the plays cut into consecutive segments (`held_out_starts`), so no two As
+    share a speech and none repeats; the labels alternate, IS_NEXT then
+    NOT_NEXT, so exactly half are each and a constant answer scores exactly
+    0.5 (the majority rate)."""
+    return [labelled_pair(speeches_by_play, play, start, (IS_NEXT, NOT_NEXT)[i % 2], rng, negatives, words)
+            for i, (play, start) in enumerate(held_out_starts(speeches_by_play, count, rng, words))]
 
 
 # --- pre-training batches, loss and accuracy --------------------------------------
@@ -207,7 +282,8 @@ def pretraining_batch(tokenizer, pairs: list[tuple[str, str, int]], generator: t
 def pretraining_losses(model: Bert, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """(MLM loss, NSP loss); BERT is trained on their sum. The MLM head runs
     only at the chosen positions: the same loss as scoring every position
-    and ignoring the rest, at a seventh of the cost of the output layer."""
+    and ignoring the rest, for the share of positions chosen (about a tenth
+    of a batch here, padding included) of the output layer's cost."""
     hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     chosen = batch["labels"] != IGNORE_INDEX
     mlm = F.cross_entropy(model.mlm_logits(hidden[chosen]), batch["labels"][chosen])
@@ -215,22 +291,44 @@ def pretraining_losses(model: Bert, batch: dict[str, torch.Tensor]) -> tuple[tor
     return mlm, nsp
 
 
+def unmasked(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The batch's input ids as they were before masking: the labels hold
+    the original id wherever masking chose a position."""
+    return torch.where(batch["labels"] != IGNORE_INDEX, batch["labels"], batch["input_ids"])
+
+
 @torch.no_grad()
-def pretraining_accuracy(model: Bert, batches, mask_id: int) -> dict[str, float | int]:
+def pretraining_accuracy(model: Bert, batches, mask_id: int,
+                         nsp_input: str = "unmasked") -> dict[str, float | int | torch.Tensor]:
     """MLM accuracy (the top prediction is the original piece) at the
     positions that show [MASK], and NSP accuracy, over `batches`, with the
     counts they are shares of. The chosen positions that show their own
-    word (10% of them) are left out: there the answer is in the input."""
+    word (10% of them) are left out of MLM: there the answer is in the
+    input. NSP reads the pairs `nsp_input`="unmasked" (the text as a reader
+    or a fine-tuned model sees it; the default) or "masked" (as in training).
+    "nsp_majority" is the share of the commoner label: what always giving
+    one answer scores; "nsp_right" says, pair by pair, whether NSP was right
+    (for paired tests and intervals that resample the pairs)."""
+    if nsp_input not in ("unmasked", "masked"):
+        raise ValueError(f"nsp_input must be 'unmasked' or 'masked', not {nsp_input!r}")
     model.eval()
-    mlm_right = mlm_count = nsp_right = nsp_count = 0
+    mlm_right = mlm_count = nsp_right = nsp_count = is_next = 0
+    each = []
     for batch in batches:
         hidden = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         masked = (batch["labels"] != IGNORE_INDEX) & (batch["input_ids"] == mask_id)
         mlm_right += (model.mlm_logits(hidden[masked]).argmax(-1) == batch["labels"][masked]).sum().item()
         mlm_count += masked.sum().item()
-        nsp_right += (model.nsp_logits(hidden).argmax(-1) == batch["next_sentence_label"]).sum().item()
-        nsp_count += len(batch["next_sentence_label"])
-    return {"mlm": mlm_right / mlm_count, "mlm_count": mlm_count, "nsp": nsp_right / nsp_count, "nsp_count": nsp_count}
+        if nsp_input == "unmasked":
+            hidden = model.encode(unmasked(batch), batch["token_type_ids"], batch["attention_mask"])
+        labels = batch["next_sentence_label"]
+        each.append(model.nsp_logits(hidden).argmax(-1) == labels)
+        nsp_right += each[-1].sum().item()
+        nsp_count += len(labels)
+        is_next += (labels == IS_NEXT).sum().item()
+    return {"mlm": mlm_right / mlm_count, "mlm_count": mlm_count, "nsp": nsp_right / nsp_count,
+            "nsp_count": nsp_count, "nsp_majority": max(is_next, nsp_count - is_next) / nsp_count,
+            "nsp_right": torch.cat(each)}
 
 
 def interval95(share: float, count: int) -> tuple[float, float]:
@@ -239,6 +337,37 @@ def interval95(share: float, count: int) -> tuple[float, float]:
     share of 0.50 spans about 0.48 to 0.52."""
     half = 1.96 * math.sqrt(share * (1 - share) / count)
     return share - half, share + half
+
+
+def cluster_interval95(right: torch.Tensor, clusters: list[str], draws: int = 10_000,
+                       seed: int = 0) -> tuple[float, float]:
+    """The 95% interval of a share when the items come in clusters (pairs
+    from a few plays): a cluster bootstrap. Draw as many clusters as there
+    are, with replacement, pool their items, take the share; the interval
+    runs from the 2.5th to the 97.5th percentile of `draws` such shares.
+    Unlike `interval95`, it lets plays differ and items of one play move
+    together; with a handful of clusters it is itself rough, and tends to
+    be too narrow."""
+    names = sorted(set(clusters))
+    index = torch.tensor([names.index(c) for c in clusters])
+    hits = torch.zeros(len(names)).index_add_(0, index, right.double().float())
+    sizes = torch.zeros(len(names)).index_add_(0, index, torch.ones(len(clusters)))
+    picks = torch.randint(len(names), (draws, len(names)), generator=torch.Generator().manual_seed(seed))
+    shares = hits[picks].sum(dim=1) / sizes[picks].sum(dim=1)
+    low, high = torch.quantile(shares, torch.tensor([0.025, 0.975])).tolist()
+    return low, high
+
+
+def above_chance(share: float, count: int, majority: float) -> bool:
+    """The course's one test of "better than chance": the 95% interval of
+    the share lies wholly above the majority rate, the score of always
+    giving the commoner answer."""
+    return interval95(share, count)[0] > majority
+
+
+def lowest_above_chance(count: int, majority: float) -> float:
+    """The lowest share of `count` that `above_chance` accepts."""
+    return next(right / count for right in range(count + 1) if above_chance(right / count, count, majority))
 
 
 # --- a pre-training run -------------------------------------------------------------
@@ -284,11 +413,17 @@ class PretrainingRecipe:
                                  self.max_length)
 
     def held_out_pairs(self, speeches_by_play: dict[str, list[str]], negatives: str,
-                       count: int = 2000) -> list[tuple[str, str, int]]:
-        """`count` fixed pairs from `speeches_by_play` (the held-out plays): the same on every call."""
-        return nsp_pairs(speeches_by_play, count, random.Random(f"held-out/{negatives}"), negatives, self.words)
+                       count: int = 1900) -> list[tuple[str, str, int]]:
+        """`count` fixed pairs from `speeches_by_play` (the held-out plays),
+        balanced and without repeats (`held_out_pairs`): the same on every call."""
+        return held_out_pairs(speeches_by_play, count, random.Random(f"held-out/{negatives}"), negatives, self.words)
 
-    def held_out_batches(self, tokenizer, speeches_by_play: dict[str, list[str]], negatives: str, count: int = 2000,
+    def held_out_starts(self, speeches_by_play: dict[str, list[str]], negatives: str,
+                        count: int = 1900) -> list[tuple[str, int]]:
+        """The (play, start) of each A of `held_out_pairs(speeches_by_play, negatives, count)`, in its order."""
+        return held_out_starts(speeches_by_play, count, random.Random(f"held-out/{negatives}"), self.words)
+
+    def held_out_batches(self, tokenizer, speeches_by_play: dict[str, list[str]], negatives: str, count: int = 1900,
                          batch_size: int = 500) -> list[dict[str, torch.Tensor]]:
         """The held-out pairs, encoded and masked once with a fixed seed, in batches."""
         pairs = self.held_out_pairs(speeches_by_play, negatives, count)
@@ -325,8 +460,19 @@ def pretrain(model: Bert, optimizer: torch.optim.Optimizer, recipe: PretrainingR
 
 
 def pretraining_optimizer(model: Bert, recipe: PretrainingRecipe) -> torch.optim.Optimizer:
-    """AdamW as BERT's (β = 0.9, 0.999; weight decay 0.01), the rate set by the recipe's schedule."""
-    return torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, weight_decay=0.01)
+    """BERT's optimizer settings (β = 0.9, 0.999; ε = 1e-6; weight decay
+    0.01, decoupled from the gradient, on the weight matrices and embedding
+    tables, none on biases and LayerNorm parameters) in `torch.optim.AdamW`.
+    One difference: BERT's own optimizer (`AdamWeightDecayOptimizer` in its
+    `optimization.py`, "BertAdam" in early PyTorch ports; Hugging Face's
+    `correct_bias=False`) leaves out Adam's bias correction; AdamW keeps
+    it, so its first updates are smaller than BERT's (the correction's
+    effect fades over the first few thousand steps, with β2 = 0.999).
+    The rate is set by the recipe's schedule."""
+    decayed = [p for p in model.parameters() if p.dim() >= 2]
+    kept = [p for p in model.parameters() if p.dim() < 2]  # biases, LayerNorm gains and shifts
+    return torch.optim.AdamW([{"params": decayed, "weight_decay": 0.01}, {"params": kept, "weight_decay": 0.0}],
+                             lr=recipe.peak_lr, eps=1e-6)
 
 
 # --- Hugging Face's BertForPreTraining, weight for weight ----------------------------

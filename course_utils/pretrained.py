@@ -39,13 +39,28 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
 
 
+def max_sequence_length() -> int:
+    """The longest input, in tokens, that sentence-transformers gives this
+    model: `max_seq_length` in the folder's sentence_bert_config.json (256
+    for all-MiniLM-L6-v2, trained on pairs of up to 128), else the number of
+    positions the model has."""
+    import json
+
+    config = encoder_path() / "sentence_bert_config.json"
+    if config.exists():
+        return int(json.loads(config.read_text())["max_seq_length"])
+    return load_encoder()[1].config.max_position_embeddings
+
+
 @torch.no_grad()
-def sentence_embeddings(texts: list[str], batch_size: int = 250, max_length: int = 128) -> torch.Tensor:
+def sentence_embeddings(texts: list[str], batch_size: int = 250, max_length: int | None = None) -> torch.Tensor:
     """One unit-length vector per text, as sentence-transformers makes them
-    with this model: the last layer's token vectors, mean-pooled over the
-    real tokens, then normalised, so that a dot product of two rows is
-    their cosine similarity."""
+    with this model: each text cut at `max_length` tokens (by default the
+    model's own, `max_sequence_length()`), the last layer's token vectors
+    mean-pooled over the real tokens, then normalised, so that a dot product
+    of two rows is their cosine similarity."""
     tokenizer, model = load_encoder()
+    max_length = max_length or max_sequence_length()
     by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # batches of like lengths pad little
     vectors = torch.empty(len(texts), model.config.hidden_size)
     for start in range(0, len(texts), batch_size):

@@ -193,18 +193,32 @@ def test_nsp_pairs_are_half_true_continuations_and_negatives_come_from_where_ask
     from course_utils.bert import IS_NEXT, NOT_NEXT, nsp_pairs, segment_at
 
     plays = toy_plays()
-    for negatives in ("other", "same"):
+    for negatives in ("other", "same", "swapped"):
         pairs = nsp_pairs(plays, 2000, random.Random(0), negatives, words=4)
         assert abs(sum(label == IS_NEXT for *_, label in pairs) / len(pairs) - 0.5) < 0.04
         for a, b, label in pairs:
             play, start = a.split("s")[0], int(a.split("s")[1].split(":")[0])
             b_play, b_start = b.split("s")[0], int(b.split("s")[1].split(":")[0])
-            if label == IS_NEXT:
-                assert (b_play, b_start) == (play, segment_at(plays[play], start, 4)[1])
+            if label == IS_NEXT or negatives == "swapped":
+                first, second = ((play, start), (b_play, b_start))[:: 1 if label == IS_NEXT else -1]
+                assert second == (first[0], segment_at(plays[first[0]], first[1], 4)[1])
             else:
                 assert label == NOT_NEXT and (b_play != play) == (negatives == "other")
-                if negatives == "same":
-                    assert abs(b_start - segment_at(plays[play], start, 4)[1]) > 4
+                if negatives == "same":  # no speech shared with A or with A's continuation
+                    after = segment_at(plays[play], start, 4)[1]
+                    taken = set(range(start, segment_at(plays[play], after, 4)[1]))
+                    assert not taken & set(range(b_start, segment_at(plays[play], b_start, 4)[1]))
+
+
+def test_same_play_negatives_come_from_before_a_as_well_as_after():
+    import random
+
+    from course_utils.bert import NOT_NEXT, nsp_pairs
+
+    pairs = nsp_pairs(toy_plays(), 1000, random.Random(1), "same", words=4)
+    sides = {int(b.split("s")[1].split(":")[0]) < int(a.split("s")[1].split(":")[0])
+             for a, b, label in pairs if label == NOT_NEXT}
+    assert sides == {True, False}  # a negative's place in the play gives nothing away
 
 
 def test_nsp_pair_refuses_an_unknown_kind_of_negative():
@@ -212,9 +226,139 @@ def test_nsp_pair_refuses_an_unknown_kind_of_negative():
 
     from course_utils.bert import nsp_pair
 
-    with pytest.raises(ValueError, match="'other' or 'same'"):
-        while True:  # the coin must come up "negative" for the kind to matter
-            nsp_pair(toy_plays(), "p0", 0, random.Random(), negatives="another")
+    with pytest.raises(ValueError, match="'other', 'same' or 'swapped'"):
+        nsp_pair(toy_plays(), "p0", 0, random.Random(), negatives="another")
+
+
+def test_sop_pair_holds_a_segment_and_its_continuation_in_either_order():
+    import random
+
+    from course_utils.bert import IS_NEXT, segment_at, sop_pair
+
+    play = toy_plays()["p1"]
+    orders = []
+    for seed in range(200):
+        first, second, label = sop_pair(play, 10, random.Random(seed), words=4)
+        a, after = segment_at(play, 10, 4)
+        b = segment_at(play, after, 4)[0]
+        assert (first, second) == ((a, b) if label == IS_NEXT else (b, a)) and type(label) is int
+        orders.append(label)
+    assert 70 < orders.count(IS_NEXT) < 130
+
+
+def test_held_out_pairs_are_balanced_without_repeats_and_share_no_speech_between_as():
+    import random
+
+    from course_utils.bert import IS_NEXT, held_out_pairs, segment_at, segment_starts
+
+    plays = toy_plays()
+    for negatives in ("other", "same", "swapped"):
+        pairs = held_out_pairs(plays, 60, random.Random(0), negatives, words=4)
+        labels = [label for *_, label in pairs]
+        assert labels.count(IS_NEXT) == 30  # exactly half: a constant answer scores 0.5
+        firsts = [a if label == IS_NEXT or negatives != "swapped" else b for a, b, label in pairs]
+        assert len(set(firsts)) == 60  # no A twice
+    for play in plays.values():  # the segments held-out As are drawn from are disjoint
+        starts = segment_starts(play, 4)
+        assert all(segment_at(play, s, 4)[1] <= t for s, t in zip(starts, starts[1:]))
+    assert held_out_pairs(plays, 60, random.Random(0), words=4) == held_out_pairs(plays, 60, random.Random(0), words=4)
+    with pytest.raises(ValueError, match="even"):
+        held_out_pairs(plays, 61, random.Random(0), words=4)
+    with pytest.raises(ValueError, match="at most"):
+        held_out_pairs(plays, 10_000, random.Random(0), words=4)
+
+
+def test_held_out_starts_are_the_as_of_the_held_out_pairs():
+    import random
+
+    from course_utils.bert import IS_NEXT, PretrainingRecipe, segment_at
+
+    plays, recipe = toy_plays(), PretrainingRecipe(words=4)
+    for negatives in ("other", "same"):  # A comes first in these pairs
+        starts = recipe.held_out_starts(plays, negatives, 60)
+        pairs = recipe.held_out_pairs(plays, negatives, 60)
+        assert [a for a, _, _ in pairs] == [segment_at(plays[play], start, 4)[0] for play, start in starts]
+    starts = recipe.held_out_starts(plays, "swapped", 60)
+    pairs = recipe.held_out_pairs(plays, "swapped", 60)
+    assert all((a if label == IS_NEXT else b) == segment_at(plays[play], start, 4)[0]
+               for (play, start), (a, b, label) in zip(starts, pairs))
+
+
+def test_the_cluster_interval_resamples_whole_clusters():
+    from course_utils.bert import cluster_interval95, interval95
+
+    # Two plays of 100 pairs, 40% and 80% right: a resample holds one of them twice, or both.
+    right = torch.tensor([True] * 40 + [False] * 60 + [True] * 80 + [False] * 20)
+    plays = ["a"] * 100 + ["b"] * 100
+    assert cluster_interval95(right, plays) == pytest.approx((0.4, 0.8))
+    # Plays that do not differ: about the interval over pairs.
+    generator = torch.Generator().manual_seed(0)
+    right = torch.rand(4000, generator=generator) < 0.6
+    plays = [f"p{i % 40}" for i in range(4000)]
+    low, high = cluster_interval95(right, plays)
+    expected_low, expected_high = interval95(right.float().mean().item(), 4000)
+    assert abs((high - low) - (expected_high - expected_low)) < 0.01
+
+
+def test_above_chance_is_one_test_and_its_threshold_agrees():
+    from course_utils.bert import above_chance, interval95, lowest_above_chance
+
+    assert not above_chance(0.52, 2000, 0.5) and above_chance(0.53, 2000, 0.5)
+    assert not above_chance(0.53, 2000, 0.52)  # against the majority rate, not against 0.5
+    lowest = lowest_above_chance(1900, 0.5)
+    assert above_chance(lowest, 1900, 0.5) and not above_chance(lowest - 1 / 1900, 1900, 0.5)
+    assert interval95(lowest, 1900)[0] > 0.5 and 0.52 < lowest < 0.525
+
+
+def test_pretraining_accuracy_reads_nsp_unmasked_or_masked_as_asked():
+    import random
+
+    from course_utils.bert import nsp_pairs, pretraining_accuracy, pretraining_batch, speeches, unmasked
+    from course_utils.data import plays
+    from course_utils.tokenization import shakespeare_wordpiece
+
+    tokenizer = shakespeare_wordpiece()
+    two = {name: speeches(plays()[name]) for name in ("hamlet", "othello")}
+    raw = tokenizer([a for a, _, _ in nsp_pairs(two, 16, random.Random(0))],
+                    [b for _, b, _ in nsp_pairs(two, 16, random.Random(0))], padding="longest", return_tensors="pt")
+    batch = pretraining_batch(tokenizer, nsp_pairs(two, 16, random.Random(0)), torch.Generator().manual_seed(0))
+    assert torch.equal(unmasked(batch), raw["input_ids"])  # the labels give the masked pieces back
+    torch.manual_seed(0)
+    model = Bert(bert_config(d_model=32, num_heads=4, d_ff=64, num_layers=2, dropout=0.0), len(tokenizer), 96).eval()
+    seen = []
+    real_encode = model.encode
+    model.encode = lambda ids, *rest: seen.append(ids.clone()) or real_encode(ids, *rest)
+    clean = pretraining_accuracy(model, [batch], tokenizer.mask_token_id)
+    assert torch.equal(seen[-1], raw["input_ids"])  # NSP read the text as it was
+    masked = pretraining_accuracy(model, [batch], tokenizer.mask_token_id, nsp_input="masked")
+    assert torch.equal(seen[-1], batch["input_ids"])
+    assert clean["mlm"] == masked["mlm"] and clean["nsp_count"] == 16
+    labels = batch["next_sentence_label"]
+    assert clean["nsp_majority"] == max((labels == 0).sum().item(), (labels == 1).sum().item()) / 16
+    with pytest.raises(ValueError, match="unmasked"):
+        pretraining_accuracy(model, [batch], tokenizer.mask_token_id, nsp_input="clean")
+
+
+def test_the_optimizer_decays_weight_matrices_only_as_bert_s_code_does():
+    from course_utils.bert import PretrainingRecipe, pretraining_optimizer
+
+    model = trained_looking_bert()
+    optimizer = pretraining_optimizer(model, PretrainingRecipe())
+    decayed, kept = ({id(p) for p in group["params"]} for group in optimizer.param_groups)
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert {names[i] for i in kept} >= {"mlm_bias", "embeddings.norm.weight", "layers.0.norm1.bias", "pooler.bias"}
+    assert {names[i] for i in decayed} >= {"embeddings.token.weight", "layers.1.feed_forward.linear1.weight"}
+    assert [group["weight_decay"] for group in optimizer.param_groups] == [0.01, 0.0]
+    assert optimizer.defaults["eps"] == 1e-6
+
+
+def test_masking_keeps_the_device_and_dtype_of_ids():
+    ids = torch.randint(FIRST_WORD, VOCAB, (4, 12))
+    special = torch.zeros_like(ids, dtype=torch.bool)
+    inputs, labels = mask_tokens(ids.to("meta"), special.to("meta"), MASK_ID, FIRST_WORD, VOCAB,
+                                 generator=torch.Generator().manual_seed(0))
+    assert (inputs.device.type, labels.device.type) == ("meta", "meta")
+    assert (inputs.dtype, labels.dtype) == (torch.long, torch.long)
 
 
 def test_our_pretraining_loss_is_hugging_face_s_on_the_same_batch():

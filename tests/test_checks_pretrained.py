@@ -1,90 +1,143 @@
-"""The lesson 09 checker passes the reference and other correct ways of
-writing it, names each classic slip of mean pooling, and never crashes on a
-learner's code."""
+"""The lesson 09 checker passes the reference and another correct way of
+writing the loop, names each slip of a hand-written fine-tuning loop, and
+never crashes on a learner's code."""
 
 import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from course_utils import pretrained
-from course_utils.classroom.checks.pretrained import check_mean_pool
+from course_utils import finetuning
+from course_utils.classroom.checks import pretrained as checks
+from course_utils.classroom.checks.pretrained import SLIPS, check_fine_tune
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
 
 def run(function, capsys):
-    check_mean_pool(function)
+    check_fine_tune(function)
     return capsys.readouterr().out
 
 
 def test_reference_passes_and_is_recorded(capsys, progress_file):
-    out = run(pretrained.mean_pool, capsys)
-    assert "All 3 checks passed" in out and "✗" not in out
+    out = run(finetuning.fine_tune, capsys)
+    assert "All 12 checks passed" in out and "✗" not in out, out
     entry = json.loads(progress_file.read_text())
-    assert (entry["item"], entry["points"], entry["max"]) == ("09.mean_pool", 1, 1)
+    assert (entry["item"], entry["points"], entry["max"]) == ("09.fine_tune", 2, 2)
 
 
-def test_other_correct_ways_pass(capsys):
-    def with_a_loop(hidden, attention_mask):
-        return torch.stack([row[mask.bool()].mean(dim=0) for row, mask in zip(hidden, attention_mask)])
+def test_another_correct_loop_passes(capsys):
+    def by_steps(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm):
+        from transformers import get_scheduler
 
-    def with_einsum(hidden, attention_mask):
-        mask = attention_mask.float()
-        return torch.einsum("btd,bt->bd", hidden, mask) / mask.sum(dim=1, keepdim=True)
+        model.train()
+        weights = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(weights, lr=learning_rate, weight_decay=0)
+        schedule = get_scheduler("linear", optimizer, num_warmup_steps=warmup_steps, num_training_steps=steps)
+        starts = list(range(0, len(rows), batch_size))
+        for step in range(steps):
+            start = starts[step % len(starts)]
+            batch = collator(rows[start:start + batch_size])
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                           token_type_ids=batch["token_type_ids"]).logits
+            loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(weights, max_grad_norm)
+            optimizer.step()
+            schedule.step()
+        return model
 
-    assert "All 3 checks passed" in run(with_a_loop, capsys)
-    assert "All 3 checks passed" in run(with_einsum, capsys)
-
-
-def test_each_classic_slip_is_named(capsys, progress_file):
-    def real(mask):
-        return mask.unsqueeze(-1).float()
-
-    slips = {
-        "padding included": lambda hidden, mask: hidden.mean(dim=1),
-        "not divided by their number": lambda hidden, mask: (hidden * real(mask)).sum(dim=1),
-        "divided by the padded length": lambda hidden, mask: (hidden * real(mask)).sum(dim=1) / hidden.size(1),
-        "the sum over every position divided": lambda hidden, mask: hidden.sum(dim=1) / real(mask).sum(dim=1),
-        "the [CLS] vector": lambda hidden, mask: hidden[:, 0],
-        "then normalised to unit length": lambda hidden, mask: F.normalize(pretrained.mean_pool(hidden, mask), dim=-1),
-        "the real tokens of the whole batch": lambda hidden, mask: (hidden * real(mask)).sum(dim=1) / mask.sum(),
-    }
-    for name, slip in slips.items():
-        out = run(slip, capsys)
-        assert "✗ four texts" in out and f"exactly what" in out and name in out, (name, out)
-        assert json.loads(progress_file.read_text().splitlines()[-1])["points"] == 0
+    out = run(by_steps, capsys)
+    assert "All 12 checks passed" in out, out
 
 
-def test_padding_that_still_counts_on_a_real_batch_is_reported(capsys):
-    out = run(lambda hidden, mask: hidden.mean(dim=1), capsys)
-    assert "✗ MiniLM: 'Brevity is the soul of wit.' alone and padded" in out
-    assert "padding still counts somewhere in your mean" in out
+@pytest.mark.parametrize("key", sorted(SLIPS))
+def test_each_slip_is_named(key, capsys, progress_file):
+    def slipped(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm):
+        return checks._slipped(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm,
+                               slip=key)
+
+    out = run(slipped, capsys)
+    assert "✗" in out and f"exactly what {SLIPS[key]} gives" in out, (key, out)
+    assert json.loads(progress_file.read_text().splitlines()[-1])["points"] == 0
 
 
-def test_assuming_padding_on_the_right_fails_on_the_left_padded_text(capsys):
-    def first_tokens(hidden, attention_mask):
-        return torch.stack([row[:count].mean(dim=0) for row, count in zip(hidden, attention_mask.sum(dim=1))])
+def test_a_shuffled_order_fails_with_a_hint_that_does_not_restate_the_code(capsys):
+    def shuffled(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm):
+        return finetuning.fine_tune(model, rows[::-1], collator, steps, batch_size, learning_rate, warmup_steps,
+                                    max_grad_norm)
 
-    out = run(first_tokens, capsys)
-    assert "✗ four texts" in out and "at position (3," in out
+    out = run(shuffled, capsys)
+    assert "✗ 13 rows, batches of 4" in out and "which rows make the batch" in out
+    assert "zero_grad" not in out.split("hint:")[-1]
 
 
-def test_writing_into_the_inputs_is_reported(capsys):
-    def in_place(hidden, attention_mask):
-        hidden *= attention_mask.unsqueeze(-1)
-        return hidden.sum(dim=1) / attention_mask.sum(dim=1, keepdim=True)
+def test_not_returning_the_model_is_reported(capsys):
+    def in_place(*args, **kwargs):
+        finetuning.fine_tune(*args, **kwargs)
 
     out = run(in_place, capsys)
-    assert "✗ hidden and attention_mask are left as they were" in out and "hidden * mask, not hidden *= mask" in out
+    assert "✗ 13 rows, batches of 4, 5 steps" in out and "returns the model it trained" in out and "return model" in out
+
+
+def test_forgetting_training_mode_is_reported(capsys):
+    def in_eval_mode(model, *args, **kwargs):
+        trained = finetuning.fine_tune(model, *args, **kwargs)  # the reference switches training mode on...
+        return trained
+
+    def never_trains(model, rows, collator, steps, batch_size, learning_rate, warmup_steps, max_grad_norm):
+        model.train = lambda mode=True: model  # ...this one leaves the model as it came, in evaluation mode
+        return finetuning.fine_tune(model, rows, collator, steps, batch_size, learning_rate, warmup_steps,
+                                    max_grad_norm)
+
+    assert "All 12 checks passed" in run(in_eval_mode, capsys)
+    out = run(never_trains, capsys)
+    assert "✗ 13 rows, batches of 4, 5 steps (the rows run out after 4), warm-up 2, learning rate 0.01, clipped at 0.5: " \
+           "every step in training mode (dropout on)" in out and "evaluation mode" in out, out
+    assert "model.train" not in out.split("hint:")[-1]
+
+
+def test_switching_back_to_evaluation_mode_after_training_passes(capsys):
+    def evaluates_after(*args, **kwargs):
+        return finetuning.fine_tune(*args, **kwargs).eval()
+
+    assert "All 12 checks passed" in run(evaluates_after, capsys)
+
+
+def test_unfreezing_the_embeddings_is_reported(capsys):
+    def unfrozen(model, *args, **kwargs):
+        model.requires_grad_(True)
+        return finetuning.fine_tune(model, *args, **kwargs)
+
+    out = run(unfrozen, capsys)
+    assert "✗ 13 rows, batches of 4, 5 steps (the rows run out after 4), warm-up 2, learning rate 0.01, clipped at 0.5: " \
+           "the frozen embeddings stay as they were" in out
+
+
+def test_a_model_turned_to_another_precision_is_reported(capsys):
+    def in_double(model, *args, **kwargs):
+        return finetuning.fine_tune(model.double(), *args, **kwargs)
+
+    out = run(in_double, capsys)
+    assert "float32 weights stay float32" in out and "torch.float64" in out
+
+
+def test_writing_into_the_rows_is_reported(capsys):
+    def edits_rows(model, rows, *args, **kwargs):
+        for row in rows:
+            row["labels"] = row.pop("label")
+        return finetuning.fine_tune(model, rows, *args, **kwargs)
+
+    out = run(edits_rows, capsys)
+    assert "✗ 13 rows, batches of 4, 5 steps (the rows run out after 4), warm-up 2, learning rate 0.01, clipped at 0.5: " \
+           "the rows and the collator left as they were" in out
 
 
 def test_a_stub_a_crash_and_a_non_function_are_reported_not_raised(capsys):
-    def stub(hidden, attention_mask):
+    def stub(*args, **kwargs):
         raise NotImplementedError
 
     assert "not attempted yet" in run(stub, capsys)
-    out = run(lambda hidden, mask: hidden.sum(dim=1) / mask.sum(dim=1), capsys)  # (4, 6) / (4,): no broadcast
-    assert "it raised RuntimeError" in out
+    assert "it raised TypeError" in run(lambda model, rows: model, capsys)
     assert "your answer is a function" in run(None, capsys)

@@ -60,6 +60,16 @@ def test_a_resumed_run_equals_an_uninterrupted_one(cache, monkeypatch, capsys):
     assert resumed["curve"] == whole["curve"]
     for name, tensor in final_weights().items():
         assert torch.equal(tensor, weights[name]), name
+    assert resumed["final_nsp_right"] == whole["final_nsp_right"]
+
+
+def test_the_last_models_answers_are_stored_pair_by_pair_and_agree_with_the_curve(cache):
+    report = run(cache / "whole.json")
+    again = run(cache / "again.json")  # nothing left to train: the same answers, the same run time
+    assert again["final_nsp_right"] == report["final_nsp_right"] and again["wall_seconds"] == report["wall_seconds"]
+    for negatives, answers in report["final_nsp_right"].items():
+        assert len(answers) == 40 and set(answers) <= {"0", "1"}
+        assert answers.count("1") / 40 == report["curve"][-1][f"nsp_accuracy_{negatives}"]
 
 
 def test_the_command_line_runs_the_recipe_it_is_given(cache, monkeypatch):
@@ -72,3 +82,16 @@ def test_the_command_line_runs_the_recipe_it_is_given(cache, monkeypatch):
 def test_missing_results_name_the_command_that_makes_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="course train bert"):
         train.load_results(tmp_path / "absent.json")
+
+
+def test_wall_time_adds_up_over_resumes_and_is_never_below_training_time(cache, monkeypatch):
+    whole = run(cache / "whole.json")
+    assert whole["wall_seconds"] >= whole["training_seconds"]
+    assert set(whole["curve"][-1]) >= {"nsp_accuracy_other", "nsp_accuracy_same", "nsp_accuracy_swapped"}
+    state = torch.load(train.run_folder(TINY) / "checkpoint.pt", weights_only=True)
+    state["step"], state["curve"] = 3, json.dumps(whole["curve"][:1])
+    state["seconds"], state["wall_seconds"] = 1000.0, 1500.0  # the first part of a long run, stopped at step 3
+    torch.save(state, train.run_folder(TINY) / "checkpoint.pt")
+    resumed = run(cache / "resumed.json")
+    assert resumed["training_seconds"] >= 1000 and resumed["wall_seconds"] >= 1500  # the earlier part is counted
+    assert resumed["wall_seconds"] >= resumed["training_seconds"]

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     from .train import BERT_RESULTS, LONG_RUN_STEPS
 
     train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")
-    train.add_argument("model", choices=["bert"], help="bert: lesson 08's pre-training, about 10 minutes on 2 cores")
+    train.add_argument("model", choices=["bert"], help="bert: lesson 08's pre-training, about half an hour on 2 cores "
+                       "(the stored run: 27 minutes)")
     train.add_argument("--steps", type=int, default=LONG_RUN_STEPS, help=f"training steps (default {LONG_RUN_STEPS})")
     train.add_argument("--fresh", action="store_true", help="start again instead of resuming from the checkpoint")
     train.add_argument("--results", type=Path, default=BERT_RESULTS,

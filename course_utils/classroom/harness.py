@@ -270,6 +270,8 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
                 result = target(*args, **kwargs)
             elif operation == "gradient":
                 result = remote.local_gradient(target, args, kwargs["wrt"])
+            elif operation == "call_on":
+                result = remote.local_call_on(kwargs["device"], target, args)
             elif operation == "getattr":
                 result = getattr(target, args[0])
             elif operation == "getitem":

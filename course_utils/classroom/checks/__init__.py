@@ -150,6 +150,14 @@ class Checker:
         copies = [_own_copy(arg) for arg in args]
         return self._answer(function, lambda: remote.gradient(function, copies, wrt), (args, {}), (copies, {}))
 
+    def call_on(self, device: str, function, *args):
+        """`call`, with `device` as the default device while the learner's
+        function runs: a tensor it makes without `device=` lands there."""
+        if not callable(function):
+            return self.call(function)
+        copies = [_own_copy(arg) for arg in args]
+        return self._answer(function, lambda: remote.call_on(device, function, copies), (args, {}), (copies, {}))
+
     def _answer(self, function, run, originals, copies, given: bool = False):
         if not any(function is seen for seen in self.called):
             self.called.append(function)
