@@ -20,6 +20,11 @@ STAMP  := $(VENV)/.installed
 KERNEL := transformers-course
 
 PRACTICE := practice
+# JupyterLab refuses to start as root (containers, Binder, many lab servers)
+# unless told it may; LAB_ARGS passes more, e.g. for a remote machine:
+#   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8888"
+ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+LAB_ARGS ?=
 
 .PHONY: setup lab practice run notebooks test bench doctor list clean distclean
 
@@ -40,11 +45,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab: $(STAMP)          ## set up, then open JupyterLab on the lessons
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=notebooks
 
 practice: $(STAMP)     ## your own copy to work in: solutions stubbed, quiz answers sealed
 	test -d $(PRACTICE) || $(BIN)/course student $(PRACTICE)
-	COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab --notebook-dir=$(PRACTICE)/notebooks
+	COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=$(PRACTICE)/notebooks
 
 run: $(STAMP)          ## execute every lesson headlessly into build/executed, with timings
 	$(BIN)/course run

@@ -55,3 +55,21 @@ def test_readme_lesson_table_lists_every_lesson():
     for lesson in all_lessons():
         assert re.search(rf"^\| {lesson.number} \| {re.escape(lesson.title)} \|", readme, re.MULTILINE), (
             f"README's lesson table has no row for {lesson.number} · {lesson.title}")
+
+
+def _dry_run(target: str, *variables: str) -> str:
+    """The commands `make target` would run, set-up taken as done."""
+    import subprocess
+
+    return subprocess.run(["make", "-n", "-s", target, "STAMP=Makefile", *variables], cwd=ROOT, text=True,
+                          capture_output=True, check=True).stdout
+
+
+def test_the_lab_starts_as_root_where_containers_run_everything_as_root():
+    import os
+
+    for target in ("lab", "practice"):
+        command = next(line for line in _dry_run(target).splitlines() if "jupyter lab" in line)
+        assert ("--allow-root" in command) == (os.geteuid() == 0), command
+        remote = _dry_run(target, "LAB_ARGS=--no-browser --port=8899")
+        assert "--no-browser --port=8899" in remote, remote
