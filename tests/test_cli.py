@@ -12,6 +12,8 @@ def test_course_list_shows_lessons_in_order_with_budgets(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "00_setup" in out and "Setup: how this course works" in out and "2.5 min" in out
+    rows = out.splitlines()[1:]
+    assert len({len(row) for row in rows}) == 1, "a long title pushed the times out of line"
 
 
 def test_doctor_passes_here():

@@ -85,9 +85,18 @@ def test_multiple_choice(quiz, value, correct):
     assert feedback.correct is correct and feedback.points == (2 if correct else 0)
 
 
-@pytest.mark.parametrize("value, correct", [(2.5, True), (2.59, True), ("2.45", True), (3, False), (2.61, False)])
+@pytest.mark.parametrize("value, correct", [(2.5, True), (2.59, True), ("2.45", True), (3, False), (2.61, False),
+                                            ("2,5", True), (" 2,45 ", True), ("2,61", False)])
 def test_numeric_with_tolerance(quiz, value, correct):
     assert grade(quiz.questions["42.number"], value).correct is correct
+
+
+def test_numbers_are_read_as_people_write_them():
+    ffn = load_quiz("06").questions["06.ffn-parameters"]
+    for written in ("2,099,712", "2 099 712", "2099712"):
+        assert grade(ffn, written).correct, written
+    power = load_quiz("06").questions["06.plain-stack"]
+    assert grade(power, "\u22126").correct and grade(power, "-6").correct  # a typographic minus too
 
 
 @pytest.mark.parametrize("value, correct", [("causal", True), ("  Causal  Mask. ", True), ("padding", False)])

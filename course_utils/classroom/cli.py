@@ -8,12 +8,16 @@ from .lessons import BUDGET_SECONDS, all_lessons, find_lessons, measured_seconds
 
 
 def cmd_list(args) -> int:
-    measured = measured_seconds()
-    print(f"{'#':<3} {'lesson':<28} {'title':<52} {'last run':>9}  budget")
-    for lesson in all_lessons():
+    measured, lessons = measured_seconds(), all_lessons()
+    # Columns as wide as their longest entry, so that a long title never pushes the times out of line.
+    name_width = max([len("lesson"), *(len(lesson.name) for lesson in lessons)])
+    title_width = max([len("title"), *(len(lesson.title) for lesson in lessons)])
+    print(f"{'#':<3} {'lesson':<{name_width}} {'title':<{title_width}} {'last run':>9}  budget")
+    for lesson in lessons:
         seconds = measured.get(lesson.name)
         last = f"{seconds / 60:.1f} min" if seconds is not None else "-"
-        print(f"{lesson.number:<3} {lesson.name:<28} {lesson.title:<52} {last:>9}  {BUDGET_SECONDS / 60:.1f} min")
+        print(f"{lesson.number:<3} {lesson.name:<{name_width}} {lesson.title:<{title_width}} {last:>9}  "
+              f"{BUDGET_SECONDS / 60:.1f} min")
     return 0
 
 

@@ -294,7 +294,7 @@ def canonical_answer(question: Question, value) -> str:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise AnswerError(f"{question.id} expects a number, got {value!r} ({type(value).__name__}).")
         try:
-            number = float(value)
+            number = float(_as_written(value) if isinstance(value, str) else value)
         except ValueError:
             raise AnswerError(f"{question.id} expects a number, got the text {value!r}.") from None
         except OverflowError:  # an integer past any float, 10**400 say
@@ -305,6 +305,17 @@ def canonical_answer(question: Question, value) -> str:
     if not isinstance(value, str) or not normalise_text(value):
         raise AnswerError(f'{question.id} expects a short text answer, e.g. answer("{question.id}", "your words"); got {value!r}.')
     return normalise_text(value)
+
+
+def _as_written(text: str) -> str:
+    """A number as people write it, in the form float() reads: "0,72" (a
+    decimal comma), "2,099,712" and "2 099 712" (thousands separated)."""
+    text = text.strip().replace("\u2009", " ").replace("\u00a0", " ").replace("\u2212", "-")  # thin, no-break, minus
+    if re.fullmatch(r"-?[1-9]\d{0,2}([, ]\d{3})+(\.\d+)?", text):  # not "0,725", a decimal comma
+        return text.replace(",", "").replace(" ", "")
+    if re.fullmatch(r"-?\d+,\d+", text):
+        return text.replace(",", ".")
+    return text
 
 
 def grade(question: Question, value) -> Feedback:
