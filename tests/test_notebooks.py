@@ -137,3 +137,21 @@ def test_every_nbval_marker_is_one_that_nbval_or_the_course_reads():
         for line in source.read_text(encoding="utf-8").splitlines():
             if "NBVAL_" in line and MARKER not in line:
                 assert list(find_comment_markers(line.strip())), f"{source.name}: nbval does not read {line.strip()!r}"
+
+
+def test_re_running_a_lesson_keeps_the_stored_cell_ids():
+    """A one-word edit changes one cell of the .ipynb's diff, not every id."""
+    from course_utils.classroom.runner import keep_cell_ids
+
+    lesson = LESSONS[2]
+    stored = nbformat.read(lesson.notebook, as_version=4)
+    fresh = jupytext.read(lesson.source)
+    edited = next(index for index, cell in enumerate(fresh.cells) if cell.cell_type == "markdown" and index > 2)
+    fresh.cells[edited].source += " One more word."
+    fresh.cells.insert(len(fresh.cells) - 1, nbformat.v4.new_code_cell("print('a new cell')"))
+    keep_cell_ids(fresh, stored)
+    ids = [cell.id for cell in fresh.cells]
+    assert len(set(ids)) == len(ids), "every id once"
+    kept = [cell.id for cell in fresh.cells[:-2]]
+    assert kept == [cell.id for cell in stored.cells[:-1]], "unchanged and edited cells keep their ids"
+    assert fresh.cells[-2].id not in {cell.id for cell in stored.cells}, "the new cell has an id of its own"

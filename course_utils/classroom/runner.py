@@ -55,7 +55,30 @@ class _ThisEnvironment(KernelSpecManager):
 def read_source(lesson: Lesson) -> nbformat.NotebookNode:
     notebook = jupytext.read(lesson.source)
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
+    if lesson.notebook.exists():
+        keep_cell_ids(notebook, nbformat.read(lesson.notebook, as_version=4))
     return notebook
+
+
+def keep_cell_ids(notebook: nbformat.NotebookNode, stored: nbformat.NotebookNode) -> None:
+    """Give `notebook`'s cells the ids they have in the stored .ipynb, so that
+    re-running a lesson after a one-word edit changes one cell of its diff,
+    not every cell's (jupytext draws new random ids at each read). A cell
+    keeps the id of a stored cell with the same source; an edited cell, the id
+    of the stored cell at its position, if that one is of its kind and free."""
+    free = {cell.id: cell for cell in stored.cells if cell.get("id")}
+    unmatched = []
+    for index, cell in enumerate(notebook.cells):
+        same = next((cell_id for cell_id, old in free.items()
+                     if (old.cell_type, old.source) == (cell.cell_type, cell.source)), None)
+        if same is None:
+            unmatched.append(index)
+        else:
+            cell.id = free.pop(same).id
+    for index in unmatched:
+        old = stored.cells[index] if index < len(stored.cells) else None
+        if old is not None and old.get("id") in free and old.cell_type == notebook.cells[index].cell_type:
+            notebook.cells[index].id = free.pop(old.id).id
 
 
 def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, allow_errors: bool = False,
