@@ -155,3 +155,14 @@ def test_re_running_a_lesson_keeps_the_stored_cell_ids():
     kept = [cell.id for cell in fresh.cells[:-2]]
     assert kept == [cell.id for cell in stored.cells[:-1]], "unchanged and edited cells keep their ids"
     assert fresh.cells[-2].id not in {cell.id for cell in stored.cells}, "the new cell has an id of its own"
+
+
+def test_a_lesson_over_budget_comes_with_advice_that_names_a_busy_machine():
+    from course_utils.classroom.runner import BUDGET_SECONDS, LessonRun, over_budget_advice
+
+    quick, slow = LessonRun("00_setup", 10.0), LessonRun("10_gpt", BUDGET_SECONDS * 3)
+    assert over_budget_advice([quick], 5.0, 2) == ""
+    busy = over_budget_advice([quick, slow], 5.3, 2)
+    assert "10_gpt" in busy and "00_setup" not in busy and "load average was 5.3 on 2 cores" in busy
+    assert "course bench" in over_budget_advice([slow], 1.0, 2)
+    assert over_budget_advice([LessonRun("10_gpt", BUDGET_SECONDS * 3, error="ValueError: x")], 5.0, 2) == ""

@@ -157,6 +157,9 @@ def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | N
     out_dir = out_dir or paths.BUILD / "executed"
     runs = execute_lessons(lessons, out_dir, in_place)
     print(timing_table(runs))
+    advice = over_budget_advice(runs, os.getloadavg()[1] if hasattr(os, "getloadavg") else None, os.cpu_count() or 1)
+    if advice:
+        print("\n" + advice)
     print(f"\nExecuted notebooks: {'notebooks/ (in place)' if in_place else out_dir}")
     return all(run.ok for run in runs)
 
@@ -170,6 +173,24 @@ def timing_table(runs: list[LessonRun]) -> str:
         lines.append(f"{run.name:<{width}}  {run.seconds / 60:7.1f}  {BUDGET_SECONDS / 60:6.1f}  {status}{over}")
     lines.append(f"{'total':<{width}}  {sum(run.seconds for run in runs) / 60:7.1f}")
     return "\n".join(lines)
+
+
+def over_budget_advice(runs: list[LessonRun], load: float | None, cores: int) -> str:
+    """What to do about lessons over their time budget; "" if none is. `load`:
+    the machine's load average over the last 5 minutes (None where the system
+    has none), which shows whether other programs were using the CPU."""
+    over = [run.name for run in runs if run.ok and run.seconds > BUDGET_SECONDS]
+    if not over:
+        return ""
+    text = (f"{', '.join(over)} took longer than its budget of {BUDGET_SECONDS / 60:.1f} minutes. "
+            "The training cells share the CPU with everything else that runs")
+    if load is not None and load > cores:
+        text += (f", and other programs were busy: the load average was {load:.1f} on {cores} cores. "
+                 "Close them and run the lesson again")
+    else:
+        text += (", and nothing else was busy: this machine may be slower than the course's 2-core reference. "
+                 "`course bench` measures it against the course's figures")
+    return text + "."
 
 
 def _short(error: CellExecutionError) -> str:
