@@ -104,6 +104,8 @@ def test_quiz_widget_gives_feedback_in_jupyterlab(jupyterlab, tmp_path, progress
             offline.get_by_role("button", name="Check").click()
             expect(offline.get_by_text("✓ Correct")).to_be_visible(timeout=30_000)
             expect(offline.get_by_text("Offline mode never opens a connection", exact=False)).to_be_visible()
+            # Checking is practice: the feedback says how to hand the answer in.
+            expect(offline.get_by_text('answer("00.offline", "A") in the answer cell', exact=False)).to_be_visible()
 
             edit = page.locator(".widget-vbox", has=page.get_by_text("00.edit", exact=True)).last
             edit.get_by_text("A) The fixed function, since the checker reads the code of the cell above it").click()
@@ -120,4 +122,5 @@ def test_quiz_widget_gives_feedback_in_jupyterlab(jupyterlab, tmp_path, progress
 
     assert (tmp_path / "quiz-feedback.png").stat().st_size > 10_000
     clicks = [json.loads(line) for line in progress_file.read_text().splitlines()]
-    assert {(c["item"], c["points"]) for c in clicks} >= {("00.offline", 1), ("00.edit", 0)}
+    assert {(c["item"], c["points"], c["kind"]) for c in clicks} >= {("00.offline", 1, "quiz-widget"),
+                                                                      ("00.edit", 0, "quiz-widget")}

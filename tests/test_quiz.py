@@ -244,3 +244,20 @@ def test_every_question_is_answered_right_in_its_lesson_s_solution_cell(quiz_fil
     assert sorted(question_id for question_id, _ in answered) == sorted(quiz.questions)
     for question_id, value in answered:
         assert grade(quiz.questions[question_id], value).correct, (question_id, value)
+
+
+def test_quiz_widget_checks_are_practice_and_progress_says_what_is_not_handed_in(progress_file):
+    """The grader reads the answer(...) cell: a widget's Check never counts as
+    handed in, and exploring options there never undoes an answer given."""
+    from course_utils.classroom.quiz import hand_in_line
+    from course_utils.classroom.scores import progress_table
+
+    answer("00.edit", "B")  # handed in, right
+    progress.record("00.edit", progress.WIDGET_KIND, 0, 1, answer="A")  # then another option explored
+    progress.record("00.offline", progress.WIDGET_KIND, 1, 1, answer="A")  # only ever checked in the widget
+    results = progress.latest_results(progress_file)
+    assert results["00.edit"]["points"] == 1 and "00.offline" not in results
+    table = progress_table(progress_file)
+    assert "not handed in: 00.offline" in table and "00.edit" not in table.split("not handed in:")[1]
+    line = hand_in_line(load_quiz("00").questions["00.offline"], "A")
+    assert 'answer("00.offline", "A")' in line and "answer cell" in line

@@ -354,6 +354,13 @@ def answer(question_id: str, value=None) -> None:
     print(feedback)
 
 
+def hand_in_line(question: Question, given) -> str:
+    """What a widget's feedback says about handing in: the grader reads the
+    answer(...) cell, and this is the line that holds the learner's answer."""
+    return (f"Checking here is practice. To hand this answer in, put answer({question.id!r}, {given!r}) "
+            "in the answer cell below the quiz and run it.").replace("'", '"')
+
+
 def _find_question(question_id) -> Question:
     if not isinstance(question_id, str) or not re.fullmatch(r"\d\d\.[\w-]+", question_id):
         raise AnswerError(f"A question id looks like \"00.offline\" (lesson number, dot, name); got {question_id!r}.")
@@ -422,11 +429,13 @@ def _question_widget(question: Question):
         except AnswerError as error:
             feedback.value = f"<p style='color:#a15c00'>{html.escape(str(error))}</p>"
             return
-        progress.record(question.id, "quiz", result.points, question.points, answer=read())
+        given = read()
+        progress.record(question.id, progress.WIDGET_KIND, result.points, question.points, answer=given)
         colour = "#1a7f37" if result.correct else "#b42318"
         verdict = "✓ Correct" if result.correct else "✗ Not quite"
         feedback.value = (f"<p style='color:{colour}'><b>{verdict}</b> ({result.points:g}/{question.points:g})</p>"
-                          f"<p>{html.escape(result.explanation).replace(chr(10), '<br>')}</p>")
+                          f"<p>{html.escape(result.explanation).replace(chr(10), '<br>')}</p>"
+                          f"<p style='color:#555'>{html.escape(hand_in_line(question, given))}</p>")
 
     button.on_click(on_check)
     header = widgets.HTML(f"<p><b>{html.escape(question.id)}</b> <i>({_kind(question)})</i><br>"
