@@ -48,8 +48,11 @@ lab: $(STAMP)          ## set up, then open JupyterLab on the lessons
 	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=notebooks
 
 practice: $(STAMP)     ## your own copy to work in: solutions stubbed, quiz answers sealed
-	test -d $(PRACTICE) || $(BIN)/course student $(PRACTICE)
-	COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=$(PRACTICE)/notebooks
+	@# Built once; then brought up to the course at each start (after a git pull,
+	@# say), keeping everything you wrote. The kernel imports the practice copy's
+	@# own course_utils, whose reviewed answers are sealed.
+	if test -d $(PRACTICE); then $(BIN)/course student --update $(PRACTICE); else $(BIN)/course student $(PRACTICE); fi
+	PYTHONPATH=$(CURDIR)/$(PRACTICE) COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=$(PRACTICE)/notebooks
 
 run: $(STAMP)          ## execute every lesson headlessly into build/executed, with timings
 	$(BIN)/course run

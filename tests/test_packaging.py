@@ -73,3 +73,11 @@ def test_the_lab_starts_as_root_where_containers_run_everything_as_root():
         assert ("--allow-root" in command) == (os.geteuid() == 0), command
         remote = _dry_run(target, "LAB_ARGS=--no-browser --port=8899")
         assert "--no-browser --port=8899" in remote, remote
+
+
+def test_the_practice_kernel_imports_the_practice_copy_s_sealed_course_utils():
+    """Not the editable install of the authoring copy, whose answers are one
+    `inspect.getsource` away; and an existing copy is updated, not rebuilt."""
+    commands = _dry_run("practice")
+    assert f"PYTHONPATH={ROOT}/practice " in commands, commands
+    assert "course student --update practice" in commands

@@ -53,11 +53,15 @@ def _in_the_authoring_copy(verb: str) -> bool:
 
 
 def cmd_student(args) -> int:
-    from .student import ReleaseError, build_release
+    from .student import ReleaseError, build_release, update_release
 
     if not _in_the_authoring_copy("student"):
         return 2
     try:
+        if args.update:
+            done = update_release(args.out)
+            print(f"{args.out} is up to date with the course" + (":\n  " + "\n  ".join(done) if done else "."))
+            return 0
         written = build_release(args.out)
     except ReleaseError as error:
         print(f"course student: {error}", file=sys.stderr)
@@ -124,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("progress", help="your quiz answers and exercises, per lesson").set_defaults(func=cmd_progress)
     student = verbs.add_parser("student", help="write the student release: solutions stubbed, quiz answers sealed")
     student.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
+    student.add_argument("--update", action="store_true",
+                         help="bring the release already in OUT (a learner's copy) up to the course, keeping "
+                              "everything the learner wrote")
     student.set_defaults(func=cmd_student)
     grade = verbs.add_parser(
         "grade", help="run each submitted notebook in a sandbox and grade it into a gradebook",
