@@ -42,6 +42,7 @@ $(STAMP): pyproject.toml
 	@# an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (transformers course)"
+	$(BIN)/python -m course_utils.classroom.lab
 	touch $(STAMP)
 
 lab: $(STAMP)          ## set up, then open JupyterLab on the lessons

@@ -81,3 +81,40 @@ def test_the_practice_kernel_imports_the_practice_copy_s_sealed_course_utils():
     commands = _dry_run("practice")
     assert f"PYTHONPATH={ROOT}/practice " in commands, commands
     assert "course student --update practice" in commands
+
+
+def test_lab_settings_keep_widget_state_and_whatever_else_is_there(tmp_path):
+    import json
+
+    from course_utils.classroom.lab import install_lab_settings
+
+    path = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    assert install_lab_settings(tmp_path) == path
+    settings = json.loads(path.read_text())
+    assert settings["@jupyter-widgets/jupyterlab-manager:plugin"]["saveState"] is True
+    assert settings["@jupyterlab/apputils-extension:themes"]["theme"] == "JupyterLab Dark"
+    assert "course_utils.classroom.lab" in (ROOT / "Makefile").read_text() + (ROOT / "postBuild").read_text()
+
+
+def test_saving_a_lesson_from_jupyterlab_leaves_its_py_source_as_it_was(tmp_path):
+    """What Ctrl+S does: jupytext's contents manager writes both files of the pair."""
+    import asyncio
+    import shutil
+
+    from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+    from jupytext.async_contentsmanager import build_async_jupytext_contents_manager_class
+
+    for name in ("jupytext.toml", "notebooks/02_qkv_by_hand.py", "notebooks/02_qkv_by_hand.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    manager = build_async_jupytext_contents_manager_class(AsyncLargeFileManager)(root_dir=str(tmp_path))
+
+    async def open_and_save_twice():
+        for _ in range(2):
+            model = await manager.get("notebooks/02_qkv_by_hand.ipynb")
+            await manager.save(model, "notebooks/02_qkv_by_hand.ipynb")
+
+    asyncio.run(open_and_save_twice())
+    assert (tmp_path / "notebooks/02_qkv_by_hand.py").read_text() == (ROOT / "notebooks/02_qkv_by_hand.py").read_text()
