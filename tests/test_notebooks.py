@@ -42,7 +42,7 @@ def _cells(notebook):
 def test_pair_has_the_same_cells(lesson):
     source, stored = jupytext.read(lesson.source), nbformat.read(lesson.notebook, as_version=4)
     assert _cells(source) == _cells(stored), (
-        f"{lesson.notebook.name} is out of date with {lesson.source.name}: run `make notebooks`")
+        f"{lesson.notebook.name} is out of date with {lesson.source.name}: run `.venv/bin/course run --in-place {lesson.number}`")
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=_ids(LESSONS))
@@ -50,7 +50,7 @@ def test_stored_notebook_was_executed_in_order_without_errors(lesson):
     notebook = nbformat.read(lesson.notebook, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
-        f"{lesson.notebook.name} was not executed top to bottom in one kernel: run `make notebooks`")
+        f"{lesson.notebook.name} was not executed top to bottom in one kernel: run `.venv/bin/course run --in-place {lesson.number}`")
     errors = [cell.source[:60] for cell in code for output in cell.outputs if output.output_type == "error"]
     assert not errors, f"{lesson.notebook.name} stores error outputs in: {errors}"
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME
