@@ -37,6 +37,7 @@ $(STAMP): pyproject.toml
 	@# Only for Python 3.11 do course machines keep a CPU build of torch on disk;
 	@# for any other, Linux x86_64 takes PyPI's, a CUDA build of a few GB.
 	$(PYTHON) -m venv $(VENV)
+	@echo "Installing the pinned packages into .venv: about 2 minutes the first time, quietly."
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# torch is pinned in pyproject.toml (2.13.0, the CPU build on course machines);
 	@# an unpinned torch would pull a multi-GB CUDA build.

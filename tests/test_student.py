@@ -307,3 +307,9 @@ def test_an_old_copy_without_its_hand_out_record_is_left_as_it_is(tmp_path):
     done = update_release(out)
     assert (out / "notebooks" / name).read_text() == before
     assert (out / "notebooks" / "02_qkv_by_hand.updated.ipynb").exists() and any("02_qkv_by_hand: yours kept" in line for line in done)
+
+
+def test_the_release_shows_learners_no_nbval_markers(release):
+    for path in (release / "notebooks").glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        assert not any("NBVAL" in cell.source for cell in notebook.cells), path.name

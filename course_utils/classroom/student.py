@@ -61,6 +61,8 @@ def student_notebook(lesson: Lesson) -> nbformat.NotebookNode:
     for number, cell in enumerate(notebook.cells, start=1):
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source, f"{lesson.source.name}, cell {number}")
+            # nbval's markers mean nothing to a learner, and a release is never run under nbval.
+            cell.source = re.sub(r"^# NBVAL_[A-Z_]+[^\n]*\n?", "", cell.source, flags=re.MULTILINE)
             cell.outputs, cell.execution_count = [], None
     return notebook
 
