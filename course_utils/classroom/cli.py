@@ -81,7 +81,8 @@ def cmd_grade(args) -> int:
     lessons = [f"{int(lesson):02d}" if lesson.strip().isdigit() else lesson for lesson in args.lessons or []]
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
-                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner)
+                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner,
+                          jobs=args.jobs)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
@@ -150,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="GiB of address space for each process of a submission (default 6)")
     grade.add_argument("--per-learner", type=int, metavar="N",
                        help="run at most N notebooks of one learner, in name order (default: twice the number of lessons)")
+    grade.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="grade N notebooks at once, each in a process and sandbox of its own (default 1); "
+                            "the gradebook is the same as one at a time")
     grade.add_argument("--seed", type=int, help="draws the random inputs the checkers give learners' code "
                        "(default: a new draw each run, printed, so that no table of answers made in advance passes)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",

@@ -26,9 +26,12 @@ others are graded all the same.
 
 import ast
 import collections
+import concurrent.futures
 import csv
 import functools
 import importlib
+import json
+import multiprocessing
 import os
 import re
 import secrets
@@ -361,7 +364,7 @@ def _clear_feedback(folder: Path) -> None:
 
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
-                 seed: int | None = None, per_learner: int | None = None) -> list[Grade]:
+                 seed: int | None = None, per_learner: int | None = None, jobs: int = 1) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
@@ -370,7 +373,9 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     `seed` draws the checkers' random inputs (default: a new draw, shown).
     At most `per_learner` notebooks of one learner are run (in name order;
     default twice the lessons): a thousand handed in cost that learner's row
-    only, not everyone's time."""
+    only, not everyone's time. `jobs` notebooks are graded at once, each in
+    a process of its own (the checkers keep state per process): the gradebook
+    and feedback are the same as one at a time, in the same order."""
     folder, gradebook = Path(folder), Path(gradebook)
     _read_authoring_afresh()
     known = [lesson.number for lesson in all_lessons()]
@@ -392,40 +397,46 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
              "in a submission would run until the time limit. Grade as an ordinary user to bound it.")
     seed = secrets.randbelow(1 << 30) if seed is None else seed
     echo(f"The checkers' random inputs are drawn with seed {seed} (`--seed {seed}` draws them again).")
+    write_atomically(grading_record(gradebook), json.dumps(
+        {"seed": seed, "lessons": lessons, "format": fmt, "submissions": folder.as_posix(), "jobs": jobs}, indent=1))
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
-    grades, handed_in, over_the_cap = [], collections.Counter(), {}
+    handed_in, over_the_cap, to_grade = collections.Counter(), {}, []
+    for number, submission in enumerate(submissions, start=1):
+        learner = learner_of(submission)
+        handed_in[learner] += 1
+        if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
+            over_the_cap.setdefault(learner, []).append(submission.as_posix())
+        else:
+            to_grade.append((number, submission))
+    graded: dict[int, Grade] = {}
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         release = Path(scratch) / "release"
         build_release(release, keys=False)  # what learners have, less the quiz keys: a sandbox sees only a copy of this
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
-        for number, submission in enumerate(submissions, start=1):
-            learner = learner_of(submission)
-            handed_in[learner] += 1
-            if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
-                over_the_cap.setdefault(learner, []).append(submission.as_posix())
-                continue
-            try:  # each sandbox gets a copy of its own of the release, never mounted before
-                own = Path(scratch) / f"release-{number}"
-                shutil.copytree(release, own, symlinks=True)
+        work = [(folder, number, submission, lessons, release, limits, sandboxed, seed) for number, submission in to_grade]
+        if jobs > 1:
+            # spawn, not fork: the grader holds torch's thread pools, which a forked child must not inherit.
+            pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+            results = concurrent.futures.as_completed([pool.submit(_grade_copy, *task) for task in work])
+            finished = (future.result() for future in results)
+        else:
+            pool, finished = None, (_grade_copy(*task) for task in work)
+        try:
+            for number, grade in finished:
                 try:
-                    grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
-                finally:
-                    shutil.rmtree(own, ignore_errors=True)
-            except Exception as error:  # a grader bug must not cost the other learners their grades
-                grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
-                              status=f"grader error: {type(error).__name__}: {error}")
-            grade.status = printable(grade.status)
-            grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}
-            try:
-                write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
-            except OSError as error:
-                grade.status += f"; its feedback file could not be written ({error})"
-            grades.append(grade)
-            echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
-                 f"({grade.status})")
-            write_gradebook(gradebook, grades, fmt, lessons)
+                    write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
+                except OSError as error:
+                    grade.status += f"; its feedback file could not be written ({error})"
+                graded[number] = grade
+                echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
+                     f"({grade.status})")
+                write_gradebook(gradebook, [graded[key] for key in sorted(graded)], fmt, lessons)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    grades = [graded[key] for key in sorted(graded)]
     for learner, skipped in over_the_cap.items():
         grades.append(Grade(submission=f"{len(skipped)} more notebooks", learner=learner,
                             status=f"not graded: {len(skipped)} notebooks past the first {per_learner} of this learner "
@@ -434,6 +445,31 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     if over_the_cap:
         write_gradebook(gradebook, grades, fmt, lessons)
     return grades
+
+
+def _grade_copy(folder: Path, number: int, submission: Path, lessons, release: Path, limits: sandbox.Limits,
+                sandboxed: bool, seed: int) -> tuple[int, Grade]:
+    """Grade one submission on a copy of its own of the release (never mounted
+    before); in a worker process when grading with --jobs."""
+    try:
+        own = release.parent / f"release-{number}"
+        shutil.copytree(release, own, symlinks=True)
+        try:
+            grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
+    except Exception as error:  # a grader bug must not cost the other learners their grades
+        grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
+                      status=f"grader error: {type(error).__name__}: {error}")
+    grade.status = printable(grade.status)
+    grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}
+    return number, grade
+
+
+def grading_record(gradebook: Path) -> Path:
+    """Beside the gradebook: the seed and settings of the run that made it, so
+    that the same checkers' inputs can be drawn again (`--seed`)."""
+    return Path(gradebook).with_name(Path(gradebook).stem + ".grading.json")
 
 
 UNSANDBOXED = """\
