@@ -55,8 +55,10 @@ class _ThisEnvironment(KernelSpecManager):
 def read_source(lesson: Lesson) -> nbformat.NotebookNode:
     notebook = jupytext.read(lesson.source)
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
-    if lesson.notebook.exists():
+    try:
         keep_cell_ids(notebook, nbformat.read(lesson.notebook, as_version=4))
+    except (OSError, ValueError):  # none stored yet, or not a notebook (NotJSONError is a ValueError): fresh ids
+        pass
     return notebook
 
 
