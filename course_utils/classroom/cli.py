@@ -80,9 +80,18 @@ def cmd_grade(args) -> int:
         return 2
     lessons = [f"{int(lesson):02d}" if lesson.strip().isdigit() else lesson for lesson in args.lessons or []]
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
+    roster = None
+    if args.roster:
+        from .roster import Roster, RosterError
+
+        try:
+            roster = Roster.read(args.roster)
+        except RosterError as error:
+            print(f"course grade: {error}", file=sys.stderr)
+            return 2
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
                           sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner,
-                          jobs=args.jobs)
+                          jobs=args.jobs, roster=roster)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
@@ -151,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="GiB of address space for each process of a submission (default 6)")
     grade.add_argument("--per-learner", type=int, metavar="N",
                        help="run at most N notebooks of one learner, in name order (default: twice the number of lessons)")
+    grade.add_argument("--roster", type=Path, metavar="CSV",
+                       help="a CSV file with a column `id` (the gradebook's learner ids) and any of canvas_user_id, "
+                            "moodle_participant_id, aliases: maps the names of downloaded submissions to learners")
     grade.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="grade N notebooks at once, each in a process and sandbox of its own (default 1); "
                             "the gradebook is the same as one at a time")

@@ -3,7 +3,9 @@ notebooks into a gradebook, with a feedback file for each notebook.
 
 Who is who: a notebook in a folder of its own is that folder's learner's
 (`alice/02_qkv_by_hand.ipynb` is alice's); a notebook directly in SUBMISSIONS
-is named after itself (`bob.ipynb` is bob's). A notebook's lesson is the one
+is named after itself (`bob.ipynb` is bob's); the names Canvas and Moodle give
+downloaded submissions are recognised, and a roster maps them to the ids an
+LMS imports (`roster.py`). A notebook's lesson is the one
 the release wrote in its metadata, else the number its file name starts with.
 
 How: each notebook's code cells run in a sandbox (`sandbox.py`) that sees the
@@ -41,6 +43,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .roster import Roster, download_key
+
 import nbformat
 
 from . import checks, quiz, remote, sandbox, scores
@@ -68,10 +72,11 @@ class Grade:
         return sum(self.points.values())
 
 
-def learner_of(submission: Path) -> str:
-    """alice/02_x.ipynb -> alice; bob.ipynb -> bob (see the module docstring).
+def learner_of(submission: Path, roster: Roster | None = None) -> str:
+    """alice/02_x.ipynb -> alice; bob.ipynb -> bob; the names Canvas and Moodle
+    give downloaded submissions, and a roster's ids (see `roster`).
     Control characters are shown escaped, so a name cannot split a row."""
-    name = submission.parts[0] if len(submission.parts) > 1 else submission.stem
+    name = (roster.learner(submission) if roster else None) or download_key(submission)
     return ascii(name)[1:-1] if _CONTROL.search(name) else name
 
 
@@ -133,10 +138,13 @@ def find_submissions(folder: Path) -> list[Path]:
 
 
 def grade_one(folder: Path, submission: Path, assigned: list[str] | None, release: Path,
-              limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0) -> Grade:
+              limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0, roster: Roster | None = None) -> Grade:
     """Grade one notebook; `assigned`, if given, the lessons being graded
     (a notebook of another lesson is reported, not run)."""
-    grade = Grade(submission=submission.as_posix(), learner=learner_of(submission))
+    grade = Grade(submission=submission.as_posix(), learner=learner_of(submission, roster))
+    if roster is not None and roster.learner(submission) is None:
+        grade.status = f"not on the roster: no id for {download_key(submission)!r}; nothing was run"
+        return grade
     path = folder / submission
     # Until the notebook is read: its file name's lesson, or the one assigned.
     grade.lesson = path.name[:2] if path.name[:2].isdigit() else assigned[0] if assigned and len(assigned) == 1 else ""
@@ -364,7 +372,8 @@ def _clear_feedback(folder: Path) -> None:
 
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
-                 seed: int | None = None, per_learner: int | None = None, jobs: int = 1) -> list[Grade]:
+                 seed: int | None = None, per_learner: int | None = None, jobs: int = 1,
+                 roster: Roster | None = None) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
@@ -404,7 +413,7 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     _clear_feedback(feedback)
     handed_in, over_the_cap, to_grade = collections.Counter(), {}, []
     for number, submission in enumerate(submissions, start=1):
-        learner = learner_of(submission)
+        learner = learner_of(submission, roster)
         handed_in[learner] += 1
         if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
             over_the_cap.setdefault(learner, []).append(submission.as_posix())
@@ -415,7 +424,8 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
         release = Path(scratch) / "release"
         build_release(release, keys=False)  # what learners have, less the quiz keys: a sandbox sees only a copy of this
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
-        work = [(folder, number, submission, lessons, release, limits, sandboxed, seed) for number, submission in to_grade]
+        work = [(folder, number, submission, lessons, release, limits, sandboxed, seed, roster)
+                for number, submission in to_grade]
         if jobs > 1:
             # spawn, not fork: the grader holds torch's thread pools, which a forked child must not inherit.
             pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
@@ -448,18 +458,18 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
 
 
 def _grade_copy(folder: Path, number: int, submission: Path, lessons, release: Path, limits: sandbox.Limits,
-                sandboxed: bool, seed: int) -> tuple[int, Grade]:
+                sandboxed: bool, seed: int, roster: Roster | None) -> tuple[int, Grade]:
     """Grade one submission on a copy of its own of the release (never mounted
     before); in a worker process when grading with --jobs."""
     try:
         own = release.parent / f"release-{number}"
         shutil.copytree(release, own, symlinks=True)
         try:
-            grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
+            grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed, roster)
         finally:
             shutil.rmtree(own, ignore_errors=True)
     except Exception as error:  # a grader bug must not cost the other learners their grades
-        grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
+        grade = Grade(submission=submission.as_posix(), learner=learner_of(submission, roster),
                       status=f"grader error: {type(error).__name__}: {error}")
     grade.status = printable(grade.status)
     grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}

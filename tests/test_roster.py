@@ -1,0 +1,59 @@
+"""Who handed in what: the names Canvas and Moodle give downloaded
+submissions, and a roster that maps them to the ids an LMS imports."""
+
+from pathlib import Path
+
+import pytest
+
+from course_utils.classroom.grading import grade_folder, learner_of
+from course_utils.classroom.roster import Roster, RosterError, download_key
+
+
+@pytest.mark.parametrize("path, key", [
+    ("alice/02_qkv_by_hand.ipynb", "alice"),
+    ("bob.ipynb", "bob"),
+    ("smithjohn_12345_67890_00_setup.ipynb", "smithjohn_12345"),
+    ("smithjohn_late_12345_67891_02_qkv_by_hand-1.ipynb", "smithjohn_12345"),
+    ("John Smith_4711_assignsubmission_file_/00_setup.ipynb", "John Smith_4711"),
+])
+def test_download_names_of_canvas_and_moodle_keep_one_learner_s_files_together(path, key):
+    assert download_key(Path(path)) == key
+
+
+def _roster(tmp_path, text):
+    (tmp_path / "roster.csv").write_text(text)
+    return Roster.read(tmp_path / "roster.csv")
+
+
+def test_a_roster_maps_canvas_moodle_and_folder_names_to_ids(tmp_path):
+    roster = _roster(tmp_path, "id,name,canvas_user_id,moodle_participant_id,aliases\n"
+                               "jsmith,John Smith,12345,4711,johnny;js\nakhan,Amira Khan,,,\n")
+    assert learner_of(Path("smithjohn_12345_67890_00_setup.ipynb"), roster) == "jsmith"
+    assert learner_of(Path("John Smith_4711_assignsubmission_file_/00_setup.ipynb"), roster) == "jsmith"
+    assert learner_of(Path("johnny/00_setup.ipynb"), roster) == "jsmith"
+    assert learner_of(Path("akhan.ipynb"), roster) == "akhan"
+    assert roster.learner(Path("stranger.ipynb")) is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name,email\nJohn,j@x\n", "needs a header row with a column `id`"),
+    ("id,aliases\njsmith,js\nakhan,js\n", "'js' already belongs to jsmith"),
+    ("id\n\n ,\n", "no id"),
+])
+def test_a_roster_that_cannot_be_read_says_why(tmp_path, text, message):
+    with pytest.raises(RosterError, match=message):
+        _roster(tmp_path, text)
+
+
+def test_a_submission_of_no_one_on_the_roster_is_reported_not_run(tmp_path):
+    roster = _roster(tmp_path, "id,canvas_user_id\njsmith,12345\n")
+    (tmp_path / "subs").mkdir()
+    for name in ("smithjohn_12345_1_00_setup.ipynb", "smithjohn_12345_2_00_setup-1.ipynb", "mallory_999_3_00_setup.ipynb"):
+        (tmp_path / "subs" / name).write_text("not json")
+    grades = grade_folder(tmp_path / "subs", tmp_path / "grades.csv", lessons=["00"], echo=lambda _: None,
+                          roster=roster, seed=1)
+    by_learner = {grade.submission: (grade.learner, grade.status) for grade in grades}
+    assert by_learner["smithjohn_12345_1_00_setup.ipynb"][0] == "jsmith"
+    assert by_learner["smithjohn_12345_2_00_setup-1.ipynb"][0] == "jsmith"
+    assert by_learner["mallory_999_3_00_setup.ipynb"] == (
+        "mallory_999", "not on the roster: no id for 'mallory_999'; nothing was run")
