@@ -57,3 +57,27 @@ def test_a_submission_of_no_one_on_the_roster_is_reported_not_run(tmp_path):
     assert by_learner["smithjohn_12345_2_00_setup-1.ipynb"][0] == "jsmith"
     assert by_learner["mallory_999_3_00_setup.ipynb"] == (
         "mallory_999", "not on the roster: no id for 'mallory_999'; nothing was run")
+
+
+def test_canvas_and_moodle_gradebooks_have_the_columns_their_imports_read(tmp_path):
+    """Canvas: Student, ID, SIS User ID, SIS Login ID, Section, one column per
+    assignment, and a Points Possible row; Moodle: an identifier column and
+    one numeric column per grade item."""
+    import csv
+
+    from course_utils.classroom.grading import Grade, lesson_items, write_gradebook
+
+    roster = _roster(tmp_path, "id,name,canvas_user_id\njsmith,John Smith,12345\nakhan,Amira Khan,777\n")
+    items = lesson_items("00")
+    grades = [Grade("smithjohn_12345_1_00_setup.ipynb", "jsmith", "00", "finished", dict.fromkeys(items, 1.0), dict(items)),
+              Grade("akhan/00_setup.ipynb", "akhan", "00", "finished", dict.fromkeys(items, 0.0), dict(items))]
+    write_gradebook(tmp_path / "canvas.csv", grades, "canvas", ["00"], roster)
+    rows = list(csv.reader((tmp_path / "canvas.csv").open()))
+    assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Lesson 00: Setup: how this course works"]
+    assert rows[1] == ["Points Possible", "", "", "", "", f"{sum(items.values()):g}"]
+    assert rows[2] == ["Amira Khan", "777", "akhan", "", "", "0"]
+    assert rows[3] == ["John Smith", "12345", "jsmith", "", "", f"{sum(items.values()):g}"]
+    write_gradebook(tmp_path / "moodle.csv", grades, "moodle", ["00"], roster)
+    rows = list(csv.reader((tmp_path / "moodle.csv").open()))
+    assert rows == [["ID number", "Lesson 00: Setup: how this course works"], ["akhan", "0"],
+                    ["jsmith", f"{sum(items.values()):g}"]]

@@ -149,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         "folder a notebook is in, or its file name) and one feedback file per notebook.")
     grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with the .ipynb files (searched recursively)")
     grade.add_argument("--out", type=Path, default=Path("grades.csv"), help="the gradebook (default: grades.csv)")
-    grade.add_argument("--format", choices=["csv", "long"], default="csv",
+    grade.add_argument("--format", choices=["csv", "long", "canvas", "moodle"], default="csv",
                        help="csv: one row per learner, a column per lesson total and item (default); "
-                       "long: one row per learner, lesson and item (learner, lesson, item, points, max), for an LMS")
+                       "long: one row per learner, lesson and item (learner, lesson, item, points, max); "
+                       "canvas, moodle: what Canvas's and Moodle's gradebook imports read as they are, a column per "
+                       "lesson (with --roster for Canvas user ids and names)")
     grade.add_argument("--lessons", "--lesson", nargs="+", metavar="N",
                        help="the lessons assigned (e.g. --lessons 0 2): every learner's maximum counts them, and a "
                             "notebook of another lesson is reported, not graded (default: the lessons handed in)")

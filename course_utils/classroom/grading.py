@@ -54,7 +54,7 @@ from .student import build_release
 
 MAX_NOTEBOOK_BYTES = 64 << 20
 REPORT_KEPT = 20_000  # characters of one item's quoted output in a feedback file
-FORMATS = ("csv", "long")
+FORMATS = ("csv", "long", "canvas", "moodle")
 
 
 @dataclass
@@ -442,7 +442,7 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
                 graded[number] = grade
                 echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
                      f"({grade.status})")
-                write_gradebook(gradebook, [graded[key] for key in sorted(graded)], fmt, lessons)
+                write_gradebook(gradebook, [graded[key] for key in sorted(graded)], fmt, lessons, roster)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
@@ -453,7 +453,7 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
                                    f"(in name order), from {skipped[0]} to {skipped[-1]}"))
         echo(f"{learner}: {grades[-1].status}")
     if over_the_cap:
-        write_gradebook(gradebook, grades, fmt, lessons)
+        write_gradebook(gradebook, grades, fmt, lessons, roster)
     return grades
 
 
@@ -494,8 +494,12 @@ knowing the above, pass --unsafe-no-sandbox."""
 
 # --- the gradebook ----------------------------------------------------------------
 
-def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None) -> None:
-    rows = gradebook_rows(grades, lessons) if fmt == "csv" else long_rows(grades, lessons)
+def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None,
+                    roster: Roster | None = None) -> None:
+    if fmt in ("canvas", "moodle"):
+        rows = lms_rows(grades, lessons, roster, fmt)
+    else:
+        rows = gradebook_rows(grades, lessons) if fmt == "csv" else long_rows(grades, lessons)
     with tempfile.SpooledTemporaryFile(mode="w+", newline="", encoding="utf-8") as buffer:
         csv.writer(buffer).writerows([[_spreadsheet_safe(cell) for cell in row] for row in rows])
         buffer.seek(0)
@@ -577,4 +581,36 @@ def long_rows(grades: list[Grade], assigned: list[str] | None = None) -> list[li
                 continue
             for item, full in lesson_items(lesson).items():
                 rows.append([learner, lesson, item, f"{grade.points.get(item, 0) if grade else 0:g}", f"{full:g}"])
+    return rows
+
+
+def lms_rows(grades: list[Grade], assigned: list[str] | None, roster: Roster | None, lms: str) -> list[list[str]]:
+    """A gradebook an LMS imports as it is: one row per learner, one numeric
+    column per lesson (the lesson's points), nothing else to edit first.
+
+    - canvas: Canvas's gradebook import columns (Student, ID, SIS User ID,
+      SIS Login ID, Section, then one column per assignment, which Canvas
+      creates if it is new) and the "Points Possible" row under the header;
+      rows are matched by ID (the Canvas user id, from the roster) or SIS User
+      ID (the learner id);
+    - moodle: the learner id, then one column per lesson; Moodle's CSV grade
+      import maps the first to a user field (ID number, username or e-mail)
+      and each lesson's column to a grade item, whose maximum is set in Moodle.
+    """
+    lessons = _lessons_graded(grades, assigned)
+    titles = {lesson.number: lesson.title for lesson in all_lessons()}
+    columns = [f"Lesson {lesson}: {titles[lesson]}" for lesson in lessons]
+    maximum = {lesson: sum(lesson_items(lesson).values()) for lesson in lessons}
+    table = _by_learner(grades)
+    learners = sorted({grade.learner for grade in grades if grade.maximum or grade.learner in table})
+    scores = {learner: [f"{table[learner][lesson].total:g}" if lesson in table.get(learner, {}) else "0"
+                        for lesson in lessons] for learner in learners}
+    if lms == "moodle":
+        return [["ID number", *columns], *([learner, *scores[learner]] for learner in learners)]
+    names = roster.names if roster else {}
+    canvas_ids = roster.canvas_user_ids if roster else {}
+    rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *columns],
+            ["Points Possible", "", "", "", "", *(f"{maximum[lesson]:g}" for lesson in lessons)]]
+    rows += [[names.get(learner, learner), canvas_ids.get(learner, ""), learner, "", "", *scores[learner]]
+             for learner in learners]
     return rows

@@ -46,6 +46,8 @@ class RosterError(ValueError):
 @dataclass
 class Roster:
     ids: dict[str, str] = field(default_factory=dict)  # a key (see download_key) or alias -> the learner's id
+    names: dict[str, str] = field(default_factory=dict)  # a learner's id -> their name, where the roster gives one
+    canvas_user_ids: dict[str, str] = field(default_factory=dict)  # a learner's id -> their Canvas user id
 
     @classmethod
     def read(cls, path: Path) -> "Roster":
@@ -63,6 +65,10 @@ class Roster:
             if not learner:
                 raise RosterError(f"the roster {path}, line {number}: no id")
             keys = [learner, *(alias.strip() for alias in (row.get("aliases") or "").split(";"))]
+            if (row.get("name") or "").strip():
+                roster.names[learner] = row["name"].strip()
+            if (row.get("canvas_user_id") or "").strip():
+                roster.canvas_user_ids[learner] = row["canvas_user_id"].strip()
             if (row.get("canvas_user_id") or "").strip():
                 keys.append(f"canvas:{row['canvas_user_id'].strip()}")
             if (row.get("moodle_participant_id") or "").strip():
