@@ -91,7 +91,7 @@ def cmd_grade(args) -> int:
             return 2
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
                           sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner,
-                          jobs=args.jobs, roster=roster)
+                          jobs=args.jobs, roster=roster, reveal=args.reveal_answers)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--roster", type=Path, metavar="CSV",
                        help="a CSV file with a column `id` (the gradebook's learner ids) and any of canvas_user_id, "
                             "moodle_participant_id, aliases: maps the names of downloaded submissions to learners")
+    grade.add_argument("--reveal-answers", action="store_true",
+                       help="feedback files give the right answer of each quiz question missed, with its "
+                            "explanation (for after the deadline)")
     grade.add_argument("--jobs", type=int, default=1, metavar="N",
                        help="grade N notebooks at once, each in a process and sandbox of its own (default 1); "
                             "the gradebook is the same as one at a time")

@@ -43,12 +43,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .roster import Roster, download_key
-
 import nbformat
 
 from . import checks, quiz, remote, sandbox, scores
 from . import lessons as authoring
+from .roster import Roster, download_key
 from .runner import read_source
 from .student import build_release
 
@@ -324,7 +323,26 @@ def _kept(text: str) -> str:
     return text[:REPORT_KEPT] + f"\n[… {len(text) - REPORT_KEPT:,} more characters not shown]"
 
 
-def feedback_text(grade: Grade) -> str:
+def revealed_answer(question: quiz.Question) -> list[str]:
+    """The right answer of a quiz question and why, for feedback once grading
+    is over (`--reveal-answers`)."""
+    if question.options:
+        right = set(question.answers[0]) if question.answers else set()
+        return [f"right: {letter}) {option.text}" + (f" ({option.why})" if option.why else "")
+                for letter, option in zip(question.letters, question.options) if letter in right]
+    if question.type == "numeric" and question.answers:
+        # The middle of the accepted grid, in the question's own units.
+        cells = sorted(float(cell) for cell in question.answers)
+        value = (cells[len(cells) // 2] * question.step) if question.step else cells[0]
+        return [f"right: {value:g}" + (f" ({question.why})" if question.why else "")]
+    return [f"right: {' or '.join(question.answers)}" + (f" ({question.why})" if question.why else "")]
+
+
+def feedback_text(grade: Grade, reveal: bool = False) -> str:
+    """A learner's feedback for one notebook: each item's points and why
+    points were lost; with `reveal`, the right answers of the quiz questions
+    missed too (for after the deadline)."""
+    questions = quiz_questions(grade.lesson) if reveal and grade.lesson else {}
     lines = [f"Learner: {grade.learner}", f"Submission: {grade.submission}", f"Lesson: {grade.lesson or '?'}",
              f"Score: {grade.total:g} / {sum(grade.maximum.values()):g}", f"Status: {grade.status}", ""]
     for item, full in grade.maximum.items():
@@ -332,6 +350,8 @@ def feedback_text(grade: Grade) -> str:
         lines.append(f"{'✓' if earned == full else '✗'} {item:<28} {earned:g} / {full:g}")
         if earned < full and grade.reports.get(item):  # say why the points were lost
             lines += ["      " + line for line in _kept(grade.reports[item]).splitlines()]
+        if earned < full and item in questions:
+            lines += ["      " + line for line in revealed_answer(questions[item])]
     return "\n".join(lines) + "\n"
 
 
@@ -373,7 +393,7 @@ def _clear_feedback(folder: Path) -> None:
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
                  seed: int | None = None, per_learner: int | None = None, jobs: int = 1,
-                 roster: Roster | None = None) -> list[Grade]:
+                 roster: Roster | None = None, reveal: bool = False) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
@@ -436,7 +456,7 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
         try:
             for number, grade in finished:
                 try:
-                    write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
+                    write_atomically(feedback_path(gradebook, grade), feedback_text(grade, reveal))
                 except OSError as error:
                     grade.status += f"; its feedback file could not be written ({error})"
                 graded[number] = grade

@@ -1,5 +1,6 @@
-"""Who handed in what: the names Canvas and Moodle give downloaded
-submissions, and a roster that maps them to the ids an LMS imports."""
+"""An instructor's class: who handed in what (the names Canvas and Moodle give
+downloaded submissions, a roster that maps them to ids), gradebooks that
+Canvas and Moodle import as they are, and feedback that reveals answers."""
 
 from pathlib import Path
 
@@ -81,3 +82,16 @@ def test_canvas_and_moodle_gradebooks_have_the_columns_their_imports_read(tmp_pa
     rows = list(csv.reader((tmp_path / "moodle.csv").open()))
     assert rows == [["ID number", "Lesson 00: Setup: how this course works"], ["akhan", "0"],
                     ["jsmith", f"{sum(items.values()):g}"]]
+
+
+def test_feedback_reveals_the_right_answers_missed_only_when_asked():
+    from course_utils.classroom.grading import Grade, feedback_text, lesson_items
+
+    items = lesson_items("06")
+    points = dict.fromkeys(items, 1.0)
+    points.update({"06.cross-attention": 0.0, "06.layer-norm-value": 0.0})
+    grade = Grade("a/06.ipynb", "a", "06", "finished", points, dict(items))
+    assert "right:" not in feedback_text(grade)
+    revealed = feedback_text(grade, reveal=True)
+    assert "right: C) Queries from the decoder, keys and values from the encoder's output" in revealed
+    assert "right: 1.6 (" in revealed and revealed.count("right:") == 2
