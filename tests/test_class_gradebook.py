@@ -95,3 +95,40 @@ def test_feedback_reveals_the_right_answers_missed_only_when_asked():
     revealed = feedback_text(grade, reveal=True)
     assert "right: C) Queries from the decoder, keys and values from the encoder's output" in revealed
     assert "right: 1.6 (" in revealed and revealed.count("right:") == 2
+
+
+def test_shares_of_a_class_merge_into_the_gradebook_of_the_whole(tmp_path):
+    """`--shard 1/2` and `2/2` on two machines, then `course merge-grades`:
+    the same gradebook and feedback as grading everyone at once."""
+    from course_utils.classroom import cli
+
+    (tmp_path / "subs").mkdir()
+    for name in ("ann/00_setup.ipynb", "ben/00_setup.ipynb", "cat.ipynb", "dan_1_2_00_setup.ipynb"):
+        (tmp_path / "subs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "subs" / name).write_text("not json")  # graded at once: each learner's row says why
+    common = ["--lesson", "0", "--seed", "3"]
+    assert cli.main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / "all" / "grades.csv"), *common]) == 0
+    for part in (1, 2):
+        out = tmp_path / f"share{part}" / "grades.csv"
+        assert cli.main(["grade", str(tmp_path / "subs"), "--out", str(out), "--shard", f"{part}/2", *common]) == 0
+    shares = [tmp_path / f"share{part}" / "grades.csv" for part in (1, 2)]
+    assert {len(share.read_text().splitlines()) for share in shares} == {3}, "two learners in each share"
+    merged = tmp_path / "merged" / "grades.csv"
+    assert cli.main(["merge-grades", *map(str, shares), "--out", str(merged)]) == 0
+    assert merged.read_text() == (tmp_path / "all" / "grades.csv").read_text()
+    feedback = sorted(path.relative_to(merged.parent).as_posix() for path in merged.parent.rglob("*.txt"))
+    assert len(feedback) == 4
+
+
+def test_shares_graded_with_another_seed_are_not_merged(tmp_path):
+    from course_utils.classroom import cli
+
+    (tmp_path / "subs").mkdir()
+    (tmp_path / "subs" / "ann.ipynb").write_text("not json")
+    (tmp_path / "subs" / "ben.ipynb").write_text("not json")
+    for part, seed in ((1, "3"), (2, "4")):
+        cli.main(["grade", str(tmp_path / "subs"), "--out", str(tmp_path / f"s{part}" / "g.csv"), "--lesson", "0",
+                  "--seed", seed, "--shard", f"{part}/2"])
+    with pytest.raises(SystemExit, match="different seed"):
+        cli.main(["merge-grades", str(tmp_path / "s1" / "g.csv"), str(tmp_path / "s2" / "g.csv"),
+                  "--out", str(tmp_path / "g.csv")])

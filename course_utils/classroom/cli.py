@@ -91,10 +91,34 @@ def cmd_grade(args) -> int:
             return 2
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
                           sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner,
-                          jobs=args.jobs, roster=roster, reveal=args.reveal_answers)
+                          jobs=args.jobs, roster=roster, reveal=args.reveal_answers, shard=args.shard)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        part, parts = (int(number) for number in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share such as 2/4") from None
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: the share must be between 1 and {parts}")
+    return part, parts
+
+
+def cmd_merge_grades(args) -> int:
+    from .grading import merge_gradebooks
+
+    roster = None
+    if args.roster:
+        from .roster import Roster
+
+        roster = Roster.read(args.roster)
+    grades = merge_gradebooks(args.parts, args.out, args.format, roster)
+    print(f"Gradebook: {args.out} ({len({grade.learner for grade in grades})} learners, {len(grades)} notebooks, "
+          f"from {len(args.parts)} shares)")
     return 0
 
 
@@ -165,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--roster", type=Path, metavar="CSV",
                        help="a CSV file with a column `id` (the gradebook's learner ids) and any of canvas_user_id, "
                             "moodle_participant_id, aliases: maps the names of downloaded submissions to learners")
+    grade.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                       help="grade the I-th of N shares of the learners (each learner's notebooks in one share), to "
+                            "split a class across machines; `course merge-grades` puts the gradebooks together")
     grade.add_argument("--reveal-answers", action="store_true",
                        help="feedback files give the right answer of each quiz question missed, with its "
                             "explanation (for after the deadline)")
@@ -177,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                        help="grade without bubblewrap (e.g. on macOS): the notebooks then run as you and can "
                        "read and change what you can; only for notebooks you trust")
     grade.set_defaults(func=cmd_grade)
+    merge = verbs.add_parser("merge-grades", help="put together the gradebooks of the shares of a class (--shard)")
+    merge.add_argument("parts", type=Path, nargs="+", metavar="GRADEBOOK", help="each share's gradebook")
+    merge.add_argument("--out", type=Path, default=Path("grades.csv"), help="the merged gradebook (default: grades.csv)")
+    merge.add_argument("--format", choices=["csv", "long", "canvas", "moodle"], default="csv")
+    merge.add_argument("--roster", type=Path, metavar="CSV")
+    merge.set_defaults(func=cmd_merge_grades)
     from .train import BERT_RESULTS, LONG_RUN_STEPS
 
     train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")

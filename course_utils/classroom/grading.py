@@ -30,6 +30,7 @@ import ast
 import collections
 import concurrent.futures
 import csv
+import dataclasses
 import functools
 import importlib
 import json
@@ -393,7 +394,7 @@ def _clear_feedback(folder: Path) -> None:
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
                  seed: int | None = None, per_learner: int | None = None, jobs: int = 1,
-                 roster: Roster | None = None, reveal: bool = False) -> list[Grade]:
+                 roster: Roster | None = None, reveal: bool = False, shard: tuple[int, int] = (1, 1)) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
@@ -404,8 +405,14 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     default twice the lessons): a thousand handed in cost that learner's row
     only, not everyone's time. `jobs` notebooks are graded at once, each in
     a process of its own (the checkers keep state per process): the gradebook
-    and feedback are the same as one at a time, in the same order."""
+    and feedback are the same as one at a time, in the same order. `shard`
+    (i, n) grades the i-th of n shares of the learners (every learner's
+    notebooks in one share), so that a class can be split across machines;
+    `merge_gradebooks` puts the shares' gradebooks together."""
     folder, gradebook = Path(folder), Path(gradebook)
+    part, parts = shard
+    if not 1 <= part <= parts:
+        raise SystemExit(f"--shard {part}/{parts}: the share must be between 1 and {parts}.")
     _read_authoring_afresh()
     known = [lesson.number for lesson in all_lessons()]
     per_learner = per_learner or 2 * len(known)
@@ -427,13 +434,18 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     seed = secrets.randbelow(1 << 30) if seed is None else seed
     echo(f"The checkers' random inputs are drawn with seed {seed} (`--seed {seed}` draws them again).")
     write_atomically(grading_record(gradebook), json.dumps(
-        {"seed": seed, "lessons": lessons, "format": fmt, "submissions": folder.as_posix(), "jobs": jobs}, indent=1))
+        {"seed": seed, "lessons": lessons, "format": fmt, "submissions": folder.as_posix(), "jobs": jobs,
+         "shard": f"{part}/{parts}"}, indent=1))
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
+    everyone = sorted({learner_of(submission, roster) for submission in submissions})
+    mine = set(everyone[part - 1::parts])  # every parts-th learner: each learner's notebooks in one share
     handed_in, over_the_cap, to_grade = collections.Counter(), {}, []
     for number, submission in enumerate(submissions, start=1):
         learner = learner_of(submission, roster)
+        if learner not in mine:
+            continue
         handed_in[learner] += 1
         if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
             over_the_cap.setdefault(learner, []).append(submission.as_posix())
@@ -496,6 +508,34 @@ def _grade_copy(folder: Path, number: int, submission: Path, lessons, release: P
     return number, grade
 
 
+def grades_record(gradebook: Path) -> Path:
+    """Beside the gradebook: every grade, one JSON line each."""
+    return Path(gradebook).with_name(Path(gradebook).stem + ".grades.jsonl")
+
+
+def merge_gradebooks(parts: list[Path], out: Path, fmt: str = "csv", roster: Roster | None = None) -> list[Grade]:
+    """Put together the gradebooks of the shares of a class (`--shard i/n`),
+    graded with the same lessons and seed, into one; their feedback folders
+    are copied into the merged one's."""
+    records = [json.loads(grading_record(part).read_text()) for part in parts]
+    for setting in ("lessons", "seed"):
+        values = {json.dumps(record.get(setting)) for record in records}
+        if len(values) > 1:
+            raise SystemExit(f"The shares were graded with different {setting} ({', '.join(sorted(values))}): "
+                             "grade every share with the same --lessons and --seed.")
+    grades = [Grade(**json.loads(line)) for part in parts for line in grades_record(part).read_text().splitlines()]
+    if len({grade.submission for grade in grades}) != len(grades):
+        raise SystemExit("A notebook appears in two shares: merge the shares of one grading run, each once.")
+    grades.sort(key=lambda grade: grade.submission)
+    lessons = records[0].get("lessons")
+    write_gradebook(out, grades, fmt, lessons, roster)
+    for part in parts:
+        shutil.copytree(feedback_folder(part), feedback_folder(out), dirs_exist_ok=True)
+    write_atomically(grading_record(out), json.dumps({**records[0], "format": fmt, "shard": "merged",
+                                                      "parts": [Path(part).as_posix() for part in parts]}, indent=1))
+    return grades
+
+
 def grading_record(gradebook: Path) -> Path:
     """Beside the gradebook: the seed and settings of the run that made it, so
     that the same checkers' inputs can be drawn again (`--seed`)."""
@@ -516,6 +556,9 @@ knowing the above, pass --unsafe-no-sandbox."""
 
 def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None,
                     roster: Roster | None = None) -> None:
+    """The gradebook in `fmt`, and beside it every grade as a JSON line
+    (`grades_record`), from which shares of a class are merged."""
+    write_atomically(grades_record(path), "".join(json.dumps(dataclasses.asdict(grade)) + "\n" for grade in grades))
     if fmt in ("canvas", "moodle"):
         rows = lms_rows(grades, lessons, roster, fmt)
     else:
