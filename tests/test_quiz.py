@@ -261,3 +261,10 @@ def test_quiz_widget_checks_are_practice_and_progress_says_what_is_not_handed_in
     assert "not handed in: 00.offline" in table and "00.edit" not in table.split("not handed in:")[1]
     line = hand_in_line(load_quiz("00").questions["00.offline"], "A")
     assert 'answer("00.offline", "A")' in line and "answer cell" in line
+
+
+@pytest.mark.parametrize("lesson, written", [("00", "setup_notebook(seed = 0)"), ("00", "setup_notebook( )"),
+                                             ("02", "one over L"), ("02", "1 / L"), ("02", "L ** -1")])
+def test_short_text_answers_pass_as_a_person_would_write_them(lesson, written):
+    question = next(question for question in load_quiz(lesson).questions.values() if question.type == "text")
+    assert grade(question, written).correct, written

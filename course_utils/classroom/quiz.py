@@ -255,8 +255,11 @@ def load_quiz(lesson: str) -> Quiz:
 # --- grading -------------------------------------------------------------------
 
 def normalise_text(text: str) -> str:
-    """Case, surrounding punctuation and repeated spaces do not matter."""
-    return " ".join(text.lower().split()).strip(string.punctuation + " ")
+    """Case, surrounding punctuation and repeated spaces do not matter, nor
+    spaces beside a symbol: "setup_notebook(seed = 0)" is "setup_notebook(seed=0)",
+    "1 / L" is "1/L"."""
+    spaced = " ".join(text.lower().split()).strip(string.punctuation + " ")
+    return re.sub(r" ?([^\w\s]) ?", r"\1", spaced)
 
 
 def _letters(question: Question, value) -> str:
