@@ -4,6 +4,7 @@
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, al
     (none if quiet). With allow_errors, a failing cell is recorded and the next
     ones still run."""
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False, disable=quiet)
+    # disable=None: no bar where stderr is not a terminal (a CI log, a file), whose \r updates would be garbage there.
+    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False, disable=True if quiet else None)
     client = NotebookClient(
         notebook, km=KernelManager(kernel_spec_manager=_ThisEnvironment(), kernel_name=KERNEL_NAME),
         timeout=CELL_TIMEOUT_SECONDS, resources={"metadata": {"path": str(workdir)}}, record_timing=False,
@@ -131,7 +133,7 @@ def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False
         # notebooks' answers are the keys, and would only fill a log with them.
         log = progress.progress_file() if paths.is_student_release() else Path(scratch) / "progress.jsonl"
         os.environ.update(kernel_environment(log))
-        for lesson in tqdm(lessons, desc="lessons", unit="lesson"):
+        for lesson in tqdm(lessons, desc="lessons", unit="lesson", disable=None):
             notebook = read_source(lesson)
             start = time.perf_counter()
             error = None
@@ -148,6 +150,8 @@ def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False
             elif not in_place:
                 nbformat.write(notebook, out_dir / lesson.notebook.name)  # keep the partial run to inspect
             runs.append(LessonRun(lesson.name, seconds, error))
+            if not sys.stderr.isatty():  # no bar in a log: a line per lesson instead
+                print(f"{lesson.name}: {'ok' if error is None else 'FAILED'} in {seconds:.0f} s", flush=True)
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True))
     return runs
