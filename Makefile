@@ -26,7 +26,7 @@ PRACTICE := practice
 ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 LAB_ARGS ?=
 
-.PHONY: setup lab practice run notebooks test bench doctor list clean distclean
+.PHONY: setup lab practice run notebooks test book bench doctor list clean distclean
 
 setup: $(STAMP)
 
@@ -66,6 +66,20 @@ test: $(STAMP)         ## unit tests, pair checks and nbval (strict) on every no
 	@test -d tests || { echo "This is the student edition of the course: it has no tests."; exit 1; }
 	$(BIN)/python -m pytest
 
+# Jupyter Book in a venv of its own: its Markdown parser pins versions that
+# JupyterLab's cannot use. Pure Python, about 30 s to install; MathJax comes
+# with jupyter-server-mathjax, so that equations show offline.
+BOOK_VENV := .venv-book
+JUPYTER_BOOK := jupyter-book==1.0.4.post1 jupyter-server-mathjax==0.2.6
+
+$(BOOK_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --quiet $(JUPYTER_BOOK)
+	touch $@
+
+book: $(STAMP) $(BOOK_VENV)/.installed  ## the course as a website: build/book/_build/html/index.html
+	$(BIN)/course book --jupyter-book $(BOOK_VENV)/bin/jupyter-book
+
 bench: $(STAMP)        ## measure this machine (`course bench`): a table in build/bench/bench.md
 	$(BIN)/course bench
 
@@ -79,4 +93,4 @@ clean:
 	rm -rf build .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(BOOK_VENV) *.egg-info

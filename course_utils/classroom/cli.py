@@ -122,6 +122,13 @@ def cmd_merge_grades(args) -> int:
     return 0
 
 
+def cmd_book(args) -> int:
+    from .book import build
+
+    build(args.jupyter_book)
+    return 0
+
+
 def cmd_train(args) -> int:
     from course_utils.bert import PretrainingRecipe
 
@@ -210,6 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     merge.add_argument("--format", choices=["csv", "long", "canvas", "moodle"], default="csv")
     merge.add_argument("--roster", type=Path, metavar="CSV")
     merge.set_defaults(func=cmd_merge_grades)
+    book = verbs.add_parser("book", help="the course as a static website, with every lesson's stored outputs "
+                            "(`make book` installs Jupyter Book and runs this)")
+    book.add_argument("--jupyter-book", default="jupyter-book", metavar="PATH",
+                      help="the jupyter-book command to build with (default: the one on PATH)")
+    book.set_defaults(func=cmd_book)
     from .train import BERT_RESULTS, LONG_RUN_STEPS
 
     train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")
