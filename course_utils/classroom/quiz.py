@@ -379,13 +379,19 @@ def _kind(question: Question) -> str:
     return {"single": "one answer", "multiple": "one or more answers", "numeric": "a number", "text": "a word or two"}[question.type]
 
 
+QUIZ_AS_TEXT_FOOTER = ('Hand in your answers in the cell below, e.g. answer("%s", ...). '
+                       "In JupyterLab, run this cell to try each question with buttons first.")
+
+
 def quiz_as_text(quiz: Quiz) -> str:
     lines = [f"Quiz {quiz.lesson} · {quiz.title} ({len(quiz.questions)} questions)"]
     for question in quiz.questions.values():
         lines += ["", f"{question.id}  ({question.points:g} point{'s' * (question.points != 1)}, {_kind(question)})",
                   *("  " + line for line in question.prompt.splitlines())]
         lines += [f"    {letter}) {option.text}" for letter, option in zip(question.letters, question.options)]
-    lines += ["", 'Answer in code, e.g. answer("%s", ...); in JupyterLab the quiz is interactive.' % next(iter(quiz.questions))]
+    # Shown where widgets cannot be (a headless run, a stored output, the website):
+    # in JupyterLab, running the cell turns it into buttons.
+    lines += ["", QUIZ_AS_TEXT_FOOTER % next(iter(quiz.questions))]
     return "\n".join(lines)
 
 
