@@ -20,8 +20,13 @@ STAMP  := $(VENV)/.installed
 KERNEL := transformers-course
 
 PRACTICE := practice
+# JupyterLab refuses to start as root (containers, Binder, many lab servers)
+# unless told it may; LAB_ARGS passes more, e.g. for a remote machine:
+#   make lab LAB_ARGS="--no-browser --ip=127.0.0.1 --port=8888"
+ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+LAB_ARGS ?=
 
-.PHONY: setup lab practice run notebooks test bench doctor list clean distclean
+.PHONY: setup lab practice run notebooks test book bench doctor list clean distclean
 
 setup: $(STAMP)
 
@@ -32,19 +37,24 @@ $(STAMP): pyproject.toml
 	@# Only for Python 3.11 do course machines keep a CPU build of torch on disk;
 	@# for any other, Linux x86_64 takes PyPI's, a CUDA build of a few GB.
 	$(PYTHON) -m venv $(VENV)
+	@echo "Installing the pinned packages into .venv: about 2 minutes the first time, quietly."
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# torch is pinned in pyproject.toml (2.13.0, the CPU build on course machines);
 	@# an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (transformers course)"
+	$(BIN)/python -m course_utils.classroom.lab
 	touch $(STAMP)
 
 lab: $(STAMP)          ## set up, then open JupyterLab on the lessons
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=notebooks
 
 practice: $(STAMP)     ## your own copy to work in: solutions stubbed, quiz answers sealed
-	test -d $(PRACTICE) || $(BIN)/course student $(PRACTICE)
-	COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab --notebook-dir=$(PRACTICE)/notebooks
+	@# Built once; then brought up to the course at each start (after a git pull,
+	@# say), keeping everything you wrote. The kernel imports the practice copy's
+	@# own course_utils, whose reviewed answers are sealed.
+	if test -d $(PRACTICE); then $(BIN)/course student --update $(PRACTICE); else $(BIN)/course student $(PRACTICE); fi
+	PYTHONPATH=$(CURDIR)/$(PRACTICE) COURSE_ROOT=$(CURDIR)/$(PRACTICE) $(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) --notebook-dir=$(PRACTICE)/notebooks
 
 run: $(STAMP)          ## execute every lesson headlessly into build/executed, with timings
 	$(BIN)/course run
@@ -55,6 +65,20 @@ notebooks: $(STAMP)    ## re-execute the .py sources and store them as the .ipyn
 test: $(STAMP)         ## unit tests, pair checks and nbval (strict) on every notebook
 	@test -d tests || { echo "This is the student edition of the course: it has no tests."; exit 1; }
 	$(BIN)/python -m pytest
+
+# Jupyter Book in a venv of its own: its Markdown parser pins versions that
+# JupyterLab's cannot use. Pure Python, about 30 s to install; MathJax comes
+# with jupyter-server-mathjax, so that equations show offline.
+BOOK_VENV := .venv-book
+JUPYTER_BOOK := jupyter-book==1.0.4.post1 jupyter-server-mathjax==0.2.6
+
+$(BOOK_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(BOOK_VENV)
+	$(BOOK_VENV)/bin/python -m pip install --quiet $(JUPYTER_BOOK)
+	touch $@
+
+book: $(STAMP) $(BOOK_VENV)/.installed  ## the course as a website: build/book/_build/html/index.html
+	$(BIN)/course book --jupyter-book $(BOOK_VENV)/bin/jupyter-book
 
 bench: $(STAMP)        ## measure this machine (`course bench`): a table in build/bench/bench.md
 	$(BIN)/course bench
@@ -69,4 +93,4 @@ clean:
 	rm -rf build .pytest_cache
 
 distclean: clean
-	rm -rf $(VENV) *.egg-info
+	rm -rf $(VENV) $(BOOK_VENV) *.egg-info

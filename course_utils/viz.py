@@ -22,7 +22,7 @@ def plot_rank_frequency(counts, ax=None):
     ax.loglog(range(1, len(frequencies) + 1), frequencies, color="#C44E52")
     ax.set_xlabel("rank of the word")
     ax.set_ylabel("occurrences")
-    ax.set_title("Rank against frequency (log-log)")
+    ax.set_title("Frequency against rank (log-log)")
     return ax
 
 

@@ -18,6 +18,9 @@ from . import viz
 from .env import widgets_can_show
 from .pretrained import attention_maps, load_encoder
 
+# A slider's label at its own width: ipywidgets' default cuts "temperature" to "temperat…".
+LABELS_IN_FULL = {"description_width": "initial"}
+
 
 # --- lesson 02: the softmax of one row of scores, divided by a slider's value ---------
 
@@ -61,7 +64,8 @@ def softmax_scale_explorer(scores, default: float, labels=None, smallest: float 
     from IPython.display import display
 
     slider = widgets.FloatLogSlider(value=default, base=2, min=np.log2(smallest), max=np.log2(largest), step=0.05,
-                                    description="divide by", continuous_update=True, readout_format=".3g")
+                                    description="divide by", continuous_update=True, readout_format=".3g",
+                                    style=LABELS_IN_FULL)
 
     def draw(divisor):
         plot_softmax_of_scaled_scores(scores, divisor, labels)
@@ -104,8 +108,8 @@ def attention_explorer_widget(sentences: list[str], layer: int = 1, head: int = 
     from IPython.display import display
 
     config = load_encoder()[1].config
-    layer_slider = widgets.IntSlider(value=layer, min=0, max=config.num_hidden_layers - 1, description="layer")
-    head_slider = widgets.IntSlider(value=head, min=0, max=config.num_attention_heads - 1, description="head")
+    layer_slider = widgets.IntSlider(value=layer, min=0, max=config.num_hidden_layers - 1, description="layer", style=LABELS_IN_FULL)
+    head_slider = widgets.IntSlider(value=head, min=0, max=config.num_attention_heads - 1, description="head", style=LABELS_IN_FULL)
     sentence_box = widgets.Combobox(value=sentences[0], options=list(sentences), description="sentence",
                                     ensure_option=False, continuous_update=False,  # typed text: redraw on Enter
                                     layout=widgets.Layout(width="95%"))
@@ -168,9 +172,9 @@ def sampling_explorer(model, tokenizer, prompt: str, new_tokens: int = 200, temp
     from IPython.display import display
 
     sliders = {"temperature": widgets.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05,
-                                                  description="temperature", continuous_update=False),
+                                                  description="temperature", continuous_update=False, style=LABELS_IN_FULL),
                "top_k": widgets.IntSlider(value=top_k, min=0, max=tokenizer.get_vocab_size(),
-                                          description="top-k (0: off)", continuous_update=False),
+                                          description="top-k (0: off)", continuous_update=False, style=LABELS_IN_FULL),
                "top_p": widgets.FloatSlider(value=top_p, min=0.05, max=1.0, step=0.05,
-                                            description="top-p (1: off)", continuous_update=False)}
+                                            description="top-p (1: off)", continuous_update=False, style=LABELS_IN_FULL)}
     display(widgets.VBox([*sliders.values(), widgets.interactive_output(show, sliders)]))

@@ -108,7 +108,8 @@ for package in ["torch", "transformers", "datasets", "tokenizers", "matplotlib",
 # NBVAL_IGNORE_OUTPUT
 import torch
 
-print(f"Computing on: {device}   (PyTorch uses {torch.get_num_threads()} CPU threads)")
+threads = torch.get_num_threads()
+print(f"Computing on: {device}   (PyTorch uses {threads} CPU thread{'s' * (threads != 1)})")
 assert device.type in {"cpu", "cuda", "mps"}
 
 # %% [markdown]

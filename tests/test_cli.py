@@ -12,6 +12,8 @@ def test_course_list_shows_lessons_in_order_with_budgets(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "00_setup" in out and "Setup: how this course works" in out and "2.5 min" in out
+    rows = out.splitlines()[1:]
+    assert len({len(row) for row in rows}) == 1, "a long title pushed the times out of line"
 
 
 def test_doctor_passes_here():
@@ -47,6 +49,7 @@ def test_run_executes_reports_and_never_overwrites_after_a_failure(tmp_path, mon
     out = capsys.readouterr().out
     assert "01_bad failed" in out and "ZeroDivisionError" in out
     assert "00_good" in out and "ok" in out and "FAILED" in out and "total" in out
+    assert "\r" not in out and "00_good: ok in" in out, "in a log: a line per lesson, no bar's carriage returns"
     executed = nbformat.read(tmp_path / "00_good.ipynb", as_version=4)
     assert executed.cells[1].outputs[0].text == "42\n" and executed.cells[1].execution_count == 1
     assert (tmp_path / "01_bad.ipynb").read_text() == "the stored notebook"

@@ -352,3 +352,31 @@ def test_control_characters_from_a_sandbox_are_escaped_in_the_status_and_the_fee
     forged = "ValueError: \r\nvictim,3,3\r\n\x00\x1b[2J\u202e"
     assert printable(forged) == "ValueError: \\r\\nvictim,3,3\\r\\n\\x00\\x1b[2J\\u202e"
     assert printable("line one\n\tline two\x1b[2J", lines=True) == "line one\n\tline two\\x1b[2J"
+
+
+def test_grading_in_parallel_gives_the_same_gradebook_and_feedback_and_stores_the_seed(tmp_path):
+    """`course grade --jobs 2`: each notebook in a process of its own; the
+    results, their order and the feedback are those of one at a time."""
+    import json
+
+    from course_utils.classroom.grading import grade_folder, grading_record
+
+    folder = tmp_path / "subs"
+    (folder / "alice").mkdir(parents=True)
+    nbformat.write(_reference(), folder / "alice" / "00_setup.ipynb")
+    half = student_notebook(LESSON)
+    answers = half.cells[_cell_index(half, 'answer("00.offline"')]
+    answers.source = answers.source.replace('answer("00.offline", None)', 'answer("00.offline", "A")')
+    nbformat.write(half, folder / "bob.ipynb")
+    (folder / "gina.ipynb").write_text('{"cells": [ this is not JSON')
+    books = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}" / "grades.csv"
+        out.parent.mkdir()
+        grade_folder(folder, out, lessons=["00"], seed=5, jobs=jobs, echo=lambda _: None)
+        feedback = {path.relative_to(out.parent / "grades-feedback").as_posix(): path.read_text()
+                    for path in sorted((out.parent / "grades-feedback").rglob("*.txt"))}
+        books[jobs] = (out.read_text(), feedback)
+        assert json.loads(grading_record(out).read_text())["seed"] == 5
+    assert books[1] == books[2]
+    assert len(books[1][1]) == 3 and "alice" in books[1][0]

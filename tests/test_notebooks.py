@@ -42,7 +42,7 @@ def _cells(notebook):
 def test_pair_has_the_same_cells(lesson):
     source, stored = jupytext.read(lesson.source), nbformat.read(lesson.notebook, as_version=4)
     assert _cells(source) == _cells(stored), (
-        f"{lesson.notebook.name} is out of date with {lesson.source.name}: run `make notebooks`")
+        f"{lesson.notebook.name} is out of date with {lesson.source.name}: run `.venv/bin/course run --in-place {lesson.number}`")
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=_ids(LESSONS))
@@ -50,7 +50,7 @@ def test_stored_notebook_was_executed_in_order_without_errors(lesson):
     notebook = nbformat.read(lesson.notebook, as_version=4)
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), (
-        f"{lesson.notebook.name} was not executed top to bottom in one kernel: run `make notebooks`")
+        f"{lesson.notebook.name} was not executed top to bottom in one kernel: run `.venv/bin/course run --in-place {lesson.number}`")
     errors = [cell.source[:60] for cell in code for output in cell.outputs if output.output_type == "error"]
     assert not errors, f"{lesson.notebook.name} stores error outputs in: {errors}"
     assert notebook.metadata["kernelspec"]["name"] == KERNEL_NAME
@@ -137,3 +137,32 @@ def test_every_nbval_marker_is_one_that_nbval_or_the_course_reads():
         for line in source.read_text(encoding="utf-8").splitlines():
             if "NBVAL_" in line and MARKER not in line:
                 assert list(find_comment_markers(line.strip())), f"{source.name}: nbval does not read {line.strip()!r}"
+
+
+def test_re_running_a_lesson_keeps_the_stored_cell_ids():
+    """A one-word edit changes one cell of the .ipynb's diff, not every id."""
+    from course_utils.classroom.runner import keep_cell_ids
+
+    lesson = LESSONS[2]
+    stored = nbformat.read(lesson.notebook, as_version=4)
+    fresh = jupytext.read(lesson.source)
+    edited = next(index for index, cell in enumerate(fresh.cells) if cell.cell_type == "markdown" and index > 2)
+    fresh.cells[edited].source += " One more word."
+    fresh.cells.insert(len(fresh.cells) - 1, nbformat.v4.new_code_cell("print('a new cell')"))
+    keep_cell_ids(fresh, stored)
+    ids = [cell.id for cell in fresh.cells]
+    assert len(set(ids)) == len(ids), "every id once"
+    kept = [cell.id for cell in fresh.cells[:-2]]
+    assert kept == [cell.id for cell in stored.cells[:-1]], "unchanged and edited cells keep their ids"
+    assert fresh.cells[-2].id not in {cell.id for cell in stored.cells}, "the new cell has an id of its own"
+
+
+def test_a_lesson_over_budget_comes_with_advice_that_names_a_busy_machine():
+    from course_utils.classroom.runner import BUDGET_SECONDS, LessonRun, over_budget_advice
+
+    quick, slow = LessonRun("00_setup", 10.0), LessonRun("10_gpt", BUDGET_SECONDS * 3)
+    assert over_budget_advice([quick], 5.0, 2) == ""
+    busy = over_budget_advice([quick, slow], 5.3, 2)
+    assert "10_gpt" in busy and "00_setup" not in busy and "load average was 5.3 on 2 cores" in busy
+    assert "course bench" in over_budget_advice([slow], 1.0, 2)
+    assert over_budget_advice([LessonRun("10_gpt", BUDGET_SECONDS * 3, error="ValueError: x")], 5.0, 2) == ""

@@ -85,9 +85,18 @@ def test_multiple_choice(quiz, value, correct):
     assert feedback.correct is correct and feedback.points == (2 if correct else 0)
 
 
-@pytest.mark.parametrize("value, correct", [(2.5, True), (2.59, True), ("2.45", True), (3, False), (2.61, False)])
+@pytest.mark.parametrize("value, correct", [(2.5, True), (2.59, True), ("2.45", True), (3, False), (2.61, False),
+                                            ("2,5", True), (" 2,45 ", True), ("2,61", False)])
 def test_numeric_with_tolerance(quiz, value, correct):
     assert grade(quiz.questions["42.number"], value).correct is correct
+
+
+def test_numbers_are_read_as_people_write_them():
+    ffn = load_quiz("06").questions["06.ffn-parameters"]
+    for written in ("2,099,712", "2 099 712", "2099712"):
+        assert grade(ffn, written).correct, written
+    power = load_quiz("06").questions["06.plain-stack"]
+    assert grade(power, "\u22126").correct and grade(power, "-6").correct  # a typographic minus too
 
 
 @pytest.mark.parametrize("value, correct", [("causal", True), ("  Causal  Mask. ", True), ("padding", False)])
@@ -235,3 +244,27 @@ def test_every_question_is_answered_right_in_its_lesson_s_solution_cell(quiz_fil
     assert sorted(question_id for question_id, _ in answered) == sorted(quiz.questions)
     for question_id, value in answered:
         assert grade(quiz.questions[question_id], value).correct, (question_id, value)
+
+
+def test_quiz_widget_checks_are_practice_and_progress_says_what_is_not_handed_in(progress_file):
+    """The grader reads the answer(...) cell: a widget's Check never counts as
+    handed in, and exploring options there never undoes an answer given."""
+    from course_utils.classroom.quiz import hand_in_line
+    from course_utils.classroom.scores import progress_table
+
+    answer("00.edit", "B")  # handed in, right
+    progress.record("00.edit", progress.WIDGET_KIND, 0, 1, answer="A")  # then another option explored
+    progress.record("00.offline", progress.WIDGET_KIND, 1, 1, answer="A")  # only ever checked in the widget
+    results = progress.latest_results(progress_file)
+    assert results["00.edit"]["points"] == 1 and "00.offline" not in results
+    table = progress_table(progress_file)
+    assert "not handed in: 00.offline" in table and "00.edit" not in table.split("not handed in:")[1]
+    line = hand_in_line(load_quiz("00").questions["00.offline"], "A")
+    assert 'answer("00.offline", "A")' in line and "answer cell" in line
+
+
+@pytest.mark.parametrize("lesson, written", [("00", "setup_notebook(seed = 0)"), ("00", "setup_notebook( )"),
+                                             ("02", "one over L"), ("02", "1 / L"), ("02", "L ** -1")])
+def test_short_text_answers_pass_as_a_person_would_write_them(lesson, written):
+    question = next(question for question in load_quiz(lesson).questions.values() if question.type == "text")
+    assert grade(question, written).correct, written

@@ -258,3 +258,58 @@ def test_with_every_exercise_answered_wrong_the_lesson_still_runs(release, lesso
     assert checker_cells and not any("checks passed: well done" in text for text in checker_cells)
     fallbacks = [text for source, text in outputs.items() if "yours_if_passed(" in source]
     assert all("→ The next cell" in text and "it passed its checks" not in text for text in fallbacks)
+
+
+def test_an_update_keeps_what_the_learner_wrote_and_takes_the_course_s_changes(tmp_path):
+    """`make practice` after a `git pull`: the lesson changed in the course, and
+    the learner's code, answers and own cells all survive."""
+    from course_utils.classroom.student import BASE_FOLDER, STUB, update_release
+
+    out, name = tmp_path / "practice", "02_qkv_by_hand.ipynb"
+    build_release(out)
+    mine = nbformat.read(out / "notebooks" / name, as_version=4)
+    base = nbformat.read(out / BASE_FOLDER / name, as_version=4)
+    stub = next(index for index, cell in enumerate(mine.cells) if cell.cell_type == "code" and STUB in cell.source)
+    prose = next(index for index, cell in enumerate(mine.cells) if cell.cell_type == "markdown" and 0 < index < stub)
+    course_wording = mine.cells[prose].source
+    # As handed out, before the course changed: other wording in a paragraph and in the exercise's cell.
+    for notebook in (mine, base):
+        notebook.cells[prose].source = "An older wording of this paragraph."
+    base.cells[stub].source += "\n# an older comment"
+    # The learner's work: the exercise written, and a cell of their own after it.
+    mine.cells[stub].source = base.cells[stub].source.replace(STUB, "return 'my own code'")
+    mine.cells.insert(stub + 1, nbformat.v4.new_code_cell("print('my own experiment')"))
+    nbformat.write(mine, out / "notebooks" / name)
+    nbformat.write(base, out / BASE_FOLDER / name)
+    (out / BASE_FOLDER / "course-fingerprint").write_text("an older course")
+
+    done = update_release(out)
+    sources = [cell.source for cell in nbformat.read(out / "notebooks" / name, as_version=4).cells]
+    assert course_wording in sources and "An older wording of this paragraph." not in sources
+    written = next(index for index, source in enumerate(sources) if "return 'my own code'" in source)
+    assert sources[written + 1].startswith("**Course update:**"), "the course changed the learner's cell too: a note"
+    assert sources[written + 2] == "print('my own experiment')", "the learner's own cell stays where it was"
+    assert any(line.startswith("02_qkv_by_hand: updated, 1 of your edited cells") for line in done), done
+    assert update_release(out) == [], "a second update with nothing new changes nothing"
+
+
+def test_an_old_copy_without_its_hand_out_record_is_left_as_it_is(tmp_path):
+    from course_utils.classroom.student import BASE_FOLDER, update_release
+
+    out, name = tmp_path / "practice", "02_qkv_by_hand.ipynb"
+    build_release(out)
+    mine = nbformat.read(out / "notebooks" / name, as_version=4)
+    mine.cells[-1].source = "# the learner's last cell"
+    nbformat.write(mine, out / "notebooks" / name)
+    before = (out / "notebooks" / name).read_text()
+    for path in (out / BASE_FOLDER).iterdir():
+        path.unlink()
+    done = update_release(out)
+    assert (out / "notebooks" / name).read_text() == before
+    assert (out / "notebooks" / "02_qkv_by_hand.updated.ipynb").exists() and any("02_qkv_by_hand: yours kept" in line for line in done)
+
+
+def test_the_release_shows_learners_no_nbval_markers(release):
+    for path in (release / "notebooks").glob("*.ipynb"):
+        notebook = nbformat.read(path, as_version=4)
+        assert not any("NBVAL" in cell.source for cell in notebook.cells), path.name

@@ -8,12 +8,16 @@ from .lessons import BUDGET_SECONDS, all_lessons, find_lessons, measured_seconds
 
 
 def cmd_list(args) -> int:
-    measured = measured_seconds()
-    print(f"{'#':<3} {'lesson':<28} {'title':<52} {'last run':>9}  budget")
-    for lesson in all_lessons():
+    measured, lessons = measured_seconds(), all_lessons()
+    # Columns as wide as their longest entry, so that a long title never pushes the times out of line.
+    name_width = max([len("lesson"), *(len(lesson.name) for lesson in lessons)])
+    title_width = max([len("title"), *(len(lesson.title) for lesson in lessons)])
+    print(f"{'#':<3} {'lesson':<{name_width}} {'title':<{title_width}} {'last run':>9}  budget")
+    for lesson in lessons:
         seconds = measured.get(lesson.name)
         last = f"{seconds / 60:.1f} min" if seconds is not None else "-"
-        print(f"{lesson.number:<3} {lesson.name:<28} {lesson.title:<52} {last:>9}  {BUDGET_SECONDS / 60:.1f} min")
+        print(f"{lesson.number:<3} {lesson.name:<{name_width}} {lesson.title:<{title_width}} {last:>9}  "
+              f"{BUDGET_SECONDS / 60:.1f} min")
     return 0
 
 
@@ -49,11 +53,15 @@ def _in_the_authoring_copy(verb: str) -> bool:
 
 
 def cmd_student(args) -> int:
-    from .student import ReleaseError, build_release
+    from .student import ReleaseError, build_release, update_release
 
     if not _in_the_authoring_copy("student"):
         return 2
     try:
+        if args.update:
+            done = update_release(args.out)
+            print(f"{args.out} is up to date with the course" + (":\n  " + "\n  ".join(done) if done else "."))
+            return 0
         written = build_release(args.out)
     except ReleaseError as error:
         print(f"course student: {error}", file=sys.stderr)
@@ -72,11 +80,52 @@ def cmd_grade(args) -> int:
         return 2
     lessons = [f"{int(lesson):02d}" if lesson.strip().isdigit() else lesson for lesson in args.lessons or []]
     limits = Limits(seconds=args.time_limit, memory_bytes=int(args.memory_limit * (1 << 30)))
+    roster = None
+    if args.roster:
+        from .roster import Roster, RosterError
+
+        try:
+            roster = Roster.read(args.roster)
+        except RosterError as error:
+            print(f"course grade: {error}", file=sys.stderr)
+            return 2
     grades = grade_folder(args.submissions, args.out, lessons=lessons or None, limits=limits, fmt=args.format,
-                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner)
+                          sandboxed=not args.unsafe_no_sandbox, seed=args.seed, per_learner=args.per_learner,
+                          jobs=args.jobs, roster=roster, reveal=args.reveal_answers, shard=args.shard)
     learners = len({grade.learner for grade in grades})
     print(f"\nGradebook: {args.out} ({learners} learners, {len(grades)} notebooks); "
           f"feedback files in {feedback_folder(args.out)}")
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        part, parts = (int(number) for number in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share such as 2/4") from None
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: the share must be between 1 and {parts}")
+    return part, parts
+
+
+def cmd_merge_grades(args) -> int:
+    from .grading import merge_gradebooks
+
+    roster = None
+    if args.roster:
+        from .roster import Roster
+
+        roster = Roster.read(args.roster)
+    grades = merge_gradebooks(args.parts, args.out, args.format, roster)
+    print(f"Gradebook: {args.out} ({len({grade.learner for grade in grades})} learners, {len(grades)} notebooks, "
+          f"from {len(args.parts)} shares)")
+    return 0
+
+
+def cmd_book(args) -> int:
+    from .book import build
+
+    build(args.jupyter_book)
     return 0
 
 
@@ -120,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     verbs.add_parser("progress", help="your quiz answers and exercises, per lesson").set_defaults(func=cmd_progress)
     student = verbs.add_parser("student", help="write the student release: solutions stubbed, quiz answers sealed")
     student.add_argument("out", type=Path, metavar="OUT", help="a new (or empty) folder")
+    student.add_argument("--update", action="store_true",
+                         help="bring the release already in OUT (a learner's copy) up to the course, keeping "
+                              "everything the learner wrote")
     student.set_defaults(func=cmd_student)
     grade = verbs.add_parser(
         "grade", help="run each submitted notebook in a sandbox and grade it into a gradebook",
@@ -128,9 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         "folder a notebook is in, or its file name) and one feedback file per notebook.")
     grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS", help="folder with the .ipynb files (searched recursively)")
     grade.add_argument("--out", type=Path, default=Path("grades.csv"), help="the gradebook (default: grades.csv)")
-    grade.add_argument("--format", choices=["csv", "long"], default="csv",
+    grade.add_argument("--format", choices=["csv", "long", "canvas", "moodle"], default="csv",
                        help="csv: one row per learner, a column per lesson total and item (default); "
-                       "long: one row per learner, lesson and item (learner, lesson, item, points, max), for an LMS")
+                       "long: one row per learner, lesson and item (learner, lesson, item, points, max); "
+                       "canvas, moodle: what Canvas's and Moodle's gradebook imports read as they are, a column per "
+                       "lesson (with --roster for Canvas user ids and names)")
     grade.add_argument("--lessons", "--lesson", nargs="+", metavar="N",
                        help="the lessons assigned (e.g. --lessons 0 2): every learner's maximum counts them, and a "
                             "notebook of another lesson is reported, not graded (default: the lessons handed in)")
@@ -139,12 +193,35 @@ def main(argv: list[str] | None = None) -> int:
                        help="GiB of address space for each process of a submission (default 6)")
     grade.add_argument("--per-learner", type=int, metavar="N",
                        help="run at most N notebooks of one learner, in name order (default: twice the number of lessons)")
+    grade.add_argument("--roster", type=Path, metavar="CSV",
+                       help="a CSV file with a column `id` (the gradebook's learner ids) and any of canvas_user_id, "
+                            "moodle_participant_id, aliases: maps the names of downloaded submissions to learners")
+    grade.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                       help="grade the I-th of N shares of the learners (each learner's notebooks in one share), to "
+                            "split a class across machines; `course merge-grades` puts the gradebooks together")
+    grade.add_argument("--reveal-answers", action="store_true",
+                       help="feedback files give the right answer of each quiz question missed, with its "
+                            "explanation (for after the deadline)")
+    grade.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="grade N notebooks at once, each in a process and sandbox of its own (default 1); "
+                            "the gradebook is the same as one at a time")
     grade.add_argument("--seed", type=int, help="draws the random inputs the checkers give learners' code "
                        "(default: a new draw each run, printed, so that no table of answers made in advance passes)")
     grade.add_argument("--unsafe-no-sandbox", action="store_true",
                        help="grade without bubblewrap (e.g. on macOS): the notebooks then run as you and can "
                        "read and change what you can; only for notebooks you trust")
     grade.set_defaults(func=cmd_grade)
+    merge = verbs.add_parser("merge-grades", help="put together the gradebooks of the shares of a class (--shard)")
+    merge.add_argument("parts", type=Path, nargs="+", metavar="GRADEBOOK", help="each share's gradebook")
+    merge.add_argument("--out", type=Path, default=Path("grades.csv"), help="the merged gradebook (default: grades.csv)")
+    merge.add_argument("--format", choices=["csv", "long", "canvas", "moodle"], default="csv")
+    merge.add_argument("--roster", type=Path, metavar="CSV")
+    merge.set_defaults(func=cmd_merge_grades)
+    book = verbs.add_parser("book", help="the course as a static website, with every lesson's stored outputs "
+                            "(`make book` installs Jupyter Book and runs this)")
+    book.add_argument("--jupyter-book", default="jupyter-book", metavar="PATH",
+                      help="the jupyter-book command to build with (default: the one on PATH)")
+    book.set_defaults(func=cmd_book)
     from .train import BERT_RESULTS, LONG_RUN_STEPS
 
     train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")

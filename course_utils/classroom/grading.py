@@ -3,7 +3,9 @@ notebooks into a gradebook, with a feedback file for each notebook.
 
 Who is who: a notebook in a folder of its own is that folder's learner's
 (`alice/02_qkv_by_hand.ipynb` is alice's); a notebook directly in SUBMISSIONS
-is named after itself (`bob.ipynb` is bob's). A notebook's lesson is the one
+is named after itself (`bob.ipynb` is bob's); the names Canvas and Moodle give
+downloaded submissions are recognised, and a roster maps them to the ids an
+LMS imports (`roster.py`). A notebook's lesson is the one
 the release wrote in its metadata, else the number its file name starts with.
 
 How: each notebook's code cells run in a sandbox (`sandbox.py`) that sees the
@@ -26,9 +28,13 @@ others are graded all the same.
 
 import ast
 import collections
+import concurrent.futures
 import csv
+import dataclasses
 import functools
 import importlib
+import json
+import multiprocessing
 import os
 import re
 import secrets
@@ -42,12 +48,13 @@ import nbformat
 
 from . import checks, quiz, remote, sandbox, scores
 from . import lessons as authoring
+from .roster import Roster, download_key
 from .runner import read_source
 from .student import build_release
 
 MAX_NOTEBOOK_BYTES = 64 << 20
 REPORT_KEPT = 20_000  # characters of one item's quoted output in a feedback file
-FORMATS = ("csv", "long")
+FORMATS = ("csv", "long", "canvas", "moodle")
 
 
 @dataclass
@@ -65,10 +72,11 @@ class Grade:
         return sum(self.points.values())
 
 
-def learner_of(submission: Path) -> str:
-    """alice/02_x.ipynb -> alice; bob.ipynb -> bob (see the module docstring).
+def learner_of(submission: Path, roster: Roster | None = None) -> str:
+    """alice/02_x.ipynb -> alice; bob.ipynb -> bob; the names Canvas and Moodle
+    give downloaded submissions, and a roster's ids (see `roster`).
     Control characters are shown escaped, so a name cannot split a row."""
-    name = submission.parts[0] if len(submission.parts) > 1 else submission.stem
+    name = (roster.learner(submission) if roster else None) or download_key(submission)
     return ascii(name)[1:-1] if _CONTROL.search(name) else name
 
 
@@ -130,10 +138,13 @@ def find_submissions(folder: Path) -> list[Path]:
 
 
 def grade_one(folder: Path, submission: Path, assigned: list[str] | None, release: Path,
-              limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0) -> Grade:
+              limits: sandbox.Limits, sandboxed: bool = True, seed: int = 0, roster: Roster | None = None) -> Grade:
     """Grade one notebook; `assigned`, if given, the lessons being graded
     (a notebook of another lesson is reported, not run)."""
-    grade = Grade(submission=submission.as_posix(), learner=learner_of(submission))
+    grade = Grade(submission=submission.as_posix(), learner=learner_of(submission, roster))
+    if roster is not None and roster.learner(submission) is None:
+        grade.status = f"not on the roster: no id for {download_key(submission)!r}; nothing was run"
+        return grade
     path = folder / submission
     # Until the notebook is read: its file name's lesson, or the one assigned.
     grade.lesson = path.name[:2] if path.name[:2].isdigit() else assigned[0] if assigned and len(assigned) == 1 else ""
@@ -313,7 +324,26 @@ def _kept(text: str) -> str:
     return text[:REPORT_KEPT] + f"\n[… {len(text) - REPORT_KEPT:,} more characters not shown]"
 
 
-def feedback_text(grade: Grade) -> str:
+def revealed_answer(question: quiz.Question) -> list[str]:
+    """The right answer of a quiz question and why, for feedback once grading
+    is over (`--reveal-answers`)."""
+    if question.options:
+        right = set(question.answers[0]) if question.answers else set()
+        return [f"right: {letter}) {option.text}" + (f" ({option.why})" if option.why else "")
+                for letter, option in zip(question.letters, question.options) if letter in right]
+    if question.type == "numeric" and question.answers:
+        # The middle of the accepted grid, in the question's own units.
+        cells = sorted(float(cell) for cell in question.answers)
+        value = (cells[len(cells) // 2] * question.step) if question.step else cells[0]
+        return [f"right: {value:g}" + (f" ({question.why})" if question.why else "")]
+    return [f"right: {' or '.join(question.answers)}" + (f" ({question.why})" if question.why else "")]
+
+
+def feedback_text(grade: Grade, reveal: bool = False) -> str:
+    """A learner's feedback for one notebook: each item's points and why
+    points were lost; with `reveal`, the right answers of the quiz questions
+    missed too (for after the deadline)."""
+    questions = quiz_questions(grade.lesson) if reveal and grade.lesson else {}
     lines = [f"Learner: {grade.learner}", f"Submission: {grade.submission}", f"Lesson: {grade.lesson or '?'}",
              f"Score: {grade.total:g} / {sum(grade.maximum.values()):g}", f"Status: {grade.status}", ""]
     for item, full in grade.maximum.items():
@@ -321,6 +351,8 @@ def feedback_text(grade: Grade) -> str:
         lines.append(f"{'✓' if earned == full else '✗'} {item:<28} {earned:g} / {full:g}")
         if earned < full and grade.reports.get(item):  # say why the points were lost
             lines += ["      " + line for line in _kept(grade.reports[item]).splitlines()]
+        if earned < full and item in questions:
+            lines += ["      " + line for line in revealed_answer(questions[item])]
     return "\n".join(lines) + "\n"
 
 
@@ -361,7 +393,8 @@ def _clear_feedback(folder: Path) -> None:
 
 def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None,
                  limits: sandbox.Limits = sandbox.Limits(), fmt: str = "csv", sandboxed: bool = True, echo=print,
-                 seed: int | None = None, per_learner: int | None = None) -> list[Grade]:
+                 seed: int | None = None, per_learner: int | None = None, jobs: int = 1,
+                 roster: Roster | None = None, reveal: bool = False, shard: tuple[int, int] = (1, 1)) -> list[Grade]:
     """Grade every notebook under `folder`; write the gradebook after each one
     (an interrupted run keeps what it graded) and one feedback file per notebook.
     `lessons` are the assignment: every learner's maximum counts exactly these,
@@ -370,8 +403,16 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
     `seed` draws the checkers' random inputs (default: a new draw, shown).
     At most `per_learner` notebooks of one learner are run (in name order;
     default twice the lessons): a thousand handed in cost that learner's row
-    only, not everyone's time."""
+    only, not everyone's time. `jobs` notebooks are graded at once, each in
+    a process of its own (the checkers keep state per process): the gradebook
+    and feedback are the same as one at a time, in the same order. `shard`
+    (i, n) grades the i-th of n shares of the learners (every learner's
+    notebooks in one share), so that a class can be split across machines;
+    `merge_gradebooks` puts the shares' gradebooks together."""
     folder, gradebook = Path(folder), Path(gradebook)
+    part, parts = shard
+    if not 1 <= part <= parts:
+        raise SystemExit(f"--shard {part}/{parts}: the share must be between 1 and {parts}.")
     _read_authoring_afresh()
     known = [lesson.number for lesson in all_lessons()]
     per_learner = per_learner or 2 * len(known)
@@ -392,48 +433,113 @@ def grade_folder(folder: Path, gradebook: Path, lessons: list[str] | None = None
              "in a submission would run until the time limit. Grade as an ordinary user to bound it.")
     seed = secrets.randbelow(1 << 30) if seed is None else seed
     echo(f"The checkers' random inputs are drawn with seed {seed} (`--seed {seed}` draws them again).")
+    write_atomically(grading_record(gradebook), json.dumps(
+        {"seed": seed, "lessons": lessons, "format": fmt, "submissions": folder.as_posix(), "jobs": jobs,
+         "shard": f"{part}/{parts}"}, indent=1))
     feedback = feedback_folder(gradebook)
     feedback.mkdir(parents=True, exist_ok=True)
     _clear_feedback(feedback)
-    grades, handed_in, over_the_cap = [], collections.Counter(), {}
+    everyone = sorted({learner_of(submission, roster) for submission in submissions})
+    mine = set(everyone[part - 1::parts])  # every parts-th learner: each learner's notebooks in one share
+    handed_in, over_the_cap, to_grade = collections.Counter(), {}, []
+    for number, submission in enumerate(submissions, start=1):
+        learner = learner_of(submission, roster)
+        if learner not in mine:
+            continue
+        handed_in[learner] += 1
+        if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
+            over_the_cap.setdefault(learner, []).append(submission.as_posix())
+        else:
+            to_grade.append((number, submission))
+    graded: dict[int, Grade] = {}
     with tempfile.TemporaryDirectory(prefix="course-release-") as scratch:
         release = Path(scratch) / "release"
         build_release(release, keys=False)  # what learners have, less the quiz keys: a sandbox sees only a copy of this
         shutil.rmtree(release / "notebooks")  # the submission brings its own cells
-        for number, submission in enumerate(submissions, start=1):
-            learner = learner_of(submission)
-            handed_in[learner] += 1
-            if handed_in[learner] > per_learner:  # not run, and said once for all of them, below
-                over_the_cap.setdefault(learner, []).append(submission.as_posix())
-                continue
-            try:  # each sandbox gets a copy of its own of the release, never mounted before
-                own = Path(scratch) / f"release-{number}"
-                shutil.copytree(release, own, symlinks=True)
+        work = [(folder, number, submission, lessons, release, limits, sandboxed, seed, roster)
+                for number, submission in to_grade]
+        if jobs > 1:
+            # spawn, not fork: the grader holds torch's thread pools, which a forked child must not inherit.
+            pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+            results = concurrent.futures.as_completed([pool.submit(_grade_copy, *task) for task in work])
+            finished = (future.result() for future in results)
+        else:
+            pool, finished = None, (_grade_copy(*task) for task in work)
+        try:
+            for number, grade in finished:
                 try:
-                    grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed)
-                finally:
-                    shutil.rmtree(own, ignore_errors=True)
-            except Exception as error:  # a grader bug must not cost the other learners their grades
-                grade = Grade(submission=submission.as_posix(), learner=learner_of(submission),
-                              status=f"grader error: {type(error).__name__}: {error}")
-            grade.status = printable(grade.status)
-            grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}
-            try:
-                write_atomically(feedback_path(gradebook, grade), feedback_text(grade))
-            except OSError as error:
-                grade.status += f"; its feedback file could not be written ({error})"
-            grades.append(grade)
-            echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
-                 f"({grade.status})")
-            write_gradebook(gradebook, grades, fmt, lessons)
+                    write_atomically(feedback_path(gradebook, grade), feedback_text(grade, reveal))
+                except OSError as error:
+                    grade.status += f"; its feedback file could not be written ({error})"
+                graded[number] = grade
+                echo(f"[{number}/{len(submissions)}] {grade.submission}: {grade.total:g}/{sum(grade.maximum.values()):g} "
+                     f"({grade.status})")
+                write_gradebook(gradebook, [graded[key] for key in sorted(graded)], fmt, lessons, roster)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    grades = [graded[key] for key in sorted(graded)]
     for learner, skipped in over_the_cap.items():
         grades.append(Grade(submission=f"{len(skipped)} more notebooks", learner=learner,
                             status=f"not graded: {len(skipped)} notebooks past the first {per_learner} of this learner "
                                    f"(in name order), from {skipped[0]} to {skipped[-1]}"))
         echo(f"{learner}: {grades[-1].status}")
     if over_the_cap:
-        write_gradebook(gradebook, grades, fmt, lessons)
+        write_gradebook(gradebook, grades, fmt, lessons, roster)
     return grades
+
+
+def _grade_copy(folder: Path, number: int, submission: Path, lessons, release: Path, limits: sandbox.Limits,
+                sandboxed: bool, seed: int, roster: Roster | None) -> tuple[int, Grade]:
+    """Grade one submission on a copy of its own of the release (never mounted
+    before); in a worker process when grading with --jobs."""
+    try:
+        own = release.parent / f"release-{number}"
+        shutil.copytree(release, own, symlinks=True)
+        try:
+            grade = grade_one(folder, submission, lessons, own, limits, sandboxed, seed, roster)
+        finally:
+            shutil.rmtree(own, ignore_errors=True)
+    except Exception as error:  # a grader bug must not cost the other learners their grades
+        grade = Grade(submission=submission.as_posix(), learner=learner_of(submission, roster),
+                      status=f"grader error: {type(error).__name__}: {error}")
+    grade.status = printable(grade.status)
+    grade.reports = {item: printable(report, lines=True) for item, report in grade.reports.items()}
+    return number, grade
+
+
+def grades_record(gradebook: Path) -> Path:
+    """Beside the gradebook: every grade, one JSON line each."""
+    return Path(gradebook).with_name(Path(gradebook).stem + ".grades.jsonl")
+
+
+def merge_gradebooks(parts: list[Path], out: Path, fmt: str = "csv", roster: Roster | None = None) -> list[Grade]:
+    """Put together the gradebooks of the shares of a class (`--shard i/n`),
+    graded with the same lessons and seed, into one; their feedback folders
+    are copied into the merged one's."""
+    records = [json.loads(grading_record(part).read_text()) for part in parts]
+    for setting in ("lessons", "seed"):
+        values = {json.dumps(record.get(setting)) for record in records}
+        if len(values) > 1:
+            raise SystemExit(f"The shares were graded with different {setting} ({', '.join(sorted(values))}): "
+                             "grade every share with the same --lessons and --seed.")
+    grades = [Grade(**json.loads(line)) for part in parts for line in grades_record(part).read_text().splitlines()]
+    if len({grade.submission for grade in grades}) != len(grades):
+        raise SystemExit("A notebook appears in two shares: merge the shares of one grading run, each once.")
+    grades.sort(key=lambda grade: grade.submission)
+    lessons = records[0].get("lessons")
+    write_gradebook(out, grades, fmt, lessons, roster)
+    for part in parts:
+        shutil.copytree(feedback_folder(part), feedback_folder(out), dirs_exist_ok=True)
+    write_atomically(grading_record(out), json.dumps({**records[0], "format": fmt, "shard": "merged",
+                                                      "parts": [Path(part).as_posix() for part in parts]}, indent=1))
+    return grades
+
+
+def grading_record(gradebook: Path) -> Path:
+    """Beside the gradebook: the seed and settings of the run that made it, so
+    that the same checkers' inputs can be drawn again (`--seed`)."""
+    return Path(gradebook).with_name(Path(gradebook).stem + ".grading.json")
 
 
 UNSANDBOXED = """\
@@ -448,8 +554,15 @@ knowing the above, pass --unsafe-no-sandbox."""
 
 # --- the gradebook ----------------------------------------------------------------
 
-def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None) -> None:
-    rows = gradebook_rows(grades, lessons) if fmt == "csv" else long_rows(grades, lessons)
+def write_gradebook(path: Path, grades: list[Grade], fmt: str = "csv", lessons: list[str] | None = None,
+                    roster: Roster | None = None) -> None:
+    """The gradebook in `fmt`, and beside it every grade as a JSON line
+    (`grades_record`), from which shares of a class are merged."""
+    write_atomically(grades_record(path), "".join(json.dumps(dataclasses.asdict(grade)) + "\n" for grade in grades))
+    if fmt in ("canvas", "moodle"):
+        rows = lms_rows(grades, lessons, roster, fmt)
+    else:
+        rows = gradebook_rows(grades, lessons) if fmt == "csv" else long_rows(grades, lessons)
     with tempfile.SpooledTemporaryFile(mode="w+", newline="", encoding="utf-8") as buffer:
         csv.writer(buffer).writerows([[_spreadsheet_safe(cell) for cell in row] for row in rows])
         buffer.seek(0)
@@ -531,4 +644,36 @@ def long_rows(grades: list[Grade], assigned: list[str] | None = None) -> list[li
                 continue
             for item, full in lesson_items(lesson).items():
                 rows.append([learner, lesson, item, f"{grade.points.get(item, 0) if grade else 0:g}", f"{full:g}"])
+    return rows
+
+
+def lms_rows(grades: list[Grade], assigned: list[str] | None, roster: Roster | None, lms: str) -> list[list[str]]:
+    """A gradebook an LMS imports as it is: one row per learner, one numeric
+    column per lesson (the lesson's points), nothing else to edit first.
+
+    - canvas: Canvas's gradebook import columns (Student, ID, SIS User ID,
+      SIS Login ID, Section, then one column per assignment, which Canvas
+      creates if it is new) and the "Points Possible" row under the header;
+      rows are matched by ID (the Canvas user id, from the roster) or SIS User
+      ID (the learner id);
+    - moodle: the learner id, then one column per lesson; Moodle's CSV grade
+      import maps the first to a user field (ID number, username or e-mail)
+      and each lesson's column to a grade item, whose maximum is set in Moodle.
+    """
+    lessons = _lessons_graded(grades, assigned)
+    titles = {lesson.number: lesson.title for lesson in all_lessons()}
+    columns = [f"Lesson {lesson}: {titles[lesson]}" for lesson in lessons]
+    maximum = {lesson: sum(lesson_items(lesson).values()) for lesson in lessons}
+    table = _by_learner(grades)
+    learners = sorted({grade.learner for grade in grades if grade.maximum or grade.learner in table})
+    scores = {learner: [f"{table[learner][lesson].total:g}" if lesson in table.get(learner, {}) else "0"
+                        for lesson in lessons] for learner in learners}
+    if lms == "moodle":
+        return [["ID number", *columns], *([learner, *scores[learner]] for learner in learners)]
+    names = roster.names if roster else {}
+    canvas_ids = roster.canvas_user_ids if roster else {}
+    rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", *columns],
+            ["Points Possible", "", "", "", "", *(f"{maximum[lesson]:g}" for lesson in lessons)]]
+    rows += [[names.get(learner, learner), canvas_ids.get(learner, ""), learner, "", "", *scores[learner]]
+             for learner in learners]
     return rows

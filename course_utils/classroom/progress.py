@@ -41,8 +41,14 @@ def record(item: str, kind: str, points: float, max_points: float, answer=None) 
         print(f"(Could not save this result to {path}: {error})")
 
 
-def latest_results(path: Path | None = None) -> dict[str, dict]:
-    """The most recent result for every item, keyed by item id."""
+# What a quiz widget's Check button records: practice, not an answer handed
+# in. `course grade` reads the answer(...) cell, so `course progress` counts
+# those ("quiz") and lists the widget-only items apart.
+WIDGET_KIND = "quiz-widget"
+
+
+def latest_results(path: Path | None = None, kinds=("quiz", "exercise")) -> dict[str, dict]:
+    """The most recent result of the given kinds for every item, keyed by item id."""
     path = path or progress_file()
     results = {}
     if not path.exists():
@@ -50,7 +56,8 @@ def latest_results(path: Path | None = None) -> dict[str, dict]:
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             entry = json.loads(line)
-            results[entry["item"]] = entry
-        except (ValueError, KeyError, TypeError):
+            if entry.get("kind") in kinds:
+                results[entry["item"]] = entry
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a torn line from an interrupted write
     return results

@@ -255,8 +255,11 @@ def load_quiz(lesson: str) -> Quiz:
 # --- grading -------------------------------------------------------------------
 
 def normalise_text(text: str) -> str:
-    """Case, surrounding punctuation and repeated spaces do not matter."""
-    return " ".join(text.lower().split()).strip(string.punctuation + " ")
+    """Case, surrounding punctuation and repeated spaces do not matter, nor
+    spaces beside a symbol: "setup_notebook(seed = 0)" is "setup_notebook(seed=0)",
+    "1 / L" is "1/L"."""
+    spaced = " ".join(text.lower().split()).strip(string.punctuation + " ")
+    return re.sub(r" ?([^\w\s]) ?", r"\1", spaced)
 
 
 def _letters(question: Question, value) -> str:
@@ -294,7 +297,7 @@ def canonical_answer(question: Question, value) -> str:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise AnswerError(f"{question.id} expects a number, got {value!r} ({type(value).__name__}).")
         try:
-            number = float(value)
+            number = float(_as_written(value) if isinstance(value, str) else value)
         except ValueError:
             raise AnswerError(f"{question.id} expects a number, got the text {value!r}.") from None
         except OverflowError:  # an integer past any float, 10**400 say
@@ -305,6 +308,17 @@ def canonical_answer(question: Question, value) -> str:
     if not isinstance(value, str) or not normalise_text(value):
         raise AnswerError(f'{question.id} expects a short text answer, e.g. answer("{question.id}", "your words"); got {value!r}.')
     return normalise_text(value)
+
+
+def _as_written(text: str) -> str:
+    """A number as people write it, in the form float() reads: "0,72" (a
+    decimal comma), "2,099,712" and "2 099 712" (thousands separated)."""
+    text = text.strip().replace("\u2009", " ").replace("\u00a0", " ").replace("\u2212", "-")  # thin, no-break, minus
+    if re.fullmatch(r"-?[1-9]\d{0,2}([, ]\d{3})+(\.\d+)?", text):  # not "0,725", a decimal comma
+        return text.replace(",", "").replace(" ", "")
+    if re.fullmatch(r"-?\d+,\d+", text):
+        return text.replace(",", ".")
+    return text
 
 
 def grade(question: Question, value) -> Feedback:
@@ -343,6 +357,13 @@ def answer(question_id: str, value=None) -> None:
     print(feedback)
 
 
+def hand_in_line(question: Question, given) -> str:
+    """What a widget's feedback says about handing in: the grader reads the
+    answer(...) cell, and this is the line that holds the learner's answer."""
+    return (f"Checking here is practice. To hand this answer in, put answer({question.id!r}, {given!r}) "
+            "in the answer cell below the quiz and run it.").replace("'", '"')
+
+
 def _find_question(question_id) -> Question:
     if not isinstance(question_id, str) or not re.fullmatch(r"\d\d\.[\w-]+", question_id):
         raise AnswerError(f"A question id looks like \"00.offline\" (lesson number, dot, name); got {question_id!r}.")
@@ -358,13 +379,19 @@ def _kind(question: Question) -> str:
     return {"single": "one answer", "multiple": "one or more answers", "numeric": "a number", "text": "a word or two"}[question.type]
 
 
+QUIZ_AS_TEXT_FOOTER = ('Hand in your answers in the cell below, e.g. answer("%s", ...). '
+                       "In JupyterLab, run this cell to try each question with buttons first.")
+
+
 def quiz_as_text(quiz: Quiz) -> str:
     lines = [f"Quiz {quiz.lesson} · {quiz.title} ({len(quiz.questions)} questions)"]
     for question in quiz.questions.values():
         lines += ["", f"{question.id}  ({question.points:g} point{'s' * (question.points != 1)}, {_kind(question)})",
                   *("  " + line for line in question.prompt.splitlines())]
         lines += [f"    {letter}) {option.text}" for letter, option in zip(question.letters, question.options)]
-    lines += ["", 'Answer in code, e.g. answer("%s", ...); in JupyterLab the quiz is interactive.' % next(iter(quiz.questions))]
+    # Shown where widgets cannot be (a headless run, a stored output, the website):
+    # in JupyterLab, running the cell turns it into buttons.
+    lines += ["", QUIZ_AS_TEXT_FOOTER % next(iter(quiz.questions))]
     return "\n".join(lines)
 
 
@@ -411,11 +438,13 @@ def _question_widget(question: Question):
         except AnswerError as error:
             feedback.value = f"<p style='color:#a15c00'>{html.escape(str(error))}</p>"
             return
-        progress.record(question.id, "quiz", result.points, question.points, answer=read())
+        given = read()
+        progress.record(question.id, progress.WIDGET_KIND, result.points, question.points, answer=given)
         colour = "#1a7f37" if result.correct else "#b42318"
         verdict = "✓ Correct" if result.correct else "✗ Not quite"
         feedback.value = (f"<p style='color:{colour}'><b>{verdict}</b> ({result.points:g}/{question.points:g})</p>"
-                          f"<p>{html.escape(result.explanation).replace(chr(10), '<br>')}</p>")
+                          f"<p>{html.escape(result.explanation).replace(chr(10), '<br>')}</p>"
+                          f"<p style='color:#555'>{html.escape(hand_in_line(question, given))}</p>")
 
     button.on_click(on_check)
     header = widgets.HTML(f"<p><b>{html.escape(question.id)}</b> <i>({_kind(question)})</i><br>"

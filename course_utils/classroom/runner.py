@@ -4,6 +4,7 @@
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -55,7 +56,32 @@ class _ThisEnvironment(KernelSpecManager):
 def read_source(lesson: Lesson) -> nbformat.NotebookNode:
     notebook = jupytext.read(lesson.source)
     notebook.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"}
+    try:
+        keep_cell_ids(notebook, nbformat.read(lesson.notebook, as_version=4))
+    except (OSError, ValueError):  # none stored yet, or not a notebook (NotJSONError is a ValueError): fresh ids
+        pass
     return notebook
+
+
+def keep_cell_ids(notebook: nbformat.NotebookNode, stored: nbformat.NotebookNode) -> None:
+    """Give `notebook`'s cells the ids they have in the stored .ipynb, so that
+    re-running a lesson after a one-word edit changes one cell of its diff,
+    not every cell's (jupytext draws new random ids at each read). A cell
+    keeps the id of a stored cell with the same source; an edited cell, the id
+    of the stored cell at its position, if that one is of its kind and free."""
+    free = {cell.id: cell for cell in stored.cells if cell.get("id")}
+    unmatched = []
+    for index, cell in enumerate(notebook.cells):
+        same = next((cell_id for cell_id, old in free.items()
+                     if (old.cell_type, old.source) == (cell.cell_type, cell.source)), None)
+        if same is None:
+            unmatched.append(index)
+        else:
+            cell.id = free.pop(same).id
+    for index in unmatched:
+        old = stored.cells[index] if index < len(stored.cells) else None
+        if old is not None and old.get("id") in free and old.cell_type == notebook.cells[index].cell_type:
+            notebook.cells[index].id = free.pop(old.id).id
 
 
 def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, allow_errors: bool = False,
@@ -64,7 +90,8 @@ def execute(notebook: nbformat.NotebookNode, workdir: Path, description: str, al
     (none if quiet). With allow_errors, a failing cell is recorded and the next
     ones still run."""
     code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
-    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False, disable=quiet)
+    # disable=None: no bar where stderr is not a terminal (a CI log, a file), whose \r updates would be garbage there.
+    bar = tqdm(total=code_cells, desc=description, unit="cell", leave=False, disable=True if quiet else None)
     client = NotebookClient(
         notebook, km=KernelManager(kernel_spec_manager=_ThisEnvironment(), kernel_name=KERNEL_NAME),
         timeout=CELL_TIMEOUT_SECONDS, resources={"metadata": {"path": str(workdir)}}, record_timing=False,
@@ -106,7 +133,7 @@ def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False
         # notebooks' answers are the keys, and would only fill a log with them.
         log = progress.progress_file() if paths.is_student_release() else Path(scratch) / "progress.jsonl"
         os.environ.update(kernel_environment(log))
-        for lesson in tqdm(lessons, desc="lessons", unit="lesson"):
+        for lesson in tqdm(lessons, desc="lessons", unit="lesson", disable=None):
             notebook = read_source(lesson)
             start = time.perf_counter()
             error = None
@@ -123,6 +150,8 @@ def execute_lessons(lessons: list[Lesson], out_dir: Path, in_place: bool = False
             elif not in_place:
                 nbformat.write(notebook, out_dir / lesson.notebook.name)  # keep the partial run to inspect
             runs.append(LessonRun(lesson.name, seconds, error))
+            if not sys.stderr.isatty():  # no bar in a log: a line per lesson instead
+                print(f"{lesson.name}: {'ok' if error is None else 'FAILED'} in {seconds:.0f} s", flush=True)
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
     TIMINGS.write_text(json.dumps(timings, indent=1, sort_keys=True))
     return runs
@@ -134,6 +163,9 @@ def run_lessons(lessons: list[Lesson], in_place: bool = False, out_dir: Path | N
     out_dir = out_dir or paths.BUILD / "executed"
     runs = execute_lessons(lessons, out_dir, in_place)
     print(timing_table(runs))
+    advice = over_budget_advice(runs, os.getloadavg()[1] if hasattr(os, "getloadavg") else None, os.cpu_count() or 1)
+    if advice:
+        print("\n" + advice)
     print(f"\nExecuted notebooks: {'notebooks/ (in place)' if in_place else out_dir}")
     return all(run.ok for run in runs)
 
@@ -147,6 +179,24 @@ def timing_table(runs: list[LessonRun]) -> str:
         lines.append(f"{run.name:<{width}}  {run.seconds / 60:7.1f}  {BUDGET_SECONDS / 60:6.1f}  {status}{over}")
     lines.append(f"{'total':<{width}}  {sum(run.seconds for run in runs) / 60:7.1f}")
     return "\n".join(lines)
+
+
+def over_budget_advice(runs: list[LessonRun], load: float | None, cores: int) -> str:
+    """What to do about lessons over their time budget; "" if none is. `load`:
+    the machine's load average over the last 5 minutes (None where the system
+    has none), which shows whether other programs were using the CPU."""
+    over = [run.name for run in runs if run.ok and run.seconds > BUDGET_SECONDS]
+    if not over:
+        return ""
+    text = (f"{', '.join(over)} took longer than its budget of {BUDGET_SECONDS / 60:.1f} minutes. "
+            "The training cells share the CPU with everything else that runs")
+    if load is not None and load > cores:
+        text += (f", and other programs were busy: the load average was {load:.1f} on {cores} cores. "
+                 "Close them and run the lesson again")
+    else:
+        text += (", and nothing else was busy: this machine may be slower than the course's 2-core reference. "
+                 "`course bench` measures it against the course's figures")
+    return text + "."
 
 
 def _short(error: CellExecutionError) -> str:

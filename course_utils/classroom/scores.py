@@ -40,5 +40,9 @@ def progress_table(path: Path | None = None) -> str:
         items = {**questions, **exercises}
         rows.append(f"{lesson.name:<28} {f'{done(questions)}/{len(questions)}':>10} "
                     f"{f'{done(exercises)}/{len(exercises)}':>10} {f'{earned(items):g}/{sum(items.values()):g}':>9}")
-    rows.append(f"\n(from {path or progress.progress_file()}; each item counts its latest attempt)")
+    rows.append(f"\n(from {path or progress.progress_file()}; each item counts its latest answer(...) or check)")
+    practised = sorted(set(progress.latest_results(path, kinds=(progress.WIDGET_KIND,))) - set(results))
+    if practised:
+        rows.append(f"Checked in the quiz widgets only, not handed in: {', '.join(practised)}. "
+                    "`course grade` reads the answer(...) cell below each quiz: put your answers there and run it.")
     return "\n".join(rows)
