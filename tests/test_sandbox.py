@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import torch
 
-from course_utils.classroom import paths, remote, sandbox
+from course_utils.classroom import grading, paths, remote, sandbox
 from course_utils.classroom.grading import grade_folder
 from course_utils.classroom.lessons import find_lessons
 from course_utils.classroom.student import student_notebook
@@ -276,8 +276,10 @@ def hostile(tmp_path_factory):
     finally:
         listener.close()
     after = _snapshot(*watched)
+    # What grading writes: the gradebook, its records beside it, the feedback files.
+    records = {str(gradebook), str(grading.grades_record(gradebook)), str(grading.grading_record(gradebook))}
     outputs = {path for path in set(before) | set(after)
-               if path == str(gradebook) or path.startswith(str(gradebook.parent / "grades-feedback"))}
+               if path in records or path.startswith(str(gradebook.parent / "grades-feedback"))}
     changed = sorted(path for path in set(before) | set(after) if before.get(path) != after.get(path) and path not in outputs)
     return grades, rows, gradebook, changed, listener.connections
 
