@@ -119,7 +119,8 @@ def _init_weights(module: nn.Module) -> None:
 
 @torch.no_grad()
 def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True,
+             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Extend every row of ids (B, t) by max_new_tokens sampled tokens (see
     `generation.sample_next`; temperature 0 is greedy). Returns (B, t + new).
 
@@ -128,20 +129,26 @@ def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: fl
     the model sees a sliding window of the last `context` tokens; every
     position in the window then shifts by one at each step, and learned
     absolute positions make every cached key stale, so from there each step
-    runs the whole window again, as without a cache."""
+    runs the whole window again, as without a cache.
+
+    attention_mask (B, t), 1 for a token and 0 for padding, lets prompts of
+    different lengths share a batch, left-padded, for a model that takes one
+    (lesson 12's `modern.ModernDecoder`); every new token counts as a token."""
     model.eval()
     context = model.config.context
     cache = None
+    masked = {} if attention_mask is None else {"attention_mask": attention_mask}
     for _ in range(max_new_tokens):
         if not use_cache or ids.size(1) > context:
-            logits = model(ids[:, -context:])
+            logits = model(ids[:, -context:], **{name: mask[:, -context:] for name, mask in masked.items()})
         elif cache is None:
             cache = model.new_cache()
-            logits = model(ids, cache)
+            logits = model(ids, cache, **masked)
         else:
-            logits = model(ids[:, -1:], cache)
+            logits = model(ids[:, -1:], cache, **masked)
         next_token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
         ids = torch.cat([ids, next_token[:, None]], dim=1)
+        masked = {name: torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1) for name, mask in masked.items()}
     return ids
 
 
