@@ -340,6 +340,16 @@ def to_huggingface(model: GPT):
     return theirs
 
 
+def refuse_differences(config, assumed: dict[str, tuple[str, bool]], message: str) -> None:
+    """Raise ValueError, `message` then every disagreeing field, if a Hugging
+    Face config disagrees with what our model computes. assumed: field ->
+    (what ours computes, whether the config agrees)."""
+    differing = [f"{field}={getattr(config, field)!r} (ours: {ours})" for field, (ours, agrees) in assumed.items()
+                 if not agrees]
+    if differing:
+        raise ValueError(f"{message}: " + ", ".join(differing))
+
+
 @torch.no_grad()
 def from_huggingface(theirs) -> GPT:
     """Our GPT with the weights of a `GPT2LMHeadModel` (with a tied head).
@@ -354,9 +364,7 @@ def from_huggingface(theirs) -> GPT:
         "reorder_and_upcast_attn": ("False", not hf.reorder_and_upcast_attn),
         "tie_word_embeddings": ("True", getattr(hf, "tie_word_embeddings", True)),
     }
-    differing = [f"{field}={getattr(hf, field)!r} (ours: {ours})" for field, (ours, agrees) in assumed.items() if not agrees]
-    if differing:
-        raise ValueError("this GPT2 config differs from what course_utils.gpt.GPT computes: " + ", ".join(differing))
+    refuse_differences(hf, assumed, "this GPT2 config differs from what course_utils.gpt.GPT computes")
     activation = {theirs: ours for ours, theirs in HUGGINGFACE_ACTIVATIONS.items()}.get(hf.activation_function)
     if activation is None:
         raise ValueError(f"activation {hf.activation_function!r} has no counterpart here; "

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import KVCache, attend, causal_mask
-from .gpt import _init_weights
+from .gpt import _init_weights, refuse_differences
 from .positional import BASE, rotate_at
 
 
@@ -221,3 +221,104 @@ def kv_cache_bytes_per_token(layers: int, kv_heads: int, head_dim: int, bytes_pe
 
 def parameter_count(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
+
+
+# --- Hugging Face ------------------------------------------------------------------
+
+def _half_split_order(head_dim: int) -> torch.Tensor:
+    """Our feature order -> Hugging Face's within a head: the pairs' first
+    features (0, 2, 4, ...), then their second ones (1, 3, 5, ...)."""
+    return torch.cat([torch.arange(0, head_dim, 2), torch.arange(1, head_dim, 2)])
+
+
+def to_half_split_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """A q or k projection weight (heads · Dh, width) with each head's output
+    rows reordered from our interleaved pairs to Hugging Face's layout. HF
+    Llama's `rotate_half` turns feature i with feature i + Dh/2, lesson 05
+    turns 2i with 2i + 1 (by the same angle): the permuted rows put our pair
+    i at (i, i + Dh/2), and q · k is unchanged when q and k are permuted
+    alike, so the scores are the same; v and o need no change."""
+    head_dim = weight.size(0) // heads
+    return weight.view(heads, head_dim, -1)[:, _half_split_order(head_dim)].reshape(weight.shape)
+
+
+def to_interleaved_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """The inverse of `to_half_split_rows`: Hugging Face's rows back to our
+    interleaved pairs, feature i and i + Dh/2 side by side."""
+    head_dim = weight.size(0) // heads
+    return weight.view(heads, head_dim, -1)[:, _half_split_order(head_dim).argsort()].reshape(weight.shape)
+
+
+def _weight_pairs(model: ModernDecoder):
+    """(Hugging Face name, our tensor, heads whose rows carry rotary pairs or None) for every weight."""
+    config = model.config
+    yield "model.embed_tokens.weight", model.token_embedding.weight, None
+    for i, block in enumerate(model.blocks):
+        prefix = f"model.layers.{i}."
+        attention, feed_forward = block.attention, block.feed_forward
+        yield prefix + "input_layernorm.weight", block.attention_norm.weight, None
+        yield prefix + "self_attn.q_proj.weight", attention.q_proj.weight, config.heads
+        yield prefix + "self_attn.k_proj.weight", attention.k_proj.weight, config.kv_heads
+        yield prefix + "self_attn.v_proj.weight", attention.v_proj.weight, None
+        yield prefix + "self_attn.o_proj.weight", attention.o_proj.weight, None
+        yield prefix + "post_attention_layernorm.weight", block.feed_forward_norm.weight, None
+        for theirs, ours in [("gate_proj", feed_forward.gate), ("up_proj", feed_forward.up),
+                             ("down_proj", feed_forward.down)]:
+            yield prefix + "mlp." + theirs + ".weight", ours.weight, None
+    yield "model.norm.weight", model.final_norm.weight, None
+    if model.head is not None:
+        yield "lm_head.weight", model.head.weight, None
+
+
+def huggingface_config(config: ModernConfig):
+    """The `LlamaConfig` of the same model. SDPA attention: the fused kernel
+    that `attention.attend` runs too when no weights are asked for."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=config.vocab_size, hidden_size=config.width, intermediate_size=config.ffn_width,
+                       num_hidden_layers=config.layers, num_attention_heads=config.heads,
+                       num_key_value_heads=config.kv_heads, head_dim=config.head_dim,
+                       max_position_embeddings=config.context, rms_norm_eps=config.norm_eps,
+                       rope_parameters={"rope_type": "default", "rope_theta": config.rope_base},
+                       tie_word_embeddings=config.tie_embeddings, attention_bias=False, mlp_bias=False,
+                       hidden_act="silu", attn_implementation="sdpa", bos_token_id=None, eos_token_id=None)
+
+
+@torch.no_grad()
+def to_huggingface(model: ModernDecoder, reorder_rotary_rows: bool = True):
+    """A `LlamaForCausalLM` with our weights, in eval mode. reorder_rotary_rows=False
+    copies W_q and W_k as they are, which is wrong (the tests show it)."""
+    from transformers import LlamaForCausalLM
+
+    theirs = LlamaForCausalLM(huggingface_config(model.config)).eval()
+    state = theirs.state_dict()
+    for name, tensor, heads in _weight_pairs(model):
+        state[name].copy_(to_half_split_rows(tensor, heads) if heads and reorder_rotary_rows else tensor)
+    theirs.tie_weights()
+    return theirs
+
+
+@torch.no_grad()
+def from_huggingface(theirs) -> ModernDecoder:
+    """Our ModernDecoder with the weights of a `LlamaForCausalLM`. A config
+    field that would change the arithmetic in a way ours does not follow
+    raises, rather than being ignored."""
+    hf = theirs.config
+    rope = hf.rope_parameters or {}
+    assumed = {  # field: (what ModernDecoder computes, whether the config agrees)
+        "hidden_act": ("'silu'", hf.hidden_act == "silu"),
+        "attention_bias": ("False", not hf.attention_bias),
+        "mlp_bias": ("False", not hf.mlp_bias),
+        "head_dim": ("hidden_size // num_attention_heads", hf.head_dim == hf.hidden_size // hf.num_attention_heads),
+        "rope_parameters": ("rope_type 'default'", rope.get("rope_type", "default") == "default"),
+    }
+    refuse_differences(hf, assumed, "this Llama config differs from what course_utils.modern.ModernDecoder computes")
+    config = ModernConfig(vocab_size=hf.vocab_size, context=hf.max_position_embeddings, width=hf.hidden_size,
+                          layers=hf.num_hidden_layers, heads=hf.num_attention_heads, kv_heads=hf.num_key_value_heads,
+                          ffn_width=hf.intermediate_size, rope_base=rope.get("rope_theta", BASE),
+                          norm_eps=hf.rms_norm_eps, tie_embeddings=hf.tie_word_embeddings)
+    model = ModernDecoder(config).eval()
+    state = theirs.state_dict()
+    for name, tensor, heads in _weight_pairs(model):
+        tensor.copy_(to_interleaved_rows(state[name], heads) if heads else state[name])
+    return model
