@@ -44,3 +44,14 @@ def test_encoder_decoder_diagram_names_the_three_attentions_in_their_colours():
     coloured = {patch.get_facecolor()[:3] for patch in ax.patches}
     assert {matplotlib.colors.to_rgb(colour) for colour in viz.ATTENTION_COLOURS.values()} <= coloured
     plt.close("all")
+
+
+def test_block_comparison_numbers_every_change_on_the_modern_side_only():
+    ax = viz.draw_block_comparison()
+    texts = [text.get_text() for text in ax.texts]
+    assert "RMSNorm (scale only; gain)" in texts and "LayerNorm (re-centre, scale; gain and bias)" in texts
+    numbers = {part for text in texts if text[:1].isdigit() for part in text.split(", ")}
+    assert numbers == {str(change) for change in viz.BLOCK_CHANGES}  # every change drawn, none unlisted
+    changed = [text for text in ax.texts if text.get_text()[:1].isdigit()]
+    assert all(text.get_position()[0] > 6 for text in changed)  # numbers sit beside the modern column
+    plt.close("all")

@@ -155,7 +155,7 @@ QUERIES_FROM_ENCODER = ("the queries of cross-attention taken from the encoder's
                         "(it is the decoder that asks, and the encoder's output that answers)")
 
 
-def slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip: str | None = None) -> torch.Tensor:
+def _slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip: str | None = None) -> torch.Tensor:
     """The post-LN decoder layer by `layer`'s weights, with one named slip from
     SLIPS (or none, which gives the reviewed result)."""
     def self_attention(h):
@@ -271,8 +271,8 @@ def _compare(check, what, learner, reference, x, memory, self_mask, memory_mask)
                                                     else at for at in check.wrote_into),
                "compute new tensors: an in-place operation changes the caller's tensor")
     check.close(f"{what}: masked self-attention, cross-attention, feed-forward, each LayerNorm(x + sublayer(x))",
-                out, slipped_forward(reference, x, memory, self_mask, memory_mask),
-                mistakes={name: slipped_forward(reference, x, memory, self_mask, memory_mask, slip)
+                out, _slipped_forward(reference, x, memory, self_mask, memory_mask),
+                mistakes={name: _slipped_forward(reference, x, memory, self_mask, memory_mask, slip)
                           for slip, name in SLIPS.items()},
                 hint="compare each of your three steps with the diagram above: what each sublayer reads, "
                      "which mask it gets, what is added back, and where the norm goes")
