@@ -267,14 +267,24 @@ def mean_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
 
 
 def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor, recipe: TrainingRecipe = TrainingRecipe(),
-              sample: Callable[[GPT], str] | None = None, progress: bool = True) -> TrainingRun:
+              sample: Callable[[GPT], str] | None = None, progress: bool = True,
+              optimizer: torch.optim.Optimizer | None = None, run: TrainingRun | None = None,
+              last_step: int | None = None, after_evaluation: Callable[[int], None] | None = None) -> TrainingRun:
     """Train with `recipe`; every `eval_every` steps, measure the loss on the
     same eval_batches · batch_size windows of each split (one forward pass
-    each) and, if `sample(model)` is given, print what the model writes."""
+    each) and, if `sample(model)` is given, print what the model writes.
+
+    A run can stop and go on. Given the optimizer and the TrainingRun of the
+    steps already taken (a run saved with `course_utils.checkpoint`), it
+    goes on from the step after the last loss in `run`; it stops after
+    `last_step` (default: the recipe's last). after_evaluation(step), if
+    given, runs after each evaluation: `course train gpt` saves a
+    checkpoint there. Also works for lesson 12's `modern.ModernDecoder`."""
     context = model.config.context
     held = [random_windows(ids, recipe.eval_batches * recipe.batch_size, context,
                            torch.Generator().manual_seed(recipe.seed + 1)) for ids in (train_ids, validation_ids)]
-    run = TrainingRun()
+    optimizer = optimizer or recipe.optimizer(model)
+    run = run or TrainingRun()
 
     def evaluate(step: int) -> None:
         if step % recipe.eval_every and step != recipe.steps:
@@ -287,11 +297,20 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor,
             line += "\n" + run.samples[-1][1]
         if progress:
             tqdm.write(line)
+        if after_evaluation is not None:
+            after_evaluation(step)
 
-    evaluate(0)
-    run.losses = train(model, lambda step: recipe.batch_at(step, train_ids, context), next_token_loss,
-                       recipe.optimizer(model), recipe.steps, recipe.lr_at(), recipe.clip_grad_norm, desc="training GPT",
-                       progress=progress, after_step=evaluate)
+    def loss_of(model: GPT, batch) -> torch.Tensor:
+        loss = next_token_loss(model, batch)
+        run.losses.append(loss.item())  # now, not when `train` returns: a checkpoint mid-run holds every loss so far
+        return loss
+
+    if not run.evaluations:  # a new run: its loss before training
+        evaluate(0)
+    train(model, lambda step: recipe.batch_at(step, train_ids, context), loss_of, optimizer,
+          recipe.steps if last_step is None else last_step, recipe.lr_at(), recipe.clip_grad_norm,
+          desc=f"training {type(model).__name__}", progress=progress, first_step=len(run.losses) + 1,
+          after_step=evaluate)
     return run
 
 

@@ -130,11 +130,31 @@ def cmd_book(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from course_utils.bert import PretrainingRecipe
+    import dataclasses
 
-    from .train import train_bert
+    from course_utils.checkpoint import CheckpointError
 
-    train_bert(PretrainingRecipe(steps=args.steps), fresh=args.fresh, results=args.results)
+    from . import train
+
+    if args.model == "bert" and args.recipe:
+        print("course train: --recipe is for gpt and modern; bert has one recipe (lesson 08's)", file=sys.stderr)
+        return 2
+    try:
+        if args.model == "bert":
+            from course_utils.bert import PretrainingRecipe
+
+            train.train_bert(PretrainingRecipe(steps=args.steps or train.LONG_RUN_STEPS),
+                             eval_every=args.checkpoint_every, fresh=args.fresh,
+                             results=args.results or train.BERT_RESULTS)
+        else:
+            from course_utils.gpt import SHORT_RECIPE, TrainingRecipe
+
+            recipe = {"nanogpt": TrainingRecipe(), "short": SHORT_RECIPE}[args.recipe or "nanogpt"]
+            recipe = dataclasses.replace(recipe, steps=args.steps or recipe.steps, eval_every=args.checkpoint_every)
+            train.train_decoder(args.model, recipe, fresh=args.fresh, results=args.results)
+    except CheckpointError as error:
+        print(f"course train: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -222,15 +242,26 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--jupyter-book", default="jupyter-book", metavar="PATH",
                       help="the jupyter-book command to build with (default: the one on PATH)")
     book.set_defaults(func=cmd_book)
-    from .train import BERT_RESULTS, LONG_RUN_STEPS
+    from .train import LONG_RUN_STEPS
 
-    train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")
-    train.add_argument("model", choices=["bert"], help="bert: lesson 08's pre-training, about half an hour on 2 cores "
-                       "(the stored run: 27 minutes)")
-    train.add_argument("--steps", type=int, default=LONG_RUN_STEPS, help=f"training steps (default {LONG_RUN_STEPS})")
+    train = verbs.add_parser("train", help="the longer training runs that lessons show the results of",
+                             description="Train a model for longer than a lesson allows, with a progress bar, an "
+                             "evaluation and a checkpoint (in the cache folder) every --checkpoint-every steps; run "
+                             "again, it resumes from the last checkpoint, exactly as if it had never stopped.")
+    train.add_argument("model", choices=["bert", "gpt", "modern"],
+                       help="bert: lesson 08's pre-training, about half an hour on 2 cores (the stored run: 27 "
+                       "minutes); gpt: lesson 10's GPT; modern: lesson 12's Llama-style decoder (both on the "
+                       "course's characters, by nanoGPT's recipe unless --recipe short)")
+    train.add_argument("--steps", type=int, help=f"training steps (default: {LONG_RUN_STEPS} for bert, the recipe's "
+                       "for gpt and modern: 2000, or 1200 with --recipe short)")
+    train.add_argument("--recipe", choices=["nanogpt", "short"],
+                       help="gpt and modern: nanoGPT's CPU recipe (default) or lessons 10 and 12's shorter one")
+    train.add_argument("--checkpoint-every", type=int, default=250, metavar="N",
+                       help="evaluate and save a checkpoint every N steps, and at the last (default 250)")
     train.add_argument("--fresh", action="store_true", help="start again instead of resuming from the checkpoint")
-    train.add_argument("--results", type=Path, default=BERT_RESULTS,
-                       help="where to write the curve (default: the file lesson 08 reads)")
+    train.add_argument("--results", type=Path,
+                       help="where to write the curve (default: for bert, the file lesson 08 reads; for gpt and "
+                       "modern, results.json in the run's folder in the cache)")
     train.set_defaults(func=cmd_train)
     bench = verbs.add_parser(
         "bench", help="measure this machine: matmul, GPT training, generation, attention, lessons (about 4 min)",
