@@ -269,7 +269,8 @@ def mean_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
 def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor, recipe: TrainingRecipe = TrainingRecipe(),
               sample: Callable[[GPT], str] | None = None, progress: bool = True,
               optimizer: torch.optim.Optimizer | None = None, run: TrainingRun | None = None,
-              last_step: int | None = None, after_evaluation: Callable[[int], None] | None = None) -> TrainingRun:
+              last_step: int | None = None, after_evaluation: Callable[[int], None] | None = None,
+              parallel=None) -> TrainingRun:
     """Train with `recipe`; every `eval_every` steps, measure the loss on the
     same eval_batches · batch_size windows of each split (one forward pass
     each) and, if `sample(model)` is given, print what the model writes.
@@ -279,7 +280,14 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor,
     goes on from the step after the last loss in `run`; it stops after
     `last_step` (default: the recipe's last). after_evaluation(step), if
     given, runs after each evaluation: `course train gpt` saves a
-    checkpoint there. Also works for lesson 12's `modern.ModernDecoder`."""
+    checkpoint there. Also works for lesson 12's `modern.ModernDecoder`.
+
+    parallel: a `distributed.DataParallel`, to train as one of several
+    processes (see `distributed.train_gpt_data_parallel`): the steps then
+    run through its DDP module on this process's shard of each batch, and
+    `run.losses` records the loss of the whole batch (the mean over the
+    processes). Evaluation runs on `model` itself, the whole held-out batches
+    in every process."""
     context = model.config.context
     held = [random_windows(ids, recipe.eval_batches * recipe.batch_size, context,
                            torch.Generator().manual_seed(recipe.seed + 1)) for ids in (train_ids, validation_ids)]
@@ -302,12 +310,17 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor,
 
     def loss_of(model: GPT, batch) -> torch.Tensor:
         loss = next_token_loss(model, batch)
-        run.losses.append(loss.item())  # now, not when `train` returns: a checkpoint mid-run holds every loss so far
+        # Now, not when `train` returns: a checkpoint mid-run holds every loss so far.
+        run.losses.append((loss if parallel is None else parallel.mean(loss)).item())
         return loss
+
+    def batch_at(step: int):
+        batch = recipe.batch_at(step, train_ids, context)
+        return batch if parallel is None else parallel.shard(batch)
 
     if not run.evaluations:  # a new run: its loss before training
         evaluate(0)
-    train(model, lambda step: recipe.batch_at(step, train_ids, context), loss_of, optimizer,
+    train(model if parallel is None else parallel.module, batch_at, loss_of, optimizer,
           recipe.steps if last_step is None else last_step, recipe.lr_at(), recipe.clip_grad_norm,
           desc=f"training {type(model).__name__}", progress=progress, first_step=len(run.losses) + 1,
           after_step=evaluate)

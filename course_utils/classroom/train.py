@@ -147,8 +147,14 @@ def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, resu
     last; resume from the run's checkpoint unless `fresh`. Writes the results
     to `results` (default: results.json in the run's folder) and returns
     them; their `wall_seconds` adds up every resumed part of the run, up to
-    its last checkpoint."""
-    from course_utils import gpt, modern
+    its last checkpoint.
+
+    Run in every process of a process group (`course train ... --processes
+    N` starts them with torchrun), it trains data-parallel: each process on
+    its shard of every batch (`distributed.train_gpt_data_parallel`), rank 0
+    alone writing the checkpoints and the results. The checkpoint is the same
+    whatever the number of processes, so a run may resume with another."""
+    from course_utils import distributed, gpt, modern
 
     began = time.perf_counter()
     model_class, config_class = {"gpt": (gpt.GPT, gpt.GPTConfig),
@@ -169,7 +175,7 @@ def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, resu
         print(f"Resuming from step {resumed.step} of {recipe.steps} ({checkpoint})")
     run_wall = earlier_wall  # the run's wall time up to its last checkpoint
 
-    def save(step: int) -> None:
+    def save(step: int) -> None:  # called in rank 0 only, when data-parallel
         nonlocal run_wall
         if step == 0:  # the evaluation before training: nothing to save yet
             return
@@ -177,15 +183,19 @@ def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, resu
         save_checkpoint(checkpoint, model, optimizer, step, settings,
                         extra={"run": dataclasses.asdict(run), "wall_seconds": run_wall})
 
-    gpt.train_gpt(model, train_ids, validation_ids, recipe, progress=progress, optimizer=optimizer, run=run,
-                  after_evaluation=save)
+    processes = distributed.rank_and_world_size()[1]
+    train_gpt = distributed.train_gpt_data_parallel if processes > 1 else gpt.train_gpt
+    train_gpt(model, train_ids, validation_ids, recipe, progress=progress, optimizer=optimizer, run=run,
+              after_evaluation=save)
     curve = [{"step": step, "train_loss": train_loss, "validation_loss": validation_loss}
              for step, train_loss, validation_loss in run.evaluations]
     report = {"model": kind, "config": settings["config"], "recipe": settings["recipe"], "curve": curve,
               # a loss in nats per character, divided by ln 2: bits per character
               "bits_per_character": curve[-1]["validation_loss"] / math.log(2),
-              "wall_seconds": round(run_wall), "machine": machine()}
-    _write_results(report, results)
+              "wall_seconds": round(run_wall), "machine": machine(),
+              "processes": processes}  # of this part of the run: a resumed run may use another number
+    if distributed.is_main_process():
+        _write_results(report, results)
     return report
 
 
