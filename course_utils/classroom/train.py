@@ -31,6 +31,7 @@ from course_utils.checkpoint import atomic_write, load_checkpoint, save_checkpoi
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # course_utils/results: shipped with the package
 BERT_RESULTS = RESULTS / "bert_pretraining.json"
+MODERN_VS_GPT_RESULTS = RESULTS / "modern_vs_gpt.json"  # lesson 12: benchmarks/modern_vs_gpt.py
 LONG_RUN_STEPS = 4000
 
 
@@ -199,9 +200,14 @@ def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, resu
     return report
 
 
+# The stored results each lesson reads, with what makes them again.
+MADE_BY = {BERT_RESULTS.name: "run `course train bert` (the stored run took 27 minutes on one thread of a 2-core CPU)",
+           MODERN_VS_GPT_RESULTS.name: "run `python benchmarks/modern_vs_gpt.py --threads 2` (about 20 minutes "
+                                       "on a 2-core CPU)"}
+
+
 def load_results(path: Path = BERT_RESULTS) -> dict:
-    """The stored results of `course train bert`, with the command that makes them if they are missing."""
+    """Stored results (by default those of `course train bert`), with the command that makes them if they are missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `course train bert` (the stored run took 27 minutes "
-                                "on one thread of a 2-core CPU) to make it")
+        raise FileNotFoundError(f"{path} is missing: {MADE_BY.get(path.name, 'make it again')} to make it")
     return json.loads(path.read_text(encoding="utf-8"))
