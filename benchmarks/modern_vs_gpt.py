@@ -60,9 +60,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from course_utils.gpt import GPT, SHORT_RECIPE, GPTConfig, character_data, generate, next_token_loss, train_gpt
+from course_utils.gpt import (GPT, SHORT_RECIPE, GPTConfig, bits_per_character, character_data, generate,
+                              next_token_loss, train_gpt)
 from course_utils.modern import ModernConfig, ModernDecoder, parameter_count
 from course_utils.tokenization import encode_chars
 from course_utils.training import train
@@ -80,30 +80,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-@torch.no_grad()
-def split_nats(model, ids: torch.Tensor, context: int, batch_windows: int = 256) -> tuple[float, int]:
-    """Mean cross-entropy (nats) over every character of ids but the first,
-    predicted from non-overlapping windows of `context` inputs, and how many
-    characters that is."""
-    model.eval()
-    starts = list(range(0, len(ids) - 1, context))
-    total, count = 0.0, 0
-    full = [s for s in starts if s + context + 1 <= len(ids)]
-    for i in range(0, len(full), batch_windows):
-        chunk = torch.tensor(full[i:i + batch_windows])
-        windows = ids[chunk[:, None] + torch.arange(context + 1)]
-        logits = model(windows[:, :-1])
-        total += F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="sum").item()
-        count += windows[:, 1:].numel()
-    for s in starts[len(full):]:  # the tail, shorter than a window
-        window = ids[s:][None]
-        logits = model(window[:, :-1])
-        total += F.cross_entropy(logits.flatten(0, 1), window[:, 1:].flatten(), reduction="sum").item()
-        count += window.size(1) - 1
-    assert count == len(ids) - 1
-    return total / count, count
 
 
 def sample_text(model, tokenizer) -> str:
@@ -205,9 +181,9 @@ def main() -> int:
             model = MODELS[name]()
             run = train_gpt(model, train_ids, validation_ids, recipe, progress=False)
             seconds = time.perf_counter() - start
-            nats, _ = split_nats(model, validation_ids, model.config.context)
+            bits = bits_per_character(model, validation_ids)
             _, final_train, final_validation = run.evaluations[-1]
-            record = {"validation_bits_per_character": nats / math.log(2), "validation_nats": nats,
+            record = {"validation_bits_per_character": bits, "validation_nats": bits * math.log(2),
                       "final_train_loss": final_train, "final_validation_loss": final_validation,
                       "evaluations": run.evaluations, "train_seconds": seconds,
                       "threads": torch.get_num_threads(), "cpu_capability": results["cpu_capability"],
@@ -217,7 +193,7 @@ def main() -> int:
                 record["sample"] = sample_text(model, tokenizer)
             results["runs"][name][str(seed)] = record
             print(f"seed {seed} {name:<6} {seconds:6.1f} s  train {final_train:.3f}  validation {final_validation:.3f}"
-                  f"  whole split {nats:.4f} nats = {record['validation_bits_per_character']:.4f} bits/char", flush=True)
+                  f"  whole split {record['validation_nats']:.4f} nats = {record['validation_bits_per_character']:.4f} bits/char", flush=True)
             write()
 
     if set(args.models) == set(MODELS):

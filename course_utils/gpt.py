@@ -12,6 +12,7 @@ Generation (`generate`) samples one token at a time with the rules of
 `KVCache` so that every step computes the newest token only.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -244,6 +245,28 @@ def flops_per_step(config: GPTConfig, batch_size: int) -> int:
     with FlopCounterMode(display=False) as counter:
         next_token_loss(model, (inputs, inputs)).backward()
     return counter.get_total_flops()
+
+
+@torch.no_grad()
+def bits_per_character(model: GPT, ids: torch.Tensor, windows_per_batch: int = 256) -> float:
+    """The model's mean loss in bits on every token of ids (1-D) but the
+    first, each predicted from the tokens before it in its window: ids are cut
+    into consecutive windows of `context` inputs (the last one shorter). A
+    token at a window's start is predicted with no context and one at its end
+    with context - 1 tokens, the same for every model scored this way; for
+    character ids it is bits per character (lessons 10 and 12)."""
+    model.eval()
+    context = model.config.context
+    total = 0.0
+    for start in range(0, len(ids) - 1, context * windows_per_batch):
+        chunk = ids[start:start + context * windows_per_batch + 1]
+        inputs, targets = chunk[:-1], chunk[1:]
+        whole = len(inputs) // context * context
+        pieces = [(inputs[:whole].view(-1, context), targets[:whole].view(-1, context)), (inputs[whole:][None], targets[whole:][None])]
+        for window_inputs, window_targets in pieces:
+            if window_inputs.numel():
+                total += F.cross_entropy(model(window_inputs).flatten(0, 1), window_targets.flatten(), reduction="sum").item()
+    return total / (len(ids) - 1) / math.log(2)
 
 
 # A shorter schedule for the same model: a peak rate five times nanoGPT's,
