@@ -43,6 +43,10 @@ training step: both models built afresh, 10 warm-up steps each, then
 And the 80 characters each model writes at seed 0 from "ROMEO:\\n" at
 temperature 0.8 (`gpt.generate`, `torch.Generator().manual_seed(0)`).
 
+The results file's `seed0_other_kernels` records seed 0 of the modern model
+trained again with ATEN_CPU_CAPABILITY=default (the side run in the usage
+above): how far kernels move the number lesson 12 prints, its tolerance.
+
 No weights are saved.
 """
 

@@ -114,7 +114,7 @@ _BLOCK_ROWS = [(0.6, "tokens", "tokens", None),
                (5.9, "LayerNorm", "RMSNorm", 2),
                (6.9, "MLP: GELU, 2 matrices of 4·d", "SwiGLU: SiLU gate, 3 matrices of ≈ 8/3·d", 5),
                (7.9, "+", "+", None),
-               (9.0, "LayerNorm, head = token table (tied)", "RMSNorm, head of its own (often untied)", 6)]
+               (9.0, "LayerNorm, head = token table (tied)", "RMSNorm, head of its own (often untied)", "2, 6")]
 BLOCK_CHANGES = {1: "positions move from the input into attention",
                  2: "RMSNorm instead of LayerNorm",
                  3: "rotary positions on queries and keys, at each token's position",
@@ -130,7 +130,7 @@ def draw_block_comparison(ax=None):
     Axes; the box labels and the numbers are its texts."""
     ax = ax or plt.subplots(figsize=(11, 5.6))[1]
     ax.set_xlim(0, 12)
-    ax.set_ylim(0, 10.6)
+    ax.set_ylim(-0.5, 10.6)
     ax.axis("off")
     changed = "#F2C57C"
 
@@ -157,6 +157,8 @@ def draw_block_comparison(ax=None):
                 top = y + (0.25 if is_sum else 0.4 if "\n" in text else 0.28)
                 bottom = next_y - (0.25 if next_text == "+" else 0.4 if "\n" in next_text else 0.28)
                 ax.annotate("", xy=(x, bottom), xytext=(x, top), arrowprops=dict(arrowstyle="->", lw=1))
+        if side == 2:
+            ax.text(x, -0.2, "6: no bias in any linear layer or norm", ha="center", fontsize=8, color="#B5541B")
         for start, end in ((2.4, 4.9), (5.4, 7.9)):  # residual connections: around each sublayer, into its sum
             side_x = x - 2.55
             ax.plot([x, side_x, side_x], [start, start, end], color="#777777", lw=0.9)
