@@ -56,7 +56,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shlex
 import statistics
 import sys
@@ -67,6 +66,7 @@ import torch
 
 from course_utils.gpt import (GPT, SHORT_RECIPE, GPTConfig, bits_per_character, character_data, generate,
                               next_token_loss, train_gpt)
+from course_utils.classroom.bench import cpu_name
 from course_utils.modern import ModernConfig, ModernDecoder, parameter_count
 from course_utils.tokenization import encode_chars
 from course_utils.training import train
@@ -74,16 +74,6 @@ from course_utils.training import train
 RESULTS = Path(__file__).resolve().parent.parent / "course_utils" / "results" / "modern_vs_gpt.json"
 MODELS = {"gpt": lambda: GPT(GPTConfig()), "modern": lambda: ModernDecoder(ModernConfig())}
 PROMPT = "ROMEO:\n"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def sample_text(model, tokenizer) -> str:
@@ -152,7 +142,7 @@ def main() -> int:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"), "threads": torch.get_num_threads(),
-        "cpu": cpu_model(), "cores": os.cpu_count(),
+        "cpu": cpu_name(), "cores": os.cpu_count(),
         "recipe": {**dataclasses.asdict(dataclasses.replace(SHORT_RECIPE, steps=args.steps)), "seed": "per run"},
         "validation": {"characters": len(validation_ids), "predicted": len(validation_ids) - 1, "window": 64,
                        "method": "non-overlapping windows of 64 inputs, mean cross-entropy over every predicted "

@@ -433,7 +433,7 @@ print("the permutation of one head's rows:", modern.to_half_split_rows(torch.ara
 def grouped_attention(attention, x, positions):
     """Causal grouped-query self-attention of x (B, L, width) at `positions`."""
     # BEGIN SOLUTION
-    batch, length, _ = x.shape
+    batch, length, width = x.shape
     q = attention.q_proj(x).view(batch, length, attention.heads, attention.head_dim).transpose(1, 2)
     k = attention.k_proj(x).view(batch, length, attention.kv_heads, attention.head_dim).transpose(1, 2)
     v = attention.v_proj(x).view(batch, length, attention.kv_heads, attention.head_dim).transpose(1, 2)

@@ -109,6 +109,8 @@ def test_the_command_line_runs_the_recipe_it_is_given(cache, monkeypatch):
 def test_missing_results_name_the_command_that_makes_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="course train bert"):
         train.load_results(tmp_path / "absent.json")
+    with pytest.raises(FileNotFoundError, match="benchmarks/modern_vs_gpt.py"):
+        train.load_results(tmp_path / train.MODERN_VS_GPT_RESULTS.name)
 
 
 def test_wall_time_adds_up_over_resumes_and_is_never_below_training_time(cache, monkeypatch):

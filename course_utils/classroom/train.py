@@ -209,5 +209,5 @@ MADE_BY = {BERT_RESULTS.name: "run `course train bert` (the stored run took 27 m
 def load_results(path: Path = BERT_RESULTS) -> dict:
     """Stored results (by default those of `course train bert`), with the command that makes them if they are missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: {MADE_BY.get(path.name, 'make it again')} to make it")
+        raise FileNotFoundError(f"{path} is missing: {MADE_BY.get(path.name, MADE_BY[BERT_RESULTS.name])} to make it")
     return json.loads(path.read_text(encoding="utf-8"))

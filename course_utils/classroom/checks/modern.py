@@ -23,6 +23,7 @@ seed moves), and names the classic slip that a wrong output matches:
 """
 
 import copy
+import functools
 import itertools
 
 import torch
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 
 from course_utils import modern, positional
 from .. import remote
-from . import Checker, seeded
+from . import Checker, random_normal, seeded
 
 # --- 12.rms_norm --------------------------------------------------------------------
 
@@ -93,8 +94,7 @@ def _rms_norm_cases():
     """(what, x, weight, eps) the notebook never uses: seeded, moved by the grader."""
     generator = torch.Generator().manual_seed(seeded(1212))
 
-    def normal(*shape, mean=0.0, std=1.0, dtype=torch.float32):
-        return (mean + std * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+    normal = functools.partial(random_normal, generator)
 
     small = normal(5, 12, mean=0.3, std=1.0) * 1e-3
     small[-1] = 0.0
@@ -248,9 +248,7 @@ def check_swiglu(swiglu) -> None:
                           hint=f"your output, on square weights, is exactly what {UNTRANSPOSED} gives")
         for what, x, gate_weight, up_weight, down_weight in cases:
             out = check.call(swiglu, x, gate_weight, up_weight, down_weight)
-            if not check.that(f"{what}: x and the weights left as they were", not check.wrote_into, "inputs unchanged",
-                              "your function wrote into its input",
-                              "compute new tensors: an in-place operation changes the caller's tensor"):
+            if not check.left_unchanged(f"{what}: x and the weights left as they were"):
                 continue
             if isinstance(out, torch.Tensor) and out.dtype != x.dtype:
                 check.fail(f"{what}: the result keeps the input's dtype", str(x.dtype), str(out.dtype),
@@ -352,9 +350,7 @@ def check_rotate_at(rotate_at) -> None:
     with Checker("12.rotate_at", references=[positional.rotate_at]) as check:
         for what, x, positions, base in _rotate_cases():
             out = check.call(rotate_at, x, positions, base)
-            if not check.that(f"{what}: x and positions left as they were", not check.wrote_into, "inputs unchanged",
-                              "your function wrote into its input",
-                              "compute new tensors: an in-place operation changes the caller's tensor"):
+            if not check.left_unchanged(f"{what}: x and positions left as they were"):
                 continue
             if isinstance(out, torch.Tensor) and out.dtype != x.dtype:
                 check.fail(f"{what}: the result keeps the input's dtype", str(x.dtype), str(out.dtype),
@@ -478,9 +474,7 @@ def check_grouped_attention(grouped_attention) -> None:
             if isinstance(out, (tuple, list)):
                 check.require(f"{what}: returns one tensor", False, expected=f"the output, {tuple(expected.shape)}",
                               actual=f"a {type(out).__name__} of {len(out)}", hint="return the output alone")
-            if not check.that(f"{what}: x and positions left as they were", not check.wrote_into, "inputs unchanged",
-                              "your function wrote into its input",
-                              "compute new tensors: an in-place operation changes the caller's tensor"):
+            if not check.left_unchanged(f"{what}: x and positions left as they were"):
                 continue
             if isinstance(out, torch.Tensor) and out.dtype != x.dtype:
                 check.fail(f"{what}: a {x.dtype} module gives {x.dtype} outputs", str(x.dtype), str(out.dtype),

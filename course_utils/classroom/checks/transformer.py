@@ -14,13 +14,15 @@ whose mask an answer that builds its own causal mask cannot honour), and
 names the classic slip that a wrong output matches.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from course_utils.attention import causal_mask, padding_mask
 from course_utils.transformer import DecoderLayer, TransformerConfig
 from .. import remote
-from . import Checker, seeded
+from . import Checker, random_normal, seeded
 
 # --- layer normalisation ----------------------------------------------------------
 
@@ -76,8 +78,7 @@ def _layer_norm_cases():
     """(what, x, γ, β, eps) the notebook never uses: seeded, moved by the grader."""
     generator = torch.Generator().manual_seed(seeded(616))
 
-    def normal(*shape, mean=0.0, std=1.0, dtype=torch.float32):
-        return (mean + std * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+    normal = functools.partial(random_normal, generator)
 
     def affine(width, dtype=torch.float32):
         return normal(width, mean=1.0, std=0.5, dtype=dtype), normal(width, std=0.5, dtype=dtype)
