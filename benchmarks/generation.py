@@ -1,16 +1,18 @@
-"""How much does the KV cache save when the GPT writes?
+"""How much does the KV cache save when a decoder (lesson 10's GPT, lesson 12's modern one) writes?
 
-    .venv/bin/python benchmarks/generation.py [--repeats 3]
+    .venv/bin/python benchmarks/generation.py [--repeats 3] [--model gpt|modern]
 
 Generates 256 tokens after a 64-token prompt, greedily, with a GPT of
 lesson 10's shape whose context holds all 320 positions (with learned
 absolute positions, a window that slides past the context makes every
-cached key stale, see `gpt.generate`), three ways:
+cached key stale, see `gpt.generate`), or with --model modern lesson 12's
+Llama-style `modern.ModernDecoder` of its default shape (2 key-value heads
+for 4 query heads) and the same context, three ways:
 
 - ours, without the cache: each step runs the whole sequence so far;
 - ours, with the cache: the prompt once, then one token per step;
-- Hugging Face `generate` on the same weights (`gpt.to_huggingface`), which
-  keeps its own cache.
+- Hugging Face `generate` on the same weights (`gpt.to_huggingface`, or
+  `modern.to_huggingface`: a `LlamaForCausalLM`), which keeps its own cache.
 
 It first checks that the three write the same tokens, then prints the best
 of `--repeats` timings, tokens per second, and the cache's size. Targets:
@@ -24,7 +26,8 @@ import time
 
 import torch
 
-from course_utils.gpt import GPT, GPTConfig, generate, to_huggingface
+from course_utils import gpt, modern
+from course_utils.gpt import generate
 
 PROMPT, NEW_TOKENS = 64, 256
 TARGET_CACHE_SPEEDUP = 3.0
@@ -41,14 +44,21 @@ def best_time(write, repeats: int) -> tuple[float, torch.Tensor]:
     return min(times), ids
 
 
-def time_writers(repeats: int = 3, new_tokens: int = NEW_TOKENS,
-                 device: str = "cpu") -> tuple[GPT, dict[str, float], torch.Tensor]:
+MODELS = {  # --model: (build a model of this context, the module with its to_huggingface)
+    "gpt": (lambda context: gpt.GPT(gpt.GPTConfig(context=context)), gpt),
+    "modern": (lambda context: modern.ModernDecoder(modern.ModernConfig(context=context)), modern),
+}
+
+
+def time_writers(repeats: int = 3, new_tokens: int = NEW_TOKENS, device: str = "cpu",
+                 model_kind: str = "gpt") -> tuple[torch.nn.Module, dict[str, float], torch.Tensor]:
     """(the model, best-of-`repeats` seconds of each way to write `new_tokens`
     tokens, the tokens written). Raises RuntimeError if the three ways write
     different tokens: their timings would compare different work."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(context=PROMPT + new_tokens)).eval()
-    theirs = to_huggingface(model).to(device)
+    build, module = MODELS[model_kind]
+    model = build(PROMPT + new_tokens).eval()
+    theirs = module.to_huggingface(model).to(device)
     model.to(device)
     prompt = torch.randint(0, model.config.vocab_size, (1, PROMPT), device=device)
     writers = {
@@ -68,17 +78,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: PyTorch's choice)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="gpt")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     try:
-        model, seconds, tokens = time_writers(args.repeats)
+        model, seconds, tokens = time_writers(args.repeats, model_kind=args.model)
     except RuntimeError as error:
         print(error)
         return 1
 
-    print(f"greedy generation of {NEW_TOKENS} tokens after a {PROMPT}-token prompt, GPT width "
+    print(f"greedy generation of {NEW_TOKENS} tokens after a {PROMPT}-token prompt, {type(model).__name__} width "
           f"{model.config.width}, {model.config.layers} layers, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; best of {args.repeats}\n")
     for name, best in seconds.items():
@@ -86,8 +97,11 @@ def main() -> int:
     cache = model.new_cache()
     with torch.no_grad():
         model(tokens[:, :-1], cache)
+    config = model.config
+    kv_heads = getattr(config, "kv_heads", config.heads)  # GPT: every head keeps its own keys and values
     print(f"\nthe cache at {len(cache[0])} positions: {sum(layer.nbytes for layer in cache) / 2 ** 20:.2f} MiB "
-          f"(a key and a value of {model.config.width} numbers per position and layer)")
+          f"(a key and a value of {kv_heads} key-value heads × {config.width // config.heads} = "
+          f"{kv_heads * config.width // config.heads} numbers per position and layer)")
     cached = seconds["ours, KV cache"]
     speedup = seconds["ours, no cache"] / cached
     against_hf = seconds["Hugging Face generate"] / cached

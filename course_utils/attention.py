@@ -52,6 +52,33 @@ def padding_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return attention_mask.bool()[:, None, None, :]
 
 
+def attend(q, k, v, mask=None, is_causal: bool = False, need_weights: bool = False, dropout: float = 0.0):
+    """The attention step of a layer whose heads are split: q (B, H, Lq, Dh)
+    attends to k and v (B, H, Lk, Dh). Returns (output (B, H, Lq, Dh),
+    weights (B, H, Lq, Lk) or None).
+
+    mask: bool, broadcastable to (B, H, Lq, Lk), True = may attend.
+    is_causal=True is the causal mask without building it: the fused kernel
+    skips the masked half itself. When Lk > Lq (a KV cache holds Lk - Lq
+    earlier positions) the queries sit after those positions. Without
+    need_weights this is PyTorch's fused kernel, which never builds the
+    weights; with it, the course's own `scaled_dot_product_attention`."""
+    if is_causal and mask is not None:
+        raise ValueError("give a mask or is_causal=True, not both")
+    queries, keys = q.size(-2), k.size(-2)
+    # The kernel's own causal mask is square (query i sees keys 0..i); a
+    # cache puts the queries after `keys - queries` earlier positions.
+    fused_causal = is_causal and queries == keys and not need_weights
+    if is_causal and not fused_causal and queries > 1:  # one query sees every key: no mask
+        mask = causal_mask(queries, device=q.device, past=keys - queries)
+    if need_weights:
+        out, weights = scaled_dot_product_attention(q, k, v, mask)
+        if dropout:
+            out = F.dropout(weights, dropout) @ v
+        return out, weights
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=fused_causal), None
+
+
 class KVCache:
     """The keys and values one attention layer has computed so far, each
     (B, H, positions, Dh). When a decoder generates token t + 1, the keys and
@@ -150,23 +177,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v = (self.split_heads(x) for x in self.project(query, key, value))
         if cache is not None:
             k, v = cache.append(k, v)
-        if is_causal and mask is not None:
-            raise ValueError("give a mask or is_causal=True, not both")
-        queries, keys = q.size(-2), k.size(-2)
-        # The kernel's own causal mask is square (query i sees keys 0..i); a
-        # cache puts the queries after `keys - queries` earlier positions.
-        fused_causal = is_causal and queries == keys and not need_weights
-        if is_causal and not fused_causal and queries > 1:  # one query sees every key: no mask
-            mask = causal_mask(queries, device=q.device, past=keys - queries)
-        if need_weights:
-            out, weights = scaled_dot_product_attention(q, k, v, mask)
-            if self.training and self.dropout:
-                out = F.dropout(weights, self.dropout) @ v
-        else:
-            # The fast path: PyTorch's fused kernel never builds the weights.
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
-                                                 is_causal=fused_causal)
-            weights = None
+        out, weights = attend(q, k, v, mask, is_causal, need_weights, self.dropout if self.training else 0.0)
         return self.out_proj(self.merge_heads(out)), weights
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ Generation (`generate`) samples one token at a time with the rules of
 `KVCache` so that every step computes the newest token only.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -119,7 +120,8 @@ def _init_weights(module: nn.Module) -> None:
 
 @torch.no_grad()
 def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+             top_p: float | None = None, generator: torch.Generator | None = None, use_cache: bool = True,
+             attention_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Extend every row of ids (B, t) by max_new_tokens sampled tokens (see
     `generation.sample_next`; temperature 0 is greedy). Returns (B, t + new).
 
@@ -128,20 +130,26 @@ def generate(model: GPT, ids: torch.Tensor, max_new_tokens: int, temperature: fl
     the model sees a sliding window of the last `context` tokens; every
     position in the window then shifts by one at each step, and learned
     absolute positions make every cached key stale, so from there each step
-    runs the whole window again, as without a cache."""
+    runs the whole window again, as without a cache.
+
+    attention_mask (B, t), 1 for a token and 0 for padding, lets prompts of
+    different lengths share a batch, left-padded, for a model that takes one
+    (lesson 12's `modern.ModernDecoder`); every new token counts as a token."""
     model.eval()
     context = model.config.context
     cache = None
+    masked = {} if attention_mask is None else {"attention_mask": attention_mask}
     for _ in range(max_new_tokens):
         if not use_cache or ids.size(1) > context:
-            logits = model(ids[:, -context:])
+            logits = model(ids[:, -context:], **{name: mask[:, -context:] for name, mask in masked.items()})
         elif cache is None:
             cache = model.new_cache()
-            logits = model(ids, cache)
+            logits = model(ids, cache, **masked)
         else:
-            logits = model(ids[:, -1:], cache)
+            logits = model(ids[:, -1:], cache, **masked)
         next_token = sample_next(logits[:, -1], temperature, top_k, top_p, generator)
         ids = torch.cat([ids, next_token[:, None]], dim=1)
+        masked = {name: torch.cat([mask, mask.new_ones(mask.size(0), 1)], dim=1) for name, mask in masked.items()}
     return ids
 
 
@@ -239,6 +247,28 @@ def flops_per_step(config: GPTConfig, batch_size: int) -> int:
     return counter.get_total_flops()
 
 
+@torch.no_grad()
+def bits_per_character(model: GPT, ids: torch.Tensor, windows_per_batch: int = 256) -> float:
+    """The model's mean loss in bits on every token of ids (1-D) but the
+    first, each predicted from the tokens before it in its window: ids are cut
+    into consecutive windows of `context` inputs (the last one shorter). A
+    token at a window's start is predicted with no context and one at its end
+    with context - 1 tokens, the same for every model scored this way; for
+    character ids it is bits per character (lessons 10 and 12)."""
+    model.eval()
+    context = model.config.context
+    total = 0.0
+    for start in range(0, len(ids) - 1, context * windows_per_batch):
+        chunk = ids[start:start + context * windows_per_batch + 1]
+        inputs, targets = chunk[:-1], chunk[1:]
+        whole = len(inputs) // context * context
+        pieces = [(inputs[:whole].view(-1, context), targets[:whole].view(-1, context)), (inputs[whole:][None], targets[whole:][None])]
+        for window_inputs, window_targets in pieces:
+            if window_inputs.numel():
+                total += F.cross_entropy(model(window_inputs).flatten(0, 1), window_targets.flatten(), reduction="sum").item()
+    return total / (len(ids) - 1) / math.log(2)
+
+
 # A shorter schedule for the same model: a peak rate five times nanoGPT's,
 # reached after 50 steps, decayed to 1e-5 by step 1,200. It reaches the
 # validation loss of nanoGPT's 2,000 steps in 60% of them
@@ -260,14 +290,32 @@ def mean_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
 
 
 def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor, recipe: TrainingRecipe = TrainingRecipe(),
-              sample: Callable[[GPT], str] | None = None, progress: bool = True) -> TrainingRun:
+              sample: Callable[[GPT], str] | None = None, progress: bool = True,
+              optimizer: torch.optim.Optimizer | None = None, run: TrainingRun | None = None,
+              last_step: int | None = None, after_evaluation: Callable[[int], None] | None = None,
+              parallel=None) -> TrainingRun:
     """Train with `recipe`; every `eval_every` steps, measure the loss on the
     same eval_batches · batch_size windows of each split (one forward pass
-    each) and, if `sample(model)` is given, print what the model writes."""
+    each) and, if `sample(model)` is given, print what the model writes.
+
+    A run can stop and go on. Given the optimizer and the TrainingRun of the
+    steps already taken (a run saved with `course_utils.checkpoint`), it
+    goes on from the step after the last loss in `run`; it stops after
+    `last_step` (default: the recipe's last). after_evaluation(step), if
+    given, runs after each evaluation: `course train gpt` saves a
+    checkpoint there. Also works for lesson 12's `modern.ModernDecoder`.
+
+    parallel: a `distributed.DataParallel`, to train as one of several
+    processes (see `distributed.train_gpt_data_parallel`): the steps then
+    run through its DDP module on this process's shard of each batch, and
+    `run.losses` records the loss of the whole batch (the mean over the
+    processes). Evaluation runs on `model` itself, the whole held-out batches
+    in every process."""
     context = model.config.context
     held = [random_windows(ids, recipe.eval_batches * recipe.batch_size, context,
                            torch.Generator().manual_seed(recipe.seed + 1)) for ids in (train_ids, validation_ids)]
-    run = TrainingRun()
+    optimizer = optimizer or recipe.optimizer(model)
+    run = run or TrainingRun()
 
     def evaluate(step: int) -> None:
         if step % recipe.eval_every and step != recipe.steps:
@@ -280,11 +328,25 @@ def train_gpt(model: GPT, train_ids: torch.Tensor, validation_ids: torch.Tensor,
             line += "\n" + run.samples[-1][1]
         if progress:
             tqdm.write(line)
+        if after_evaluation is not None:
+            after_evaluation(step)
 
-    evaluate(0)
-    run.losses = train(model, lambda step: recipe.batch_at(step, train_ids, context), next_token_loss,
-                       recipe.optimizer(model), recipe.steps, recipe.lr_at(), recipe.clip_grad_norm, desc="training GPT",
-                       progress=progress, after_step=evaluate)
+    def loss_of(model: GPT, batch) -> torch.Tensor:
+        loss = next_token_loss(model, batch)
+        # Now, not when `train` returns: a checkpoint mid-run holds every loss so far.
+        run.losses.append((loss if parallel is None else parallel.mean(loss)).item())
+        return loss
+
+    def batch_at(step: int):
+        batch = recipe.batch_at(step, train_ids, context)
+        return batch if parallel is None else parallel.shard(batch)
+
+    if not run.evaluations:  # a new run: its loss before training
+        evaluate(0)
+    train(model if parallel is None else parallel.module, batch_at, loss_of, optimizer,
+          recipe.steps if last_step is None else last_step, recipe.lr_at(), recipe.clip_grad_norm,
+          desc=f"training {type(model).__name__}", progress=progress, first_step=len(run.losses) + 1,
+          after_step=evaluate)
     return run
 
 
@@ -333,6 +395,16 @@ def to_huggingface(model: GPT):
     return theirs
 
 
+def refuse_differences(config, assumed: dict[str, tuple[str, bool]], message: str) -> None:
+    """Raise ValueError, `message` then every disagreeing field, if a Hugging
+    Face config disagrees with what our model computes. assumed: field ->
+    (what ours computes, whether the config agrees)."""
+    differing = [f"{field}={getattr(config, field)!r} (ours: {ours})" for field, (ours, agrees) in assumed.items()
+                 if not agrees]
+    if differing:
+        raise ValueError(f"{message}: " + ", ".join(differing))
+
+
 @torch.no_grad()
 def from_huggingface(theirs) -> GPT:
     """Our GPT with the weights of a `GPT2LMHeadModel` (with a tied head).
@@ -347,9 +419,7 @@ def from_huggingface(theirs) -> GPT:
         "reorder_and_upcast_attn": ("False", not hf.reorder_and_upcast_attn),
         "tie_word_embeddings": ("True", getattr(hf, "tie_word_embeddings", True)),
     }
-    differing = [f"{field}={getattr(hf, field)!r} (ours: {ours})" for field, (ours, agrees) in assumed.items() if not agrees]
-    if differing:
-        raise ValueError("this GPT2 config differs from what course_utils.gpt.GPT computes: " + ", ".join(differing))
+    refuse_differences(hf, assumed, "this GPT2 config differs from what course_utils.gpt.GPT computes")
     activation = {theirs: ours for ours, theirs in HUGGINGFACE_ACTIVATIONS.items()}.get(hf.activation_function)
     if activation is None:
         raise ValueError(f"activation {hf.activation_function!r} has no counterpart here; "

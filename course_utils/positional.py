@@ -129,6 +129,21 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return rotated.flatten(-2)  # (..., L, Dh/2, 2) -> (..., L, Dh): pairs back in place
 
 
+def rotate_at(x: torch.Tensor, positions: torch.Tensor, base: float = BASE) -> torch.Tensor:
+    """Queries or keys x (B, H, L, Dh) rotated pair by pair, (x[2i], x[2i+1])
+    by the angle p * theta_i of each token's position p: `positions` is (L,),
+    the same for every row, or (B, L), one row of positions per sequence.
+
+    Positions are given, not counted from 0, because in a model they are not
+    always 0..L-1: with a KV cache the new tokens come after the cached ones,
+    and with left padding each row's text starts at its own column."""
+    precise = torch.float32 if x.device.type == "mps" else torch.float64  # Apple's GPUs have no float64
+    angles = positions.to(precise)[..., None] * frequencies(x.size(-1), base, dtype=precise).to(x.device)
+    if angles.dim() == 3:  # (B, L, Dh/2) -> (B, 1, L, Dh/2): every head of a row turns by the same angles
+        angles = angles[:, None]
+    return apply_rotary(x, angles.cos(), angles.sin())
+
+
 class RotaryEmbedding(nn.Module):
     """RoPE: rotates queries and keys (B, H, L, Dh) by their positions, so that
     the score q_m . k_n depends on m - n only. Values are not rotated: position

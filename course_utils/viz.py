@@ -101,3 +101,66 @@ def draw_encoder_decoder(ax=None):
 
 def _as_numpy(values):
     return values.detach().cpu().numpy() if hasattr(values, "detach") else values
+
+
+# Lesson 12: GPT-2's block and a Llama-style block, side by side. Each entry
+# is (height, GPT-2's box, the modern box, the numbers of its changes or None).
+_BLOCK_ROWS = [(0.6, "tokens", "tokens", None),
+               (1.6, "token + learned position embedding", "token embedding (no position table)", 1),
+               (2.9, "LayerNorm (re-centre, scale; gain and bias)", "RMSNorm (scale only; gain)", 2),
+               (3.9, "masked multi-head attention\n(every head its own K and V)",
+                "masked grouped-query attention, rotary q and k\n(query heads share K and V)", "3, 4"),
+               (4.9, "+", "+", None),
+               (5.9, "LayerNorm", "RMSNorm", 2),
+               (6.9, "MLP: GELU, 2 matrices of 4·d", "SwiGLU: SiLU gate, 3 matrices of ≈ 8/3·d", 5),
+               (7.9, "+", "+", None),
+               (9.0, "LayerNorm, head = token table (tied)", "RMSNorm, head of its own (often untied)", "2, 6")]
+BLOCK_CHANGES = {1: "positions move from the input into attention",
+                 2: "RMSNorm instead of LayerNorm",
+                 3: "rotary positions on queries and keys, at each token's position",
+                 4: "grouped-query attention: fewer key-value heads",
+                 5: "a gated feed-forward network (SwiGLU)",
+                 6: "no biases anywhere; the head is often its own matrix"}
+
+
+def draw_block_comparison(ax=None):
+    """GPT-2's decoder (left) and a Llama-style decoder (right), box by box,
+    every difference numbered as in `BLOCK_CHANGES` and coloured (change 6,
+    no biases, holds for every box). Returns the
+    Axes; the box labels and the numbers are its texts."""
+    ax = ax or plt.subplots(figsize=(11, 5.6))[1]
+    ax.set_xlim(0, 12)
+    ax.set_ylim(-0.5, 10.6)
+    ax.axis("off")
+    changed = "#F2C57C"
+
+    def box(x, y, text, colour, width=4.6):
+        tall = 0.8 if "\n" in text else 0.55
+        ax.add_patch(plt.Rectangle((x - width / 2, y - tall / 2), width, tall, facecolor=colour, edgecolor="black", lw=0.8))
+        ax.text(x, y, text, ha="center", va="center", fontsize=8)
+
+    for x, side, title in ((3.0, 1, "GPT-2 (2019), lessons 06 and 10"), (9.0, 2, "Llama-style (2023-), this lesson")):
+        ax.add_patch(plt.Rectangle((x - 2.7, 2.35), 5.4, 6.05, fill=False, ls="--", lw=0.8))
+        ax.text(x + 2.75, 8.1, "× N", fontsize=9, ha="left")
+        ax.text(x, 10.3, title, ha="center", fontsize=10, weight="bold")
+        rows = [(row[0], row[side], row[3]) for row in _BLOCK_ROWS]
+        for (y, text, number), (next_y, next_text, _) in zip(rows, rows[1:] + [(None, None, None)]):
+            is_sum = text == "+"
+            if is_sum:
+                ax.add_patch(plt.Circle((x, y), 0.25, facecolor="white", edgecolor="black", lw=0.8))
+                ax.text(x, y, "+", ha="center", va="center", fontsize=10)
+            else:
+                box(x, y, text, changed if side == 2 and number else "#DDDDDD" if text != "tokens" else "white")
+            if side == 2 and number:
+                ax.text(x + 2.45, y, str(number), fontsize=9, color="#B5541B", weight="bold", va="center")
+            if next_y is not None:
+                top = y + (0.25 if is_sum else 0.4 if "\n" in text else 0.28)
+                bottom = next_y - (0.25 if next_text == "+" else 0.4 if "\n" in next_text else 0.28)
+                ax.annotate("", xy=(x, bottom), xytext=(x, top), arrowprops=dict(arrowstyle="->", lw=1))
+        if side == 2:
+            ax.text(x, -0.2, "6: no bias in any linear layer or norm", ha="center", fontsize=8, color="#B5541B")
+        for start, end in ((2.4, 4.9), (5.4, 7.9)):  # residual connections: around each sublayer, into its sum
+            side_x = x - 2.55
+            ax.plot([x, side_x, side_x], [start, start, end], color="#777777", lw=0.9)
+            ax.annotate("", xy=(x - 0.25, end), xytext=(side_x, end), arrowprops=dict(arrowstyle="->", lw=0.9, color="#777777"))
+    return ax

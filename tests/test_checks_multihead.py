@@ -11,7 +11,7 @@ from torch import nn
 
 from course_utils.attention import MultiHeadAttention as Reviewed
 from course_utils.classroom.checks import multihead
-from course_utils.classroom.checks.multihead import SLIPS, check_multi_head_attention, check_separate_heads, slipped_forward
+from course_utils.classroom.checks.multihead import SLIPS, check_multi_head_attention, check_separate_heads, _slipped_forward
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
@@ -136,7 +136,7 @@ def test_the_slip_free_variant_is_the_reviewed_module():
     reference, x = multihead._reference_and_input()
     queries, keys, values = multihead._cross_inputs()
     for arguments, mask in [((x,), None), ((x,), multihead.causal_mask(x.shape[1])), ((queries, keys, values), None)]:
-        torch.testing.assert_close(slipped_forward(reference, *arguments, mask=mask),
+        torch.testing.assert_close(_slipped_forward(reference, *arguments, mask=mask),
                                    reference(*arguments, mask=mask)[0], atol=1e-5, rtol=0)
 
 
@@ -150,11 +150,11 @@ def test_every_slip_changes_the_output():
         if slip not in ("softmax_axis", "keys_from_query", "shared_head", "heads_reversed", "weights_before_softmax"):
             # (a softmax over the queries makes masked columns NaN; keys from the query do not fit a 7-key mask;
             # the module's forward has no shared or reversed heads, and its output no weights)
-            difference = (slipped_forward(reference, queries, keys, values, memory_mask, slip) - right).abs()
+            difference = (_slipped_forward(reference, queries, keys, values, memory_mask, slip) - right).abs()
             assert difference.isnan().any() or difference.max() > 1e-2, slip  # an inverted mask leaves rows all -inf: NaN
     unmasked = reference(queries, keys, values)[0]
     for slip in ("keys_from_query", "softmax_axis"):
-        assert (slipped_forward(reference, queries, keys, values, slip=slip) - unmasked).abs().max() > 1e-2, slip
+        assert (_slipped_forward(reference, queries, keys, values, slip=slip) - unmasked).abs().max() > 1e-2, slip
 
 
 def test_the_solution_passes_and_is_recorded(capsys, progress_file):

@@ -1,6 +1,7 @@
 """nbval compares only the text of figures, so plots are tested here."""
 
 import collections
+import re
 
 import matplotlib
 
@@ -43,4 +44,16 @@ def test_encoder_decoder_diagram_names_the_three_attentions_in_their_colours():
     assert set(viz.ATTENTION_COLOURS) <= texts and "feed-forward" in texts
     coloured = {patch.get_facecolor()[:3] for patch in ax.patches}
     assert {matplotlib.colors.to_rgb(colour) for colour in viz.ATTENTION_COLOURS.values()} <= coloured
+    plt.close("all")
+
+
+def test_block_comparison_numbers_every_change_on_the_modern_side_only():
+    ax = viz.draw_block_comparison()
+    texts = [text.get_text() for text in ax.texts]
+    assert "RMSNorm (scale only; gain)" in texts and "LayerNorm (re-centre, scale; gain and bias)" in texts
+    labels = [text for text in ax.texts if re.fullmatch(r"\d+(, \d+)*", text.get_text())]
+    numbers = {part for text in labels for part in text.get_text().split(", ")}
+    numbers |= {text[0] for text in texts if re.match(r"\d: ", text)}  # a change drawn as a note, not on a box
+    assert numbers == {str(change) for change in viz.BLOCK_CHANGES}  # every change drawn, none unlisted
+    assert all(text.get_position()[0] > 6 for text in labels)  # numbers sit beside the modern column
     plt.close("all")

@@ -130,12 +130,74 @@ def cmd_book(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from course_utils.bert import PretrainingRecipe
+    import dataclasses
 
-    from .train import train_bert
+    from course_utils.checkpoint import CheckpointError
 
-    train_bert(PretrainingRecipe(steps=args.steps), fresh=args.fresh, results=args.results)
+    from . import train
+
+    if args.model == "bert" and args.recipe:
+        print("course train: --recipe is for gpt and modern; bert has one recipe (lesson 08's)", file=sys.stderr)
+        return 2
+    if args.processes is not None and (args.model == "bert" or args.processes < 1):
+        print("course train: --processes is for gpt and modern, and at least 1", file=sys.stderr)
+        return 2
+    try:
+        if args.model == "bert":
+            from course_utils.bert import PretrainingRecipe
+
+            train.train_bert(PretrainingRecipe(steps=args.steps or train.LONG_RUN_STEPS),
+                             eval_every=args.checkpoint_every, fresh=args.fresh,
+                             results=args.results or train.BERT_RESULTS)
+        else:
+            from course_utils.gpt import SHORT_RECIPE, TrainingRecipe
+
+            recipe = {"nanogpt": TrainingRecipe(), "short": SHORT_RECIPE}[args.recipe or "nanogpt"]
+            recipe = dataclasses.replace(recipe, steps=args.steps or recipe.steps, eval_every=args.checkpoint_every)
+            if (args.processes or 1) == 1:
+                train.train_decoder(args.model, recipe, fresh=args.fresh, results=args.results)
+            else:
+                return _train_data_parallel(args, recipe)
+    except CheckpointError as error:
+        print(f"course train: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _train_data_parallel(args, recipe) -> int:
+    """`course train gpt|modern --processes N`: started by the user, start N
+    copies of this command with torchrun and wait for them; started by
+    torchrun (which sets RANK), be one of them."""
+    import os
+    import subprocess
+
+    from course_utils import distributed
+
+    from . import train
+
+    processes, batch_size = args.processes, recipe.batch_size
+    if processes > batch_size or batch_size % processes:
+        print(f"course train: the batch of {batch_size} windows cannot be split evenly over {processes} processes: "
+              f"each process takes batch/processes of them, so choose a divisor of {batch_size}", file=sys.stderr)
+        return 2
+    if "RANK" in os.environ:  # one of the processes torchrun started
+        if int(os.environ["WORLD_SIZE"]) != processes:
+            print(f"course train: --processes {processes}, but torchrun started {os.environ['WORLD_SIZE']}",
+                  file=sys.stderr)
+            return 2
+        with distributed.process_group():
+            train.train_decoder(args.model, recipe, fresh=args.fresh, results=args.results)
+        return 0
+    arguments = ["train", args.model, "--processes", str(processes), "--checkpoint-every", str(args.checkpoint_every)]
+    arguments += ["--recipe", args.recipe] if args.recipe else []
+    arguments += ["--steps", str(args.steps)] if args.steps else []
+    arguments += ["--fresh"] if args.fresh else []
+    arguments += ["--results", str(args.results)] if args.results else []
+    threads = max(1, (os.cpu_count() or 1) // processes)  # the cores shared out, not each process on all of them
+    environment = {**os.environ, **distributed.loopback_environment(threads)}
+    command = distributed.torchrun_command(processes, "course_utils.classroom.cli", arguments)
+    print(f"Starting {processes} processes of {threads} thread(s): {' '.join(command)}", flush=True)
+    return subprocess.run(command, env=environment).returncode
 
 
 def cmd_bench(args) -> int:
@@ -222,15 +284,30 @@ def main(argv: list[str] | None = None) -> int:
     book.add_argument("--jupyter-book", default="jupyter-book", metavar="PATH",
                       help="the jupyter-book command to build with (default: the one on PATH)")
     book.set_defaults(func=cmd_book)
-    from .train import BERT_RESULTS, LONG_RUN_STEPS
+    from .train import LONG_RUN_STEPS
 
-    train = verbs.add_parser("train", help="the longer training runs that lessons show the results of")
-    train.add_argument("model", choices=["bert"], help="bert: lesson 08's pre-training, about half an hour on 2 cores "
-                       "(the stored run: 27 minutes)")
-    train.add_argument("--steps", type=int, default=LONG_RUN_STEPS, help=f"training steps (default {LONG_RUN_STEPS})")
+    train = verbs.add_parser("train", help="the longer training runs that lessons show the results of",
+                             description="Train a model for longer than a lesson allows, with a progress bar, an "
+                             "evaluation and a checkpoint (in the cache folder) every --checkpoint-every steps; run "
+                             "again, it resumes from the last checkpoint, exactly as if it had never stopped.")
+    train.add_argument("model", choices=["bert", "gpt", "modern"],
+                       help="bert: lesson 08's pre-training, about half an hour on 2 cores (the stored run: 27 "
+                       "minutes); gpt: lesson 10's GPT; modern: lesson 12's Llama-style decoder (both on the "
+                       "course's characters, by nanoGPT's recipe unless --recipe short)")
+    train.add_argument("--steps", type=int, help=f"training steps (default: {LONG_RUN_STEPS} for bert, the recipe's "
+                       "for gpt and modern: 2000, or 1200 with --recipe short)")
+    train.add_argument("--recipe", choices=["nanogpt", "short"],
+                       help="gpt and modern: nanoGPT's CPU recipe (default) or lessons 10 and 12's shorter one")
+    train.add_argument("--checkpoint-every", type=int, default=250, metavar="N",
+                       help="evaluate and save a checkpoint every N steps, and at the last (default 250)")
     train.add_argument("--fresh", action="store_true", help="start again instead of resuming from the checkpoint")
-    train.add_argument("--results", type=Path, default=BERT_RESULTS,
-                       help="where to write the curve (default: the file lesson 08 reads)")
+    train.add_argument("--processes", type=int, metavar="N",
+                       help="gpt and modern: train data-parallel in N processes on this machine (started with "
+                       "torchrun), each on batch/N of every batch; the checkpoint is the same as one process's, so "
+                       "a run may resume with another N (default 1)")
+    train.add_argument("--results", type=Path,
+                       help="where to write the curve (default: for bert, the file lesson 08 reads; for gpt and "
+                       "modern, results.json in the run's folder in the cache)")
     train.set_defaults(func=cmd_train)
     bench = verbs.add_parser(
         "bench", help="measure this machine: matmul, GPT training, generation, attention, lessons (about 4 min)",

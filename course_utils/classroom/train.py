@@ -1,17 +1,25 @@
-"""`course train bert`: the pre-training run that is longer than a lesson.
+"""`course train`: the training runs that are longer than a lesson.
 
-Lesson 08 trains a small BERT for a minute; this command trains the same
-recipe for longer, evaluates it on the held-out plays as it goes, and writes
-the curve to a small JSON file that the lesson plots. The run is
-deterministic (each step's batch comes from the recipe and the step number)
-and resumable: a checkpoint is written at every evaluation, and running the
-command again continues from the last one, exactly as if it had never
-stopped. The weights stay in the cache folder; only the curve is committed.
+`course train bert`: lesson 08 trains a small BERT for a minute; this trains
+the same recipe for longer, evaluates it on the held-out plays as it goes,
+and writes the curve to a small JSON file that the lesson plots.
+
+`course train gpt` and `course train modern`: lesson 10's GPT and lesson
+12's modern decoder, trained by lesson 10's recipe (nanoGPT's 2,000 steps by
+default) on the course's characters; the curve of losses goes to a JSON file
+in the run's folder.
+
+Every run is deterministic (each step's batch comes from the recipe and the
+step number) and resumable: a checkpoint (`course_utils.checkpoint`) is
+written at every evaluation, and running the command again continues from
+the last one, exactly as if it had never stopped. The weights stay in the
+cache folder; only lesson 08's curve is committed.
 """
 
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
 import time
@@ -19,26 +27,32 @@ from pathlib import Path
 
 import torch
 
+from course_utils.checkpoint import atomic_write, load_checkpoint, save_checkpoint
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # course_utils/results: shipped with the package
 BERT_RESULTS = RESULTS / "bert_pretraining.json"
+MODERN_VS_GPT_RESULTS = RESULTS / "modern_vs_gpt.json"  # lesson 12: benchmarks/modern_vs_gpt.py
 LONG_RUN_STEPS = 4000
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(temporary path), then rename over `path` in one step: a reader
-    (or a run killed mid-write) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    write(partial)
-    os.replace(partial, path)
-
-
-def run_folder(recipe) -> Path:
-    """Where a recipe's checkpoint lives: one folder per recipe."""
+def run_folder(kind: str, settings: dict) -> Path:
+    """Where a run's checkpoint lives: one folder per model kind and settings
+    (`settings` as the checkpoint stores them)."""
     from course_utils.data import cache_dir
 
-    digest = hashlib.sha256(json.dumps(dataclasses.asdict(recipe), sort_keys=True).encode()).hexdigest()[:12]
-    return cache_dir() / "runs" / f"bert-{digest}"
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "runs" / f"{kind}-{digest}"
+
+
+def machine() -> str:
+    """The machine a run took its time on, in one line."""
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} thread(s) used), "
+            f"torch {torch.__version__}")
+
+
+def _write_results(report: dict, results: Path) -> None:
+    atomic_write(results, lambda path: path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8"))
+    print(f"Results: {results}")
 
 
 def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results: Path = BERT_RESULTS,
@@ -68,15 +82,14 @@ def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results:
         evaluation[f"train_{negatives}"] = recipe.held_out_batches(tokenizer, training, negatives, held_out_pairs)
     model = recipe.build_model(len(tokenizer))
     optimizer = bert.pretraining_optimizer(model, recipe)
-    checkpoint = run_folder(recipe) / "checkpoint.pt"
+    settings = dataclasses.asdict(recipe)
+    checkpoint = run_folder("bert", settings) / "checkpoint.pt"
     done, curve, seconds, earlier_wall = 0, [], 0.0, 0.0
     run_wall = 0.0  # the run's wall time up to its last checkpoint
     if checkpoint.is_file() and not fresh:
-        state = torch.load(checkpoint, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        done, curve, seconds = state["step"], json.loads(state["curve"]), state["seconds"]
-        earlier_wall = state.get("wall_seconds", seconds)  # a checkpoint from before wall time was kept: a floor
+        resumed = load_checkpoint(checkpoint, model, optimizer, settings)
+        done = resumed.step
+        curve, seconds, earlier_wall = (resumed.extra[key] for key in ("curve", "seconds", "wall_seconds"))
         run_wall = earlier_wall
         print(f"Resuming from step {done} of {recipe.steps} ({checkpoint})")
 
@@ -99,9 +112,8 @@ def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results:
         curve.append(point)
         done = stop
         run_wall = wall()
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done,
-                 "curve": json.dumps(curve), "seconds": seconds, "wall_seconds": run_wall}
-        _atomic_write(checkpoint, lambda path: torch.save(state, path))
+        save_checkpoint(checkpoint, model, optimizer, done, settings,
+                        extra={"curve": curve, "seconds": seconds, "wall_seconds": run_wall})
         print(f"step {done:>5}: MLM loss {point['train_mlm_loss']:.2f}, held-out MLM accuracy "
               f"{point['held_out_mlm_accuracy']:.3f}; NSP accuracy, held out: {point['nsp_accuracy_other']:.3f} "
               f"(other play), {point['nsp_accuracy_same']:.3f} (same play), {point['nsp_accuracy_swapped']:.3f} "
@@ -117,16 +129,85 @@ def train_bert(recipe=None, eval_every: int = 250, fresh: bool = False, results:
     report = {"command": f"course train bert --steps {recipe.steps}", "recipe": dataclasses.asdict(recipe),
               "held_out_pairs": held_out_pairs, "nsp_input": "unmasked", "training_seconds": round(seconds),
               "wall_seconds": round(run_wall), "final_nsp_right": final_right,
-              "machine": f"{platform.machine()}, {os.cpu_count()} cores ({torch.get_num_threads()} thread(s) used), "
-                         f"torch {torch.__version__}", "curve": curve}
-    _atomic_write(results, lambda path: path.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8"))
-    print(f"Results: {results}")
+              "machine": machine(), "curve": curve}
+    _write_results(report, results)
     return report
 
 
+def decoder_settings(config, recipe) -> dict:
+    """What decides a `course train gpt` or `modern` run: the model's config and the recipe."""
+    return {"config": dataclasses.asdict(config), "recipe": dataclasses.asdict(recipe)}
+
+
+def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, results: Path | None = None,
+                  progress: bool = True) -> dict:
+    """Train lesson 10's GPT (kind "gpt") or lesson 12's ModernDecoder
+    ("modern"), of `config` (default: the lesson's), on the course's
+    characters by `recipe` (default: `gpt.TrainingRecipe()`, nanoGPT's);
+    evaluate and save a checkpoint every recipe.eval_every steps and at the
+    last; resume from the run's checkpoint unless `fresh`. Writes the results
+    to `results` (default: results.json in the run's folder) and returns
+    them; their `wall_seconds` adds up every resumed part of the run, up to
+    its last checkpoint.
+
+    Run in every process of a process group (`course train ... --processes
+    N` starts them with torchrun), it trains data-parallel: each process on
+    its shard of every batch (`distributed.train_gpt_data_parallel`), rank 0
+    alone writing the checkpoints and the results. The checkpoint is the same
+    whatever the number of processes, so a run may resume with another."""
+    from course_utils import distributed, gpt, modern
+
+    began = time.perf_counter()
+    model_class, config_class = {"gpt": (gpt.GPT, gpt.GPTConfig),
+                                 "modern": (modern.ModernDecoder, modern.ModernConfig)}[kind]
+    recipe = recipe or gpt.TrainingRecipe()
+    tokenizer, train_ids, validation_ids = gpt.character_data()
+    config = config or config_class(vocab_size=tokenizer.get_vocab_size())
+    settings = decoder_settings(config, recipe)
+    folder = run_folder(kind, settings)
+    checkpoint, results = folder / "checkpoint.pt", results or folder / "results.json"
+    torch.manual_seed(recipe.seed)  # the same first weights on every fresh run (0 by default, as lessons 10 and 12 seed)
+    model = model_class(config)
+    optimizer = recipe.optimizer(model)
+    run, earlier_wall = gpt.TrainingRun(), 0.0
+    if checkpoint.is_file() and not fresh:
+        resumed = load_checkpoint(checkpoint, model, optimizer, settings)
+        run, earlier_wall = gpt.TrainingRun(**resumed.extra["run"]), resumed.extra["wall_seconds"]
+        print(f"Resuming from step {resumed.step} of {recipe.steps} ({checkpoint})")
+    run_wall = earlier_wall  # the run's wall time up to its last checkpoint
+
+    def save(step: int) -> None:  # called in rank 0 only, when data-parallel
+        nonlocal run_wall
+        if step == 0:  # the evaluation before training: nothing to save yet
+            return
+        run_wall = earlier_wall + time.perf_counter() - began
+        save_checkpoint(checkpoint, model, optimizer, step, settings,
+                        extra={"run": dataclasses.asdict(run), "wall_seconds": run_wall})
+
+    processes = distributed.rank_and_world_size()[1]
+    train_gpt = distributed.train_gpt_data_parallel if processes > 1 else gpt.train_gpt
+    train_gpt(model, train_ids, validation_ids, recipe, progress=progress, optimizer=optimizer, run=run,
+              after_evaluation=save)
+    curve = [{"step": step, "train_loss": train_loss, "validation_loss": validation_loss}
+             for step, train_loss, validation_loss in run.evaluations]
+    report = {"model": kind, "config": settings["config"], "recipe": settings["recipe"], "curve": curve,
+              # a loss in nats per character, divided by ln 2: bits per character
+              "bits_per_character": curve[-1]["validation_loss"] / math.log(2),
+              "wall_seconds": round(run_wall), "machine": machine(),
+              "processes": processes}  # of this part of the run: a resumed run may use another number
+    if distributed.is_main_process():
+        _write_results(report, results)
+    return report
+
+
+# The stored results each lesson reads, with what makes them again.
+MADE_BY = {BERT_RESULTS.name: "run `course train bert` (the stored run took 27 minutes on one thread of a 2-core CPU)",
+           MODERN_VS_GPT_RESULTS.name: "run `python benchmarks/modern_vs_gpt.py --threads 2` (about 20 minutes "
+                                       "on a 2-core CPU)"}
+
+
 def load_results(path: Path = BERT_RESULTS) -> dict:
-    """The stored results of `course train bert`, with the command that makes them if they are missing."""
+    """Stored results (by default those of `course train bert`), with the command that makes them if they are missing."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run `course train bert` (the stored run took 27 minutes "
-                                "on one thread of a 2-core CPU) to make it")
+        raise FileNotFoundError(f"{path} is missing: {MADE_BY.get(path.name, MADE_BY[BERT_RESULTS.name])} to make it")
     return json.loads(path.read_text(encoding="utf-8"))

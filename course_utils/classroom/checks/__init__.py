@@ -60,6 +60,13 @@ def seeded(base: int) -> int:
     return base + _seed_offset
 
 
+def random_normal(generator: torch.Generator, *shape, mean: float = 0.0, std: float = 1.0,
+                  dtype=torch.float32) -> torch.Tensor:
+    """A checker's random input: drawn in float64 from `generator` (so every
+    dtype gets the same numbers), then cast to `dtype`."""
+    return (mean + std * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+
+
 def yours_if_passed(answer, exercise_id: str, reviewed):
     """The learner's `answer` if its checker passed in this kernel, else the
     course's `reviewed` version (None where there is none: the lesson then
@@ -197,6 +204,11 @@ class Checker:
         detail = "" if passed else _detail(expected, actual, hint)
         self.results.append((bool(passed), name, detail))
         return bool(passed)
+
+    def left_unchanged(self, name: str,
+                       hint: str = "compute new tensors: an in-place operation changes the caller's tensor") -> bool:
+        """That the last `call` wrote into none of its arguments."""
+        return self.that(name, not self.wrote_into, "inputs unchanged", "your function wrote into its input", hint)
 
     def fail(self, name: str, expected=None, actual=None, hint: str = "") -> None:
         self.that(name, False, expected, actual, hint)

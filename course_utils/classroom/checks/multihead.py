@@ -84,7 +84,7 @@ def slipped_heads(reference: MultiHeadAttention, x: torch.Tensor, mask=None, sli
     return _slipped_attention(reference, x, mask=mask, slip=slip)[0]
 
 
-def slipped_forward(reference: MultiHeadAttention, query: torch.Tensor, key=None, value=None, mask=None,
+def _slipped_forward(reference: MultiHeadAttention, query: torch.Tensor, key=None, value=None, mask=None,
                     slip: str | None = None) -> torch.Tensor:
     """The module's output (B, Lq, D) by `reference`'s weights, computed with
     one named slip from SLIPS (or none, which gives the reviewed result)."""
@@ -109,7 +109,7 @@ _CROSS_HINT = ("the queries come from query, the keys from key and the values fr
 
 
 def _mistakes(reference, query, key, value, mask, slips):
-    return {SLIPS[slip]: slipped_forward(reference, query, key, value, mask, slip) for slip in slips}
+    return {SLIPS[slip]: _slipped_forward(reference, query, key, value, mask, slip) for slip in slips}
 
 
 def _reference_and_input():

@@ -14,13 +14,15 @@ whose mask an answer that builds its own causal mask cannot honour), and
 names the classic slip that a wrong output matches.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from course_utils.attention import causal_mask, padding_mask
 from course_utils.transformer import DecoderLayer, TransformerConfig
 from .. import remote
-from . import Checker, seeded
+from . import Checker, random_normal, seeded
 
 # --- layer normalisation ----------------------------------------------------------
 
@@ -76,8 +78,7 @@ def _layer_norm_cases():
     """(what, x, γ, β, eps) the notebook never uses: seeded, moved by the grader."""
     generator = torch.Generator().manual_seed(seeded(616))
 
-    def normal(*shape, mean=0.0, std=1.0, dtype=torch.float32):
-        return (mean + std * torch.randn(*shape, generator=generator, dtype=torch.float64)).to(dtype)
+    normal = functools.partial(random_normal, generator)
 
     def affine(width, dtype=torch.float32):
         return normal(width, mean=1.0, std=0.5, dtype=dtype), normal(width, std=0.5, dtype=dtype)
@@ -155,7 +156,7 @@ QUERIES_FROM_ENCODER = ("the queries of cross-attention taken from the encoder's
                         "(it is the decoder that asks, and the encoder's output that answers)")
 
 
-def slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip: str | None = None) -> torch.Tensor:
+def _slipped_forward(layer: DecoderLayer, x, memory, self_mask, memory_mask, slip: str | None = None) -> torch.Tensor:
     """The post-LN decoder layer by `layer`'s weights, with one named slip from
     SLIPS (or none, which gives the reviewed result)."""
     def self_attention(h):
@@ -271,8 +272,8 @@ def _compare(check, what, learner, reference, x, memory, self_mask, memory_mask)
                                                     else at for at in check.wrote_into),
                "compute new tensors: an in-place operation changes the caller's tensor")
     check.close(f"{what}: masked self-attention, cross-attention, feed-forward, each LayerNorm(x + sublayer(x))",
-                out, slipped_forward(reference, x, memory, self_mask, memory_mask),
-                mistakes={name: slipped_forward(reference, x, memory, self_mask, memory_mask, slip)
+                out, _slipped_forward(reference, x, memory, self_mask, memory_mask),
+                mistakes={name: _slipped_forward(reference, x, memory, self_mask, memory_mask, slip)
                           for slip, name in SLIPS.items()},
                 hint="compare each of your three steps with the diagram above: what each sublayer reads, "
                      "which mask it gets, what is added back, and where the norm goes")
