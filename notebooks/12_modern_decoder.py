@@ -551,7 +551,7 @@ assert 1.70 < final_validation < 1.96, f"validation loss {final_validation:.3f} 
 # way.
 
 # %%
-# NBVAL_TOLERANCE ±0.03 "bits per character": seed 0 moved 0.009 between the AVX-512 and the default kernels (the results file's seed0_other_kernels); a third of the band
+# NBVAL_TOLERANCE ±0.08 "bits per character": a training run is chaotic: a last-bit nudge to the weights moved seed 0 by 0.040 in CI, and the five seeds spread 2.635-2.692 (other kernels moved it 0.009: the results file's seed0_other_kernels)
 from course_utils.classroom.train import MODERN_VS_GPT_RESULTS, load_results
 from course_utils.gpt import bits_per_character
 

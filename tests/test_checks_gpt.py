@@ -94,8 +94,10 @@ def test_each_classic_slip_is_named(capsys):
 def test_a_float32_running_sum_fails_at_p_1_on_a_large_vocabulary(capsys):
     out = run(_slip("plain"), capsys)  # right on every small row, in float32
     assert "✓ p = 0.85" in out and "✓ 5 random rows of 200 logits" in out, out
-    assert "✗ p = 1 keeps all 50,257 tokens" in out and "a float32 softmax's rounded" in out, out
-    assert "✗ p = 1 keeps all 1,001 tokens" in out, out
+    # Whether the 50,257 random logits trip a float32 running sum depends on their draw (the grader's seed
+    # moves it) and on the order the CPU's kernel adds in; the row with one token at 99.9998% trips it on
+    # every CPU and seed tried, so the slip never passes.
+    assert "✗ p = 1 keeps all 1,001 tokens" in out and "a float32 softmax's rounded" in out, out
 
 
 def test_the_count_may_not_come_from_one_row_only(capsys):
