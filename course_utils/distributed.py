@@ -19,6 +19,7 @@ the optimizer's states, the gradients and the weights over the processes:
 """
 
 import os
+import pickle
 import socket
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import cloudpickle
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -112,6 +114,23 @@ def all_reduce_gradients(model: nn.Module) -> None:
             parameter.grad /= world_size
 
 
+def data_parallel_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch) -> float:
+    """One training step of data parallelism, in one process of the group:
+    this process's shard of the global `batch` (inputs, targets), the mean
+    loss on it, its gradients, averaged over the processes only once the
+    backward pass has made them all, and the optimizer's step. Returns the
+    loss of this process's shard."""
+    from .gpt import next_token_loss
+
+    rank, world_size = rank_and_world_size()
+    loss = next_token_loss(model, shard_of(batch, rank, world_size))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    all_reduce_gradients(model)
+    optimizer.step()
+    return loss.item()
+
+
 class DataParallel(NamedTuple):
     """What `gpt.train_gpt` needs to train data-parallel: the model wrapped
     in DDP (its forward and backward passes average the gradients), and this
@@ -180,13 +199,14 @@ def loopback_environment(threads: int = 1) -> dict[str, str]:
     return environment
 
 
-def _run_rank(rank: int, world_size: int, port: int, threads: int, folder: str, function: Callable, args: tuple):
+def _run_rank(rank: int, world_size: int, port: int, threads: int, folder: str, work: bytes):
     """The body of each process `launch` starts: join the group, run
     function(rank, world_size, *args), leave its result (or its traceback) in `folder`."""
     os.environ.update(loopback_environment(threads), MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size))
     torch.set_num_threads(threads)
     try:
+        function, args = pickle.loads(work)
         with process_group(rank, world_size):
             outcome = ("result", function(rank, world_size, *args))
     except BaseException:  # noqa: BLE001 -- any failure goes back to the parent, which raises it
@@ -200,17 +220,18 @@ def launch(function: Callable, world_size: int, *args, timeout: float = 60.0, th
     that form a process group on this machine (the loopback address, a free
     port), and return their results, by rank.
 
-    `function` must be importable by name (defined in a module, not in a
-    notebook cell): each process is a fresh Python that imports it. The
-    results travel through files (`torch.save`): tensors, numbers, strings
-    and containers of them. If a process fails, the others are ended and its
-    traceback raised as a RuntimeError; if they are not all done within
+    Each process is a fresh Python: `function` and `args` travel to it
+    pickled by cloudpickle, which carries a function defined in a notebook
+    cell by value (its code), and one defined in a module by name. The
+    results travel back through files (`torch.save`): tensors, numbers,
+    strings and containers of them. If a process fails, the others are ended and its
+    traceback raised in a ProcessesFailed (a RuntimeError); if they are not all done within
     `timeout` seconds, all are ended and TimeoutError raised. Every process
     has ended when `launch` returns or raises."""
-    context = torch.multiprocessing.get_context("spawn")
-    port = free_port()
+    context = _start_method()
+    port, work = free_port(), cloudpickle.dumps((function, args))
     with tempfile.TemporaryDirectory() as folder:
-        processes = [context.Process(target=_run_rank, args=(rank, world_size, port, threads, folder, function, args),
+        processes = [context.Process(target=_run_rank, args=(rank, world_size, port, threads, folder, work),
                                      daemon=True) for rank in range(world_size)]
         try:
             for process in processes:
@@ -230,11 +251,49 @@ def launch(function: Callable, world_size: int, *args, timeout: float = 60.0, th
                 if process.is_alive():
                     process.kill()
                 process.join(timeout=10)
-    errors = [f"rank {rank}:\n{value}" for rank, (kind, value) in enumerate(outcomes) if kind == "error"]
-    if errors:
-        raise RuntimeError(f"{function.__name__} failed in {len(errors)} of {world_size} processes:\n"
-                           + "\n".join(errors))
+    failures = {rank: value for rank, (kind, value) in enumerate(outcomes) if kind == "error"}
+    if failures:
+        raise ProcessesFailed(f"{function.__name__} failed in {len(failures)} of {world_size} processes:\n"
+                              + "\n".join(f"rank {rank}:\n{trace}" for rank, trace in failures.items()), failures)
     return [value for _, value in outcomes]
+
+
+class ProcessesFailed(RuntimeError):
+    """Raised by `launch` when a process failed: `failures` maps each failed
+    rank to its traceback (or to why it has none: ended, or no report)."""
+
+    def __init__(self, message: str, failures: dict[int, str]):
+        super().__init__(message)
+        self.failures = failures
+
+    @property
+    def first(self) -> tuple[int, str]:
+        """(rank, traceback) of the process whose failure came first: one that
+        raised, rather than one that lost its peer in a collective call
+        (PEER_GONE) because of it, or one ended because another had failed."""
+        def later(failure):
+            trace = failure[1]
+            return (not trace.startswith("Traceback"), PEER_GONE in trace)
+
+        return min(self.failures.items(), key=later)
+
+
+PEER_GONE = "Connection closed by peer"  # gloo, to a process waiting in a collective call that another left
+
+
+def _start_method():
+    """Processes forked from a server process that has imported torch and
+    this module once (`forkserver`): each then starts in a fraction of a
+    second, where a fresh Python (`spawn`) takes one or two to import torch.
+    The server runs no torch code, so what it forks has no threads to lose.
+    Where there is no forkserver (Windows), spawn."""
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return torch.multiprocessing.get_context("spawn")
+    context = torch.multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["course_utils.distributed", "course_utils.gpt"])
+    return context
 
 
 def _outcome(path: Path, process) -> tuple[str, object]:

@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from course_utils import modern, positional
-from course_utils.classroom import harness, remote, sandbox
 from course_utils.classroom.checks import modern as modern_checks
 from course_utils.classroom.checks.modern import (ATTENTION_SLIPS, FLOAT32_PRECISION, RMS_NORM_SLIPS, ROTATE_SLIPS,
                                                   SWIGLU_SLIPS, UNTRANSPOSED, check_grouped_attention, check_rms_norm,
                                                   check_rotate_at, check_swiglu)
-from course_utils.classroom.pytest_plugin import Loopback
+from course_utils.classroom.pytest_plugin import Watched
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
@@ -339,18 +338,6 @@ def test_a_stub_reads_as_not_attempted(checker, capsys, progress_file):
 def test_a_crash_and_a_non_function_are_reported(checker, capsys):
     assert "it raised ZeroDivisionError" in run(checker, lambda *args, **kwargs: 1 / 0, capsys)
     assert "your answer is a function" in run(checker, 42, capsys)
-
-
-class Watched(Loopback):
-    """The loopback sandbox with the grader's watch on, as `course grade` runs it."""
-
-    def request(self, operation: str, target, args: tuple = (), kwargs: dict | None = None):
-        self.count += 1
-        request = remote.decode_request(remote.encode_request({
-            "id": self.count, "op": operation, "target": target, "args": args, "kwargs": kwargs or {},
-            "grad": torch.is_grad_enabled(), "watch": remote.watched()}))
-        reply = json.loads(json.dumps(harness.do_request(request, self.namespace, self.objects)))
-        return sandbox.read_reply(self, reply)
 
 
 @pytest.mark.parametrize("checker, answer, piece", [

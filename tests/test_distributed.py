@@ -10,12 +10,12 @@ in one launch (a module-scoped fixture) and the tests check its results."""
 
 import os
 
-import psutil
 import pytest
 import torch
 
 from course_utils import distributed, gpt
 from course_utils.classroom import train
+from course_utils.classroom.pytest_plugin import processes_left
 from course_utils.distributed import all_reduce_gradients, launch, memory_per_process, shard_of
 from course_utils.gpt import GPT, GPTConfig, TrainingRecipe, next_token_loss, train_gpt
 
@@ -97,13 +97,6 @@ def _scenarios(rank: int, world_size: int, folder: str) -> dict:
     return results
 
 
-def no_processes_left():
-    """The processes this one started and that still run (multiprocessing's
-    resource tracker, a helper that lives as long as Python, aside)."""
-    return [child for child in psutil.Process().children(recursive=True)
-            if "resource_tracker" not in " ".join(child.cmdline())]
-
-
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("distributed")
@@ -117,7 +110,7 @@ def two_processes(tmp_path_factory):
     try:
         return folder, launch(_scenarios, 2, str(folder), timeout=120)
     finally:
-        assert not no_processes_left()
+        assert not processes_left()
 
 
 def test_a_batch_is_split_into_consecutive_equal_shards():
@@ -200,10 +193,10 @@ def _fail_in_rank_1(rank: int, world_size: int):
 def test_a_failing_or_slow_process_ends_them_all_and_says_why():
     with pytest.raises(RuntimeError, match="(?s)rank 1:.*ValueError: rank 1 gives up"):
         launch(_fail_in_rank_1, 2, timeout=60)
-    assert not no_processes_left()
+    assert not processes_left()
     with pytest.raises(TimeoutError, match="did not end within 0.5 s"):
         launch(_fail_in_rank_1, 2, timeout=0.5)  # ended before they even start
-    assert not no_processes_left()
+    assert not processes_left()
 
 
 def test_the_command_line_starts_torchrun_on_the_loopback_address(monkeypatch, capsys):
@@ -230,5 +223,5 @@ def test_the_command_line_starts_torchrun_on_the_loopback_address(monkeypatch, c
 
 
 def test_no_process_is_left_behind():
-    assert not no_processes_left()
+    assert not processes_left()
 

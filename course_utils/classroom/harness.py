@@ -260,6 +260,7 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
     args, kwargs = objects.resolve(tuple(request.get("args", ()))), objects.resolve(dict(request.get("kwargs", {})))
     inputs = {**dict(enumerate(args)), **kwargs}
     before = {key: _snapshot(value) for key, value in inputs.items() if isinstance(value, (torch.Tensor, list, dict))}
+    in_processes = Watch(())  # what the processes of an "in_processes" request report they saw
     try:
         with watch, torch.set_grad_enabled(bool(request.get("grad", True))):
             if operation == "name":
@@ -272,6 +273,9 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
                 result = remote.local_gradient(target, args, kwargs["wrt"])
             elif operation == "call_on":
                 result = remote.local_call_on(kwargs["device"], target, args)
+            elif operation == "in_processes":  # the processes watch themselves: this process's profiler is not theirs
+                result, in_processes.used, in_processes.switched_off = remote.local_in_processes(
+                    target, args[0], args[1], args[2:], kwargs["timeout"], watch.names)
             elif operation == "getattr":
                 result = getattr(target, args[0])
             elif operation == "getitem":
@@ -282,13 +286,14 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
                 raise ValueError(f"unknown request {operation!r}")
     except BaseException as error:  # the learner's exception, SystemExit included: the grader reports it
         return {"error": f"{type(error).__name__}: {error}"[:500], "used": sorted(watch.used),
-                "unwatched": watch.switched_off, "where": remote.where_it_failed(error.__traceback__)[:300],
+                "unwatched": watch.switched_off, "where": remote.where_raised(error)[:300],
                 "not_implemented": isinstance(error, NotImplementedError),
                 "no_attribute": operation == "getattr" and isinstance(error, AttributeError)}
     reply = objects.hold(result)
     # The learner's code wrote into these arguments: said, never sent back.
     changed = [key for key, value in before.items() if not remote.same_value(_snapshot(inputs[key]), value)]
-    return {**reply, "changed": changed, "used": sorted(watch.used), "unwatched": watch.switched_off}
+    return {**reply, "changed": changed, "used": sorted(watch.used | in_processes.used),
+            "unwatched": watch.switched_off or in_processes.switched_off}
 
 
 def _snapshot(value):

@@ -100,6 +100,35 @@ class Loopback:
         return sandbox.read_reply(self, reply)
 
 
+def processes_left() -> list:
+    """The processes this one started and that still run (multiprocessing's
+    resource tracker and fork server, helpers that live as long as Python, aside)."""
+    import psutil
+
+    helpers = ("resource_tracker", "forkserver")
+    return [child for child in psutil.Process().children(recursive=True)
+            if not any(helper in " ".join(child.cmdline()) for helper in helpers)]
+
+
+class Watched(Loopback):
+    """The loopback sandbox with the grader's watch on, as `course grade`
+    runs it: an answer that runs the course's own piece is caught."""
+
+    def request(self, operation: str, target, args: tuple = (), kwargs: dict | None = None):
+        import json
+
+        import torch
+
+        from course_utils.classroom import harness, remote, sandbox
+
+        self.count += 1
+        request = remote.decode_request(remote.encode_request({
+            "id": self.count, "op": operation, "target": target, "args": args, "kwargs": kwargs or {},
+            "grad": torch.is_grad_enabled(), "watch": remote.watched()}))
+        reply = json.loads(json.dumps(harness.do_request(request, self.namespace, self.objects)))
+        return sandbox.read_reply(self, reply)
+
+
 @pytest.fixture(params=["in the notebook", "judged by the grader"])
 def both_sides(request, monkeypatch):
     """Run a checker test twice: on the learner's objects as they are, and as

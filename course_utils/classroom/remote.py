@@ -58,6 +58,12 @@ class SessionEnded(LearnerError):
     """The sandbox stopped answering; every later request fails the same way."""
 
 
+def where_raised(error: BaseException) -> str:
+    """Where the learner's code raised `error` (where_it_failed); nothing for
+    a failure in other processes, whose message says where."""
+    return "" if isinstance(error, ProcessFailed) else where_it_failed(error.__traceback__)
+
+
 def where_it_failed(trace) -> str:
     """The learner's line that an exception came through, as JupyterLab numbers
     cells: "in cell [5], at line 3: return q @ k.T"; the last line of a cell if
@@ -242,6 +248,56 @@ def call_on(device: str, function, args: tuple):
 def local_call_on(device: str, function, args: tuple):
     with torch.device(device):
         return function(*args)
+
+
+def in_processes(function, world_size: int, runner, *args, timeout: float = 60.0):
+    """What `runner(rank, world_size, pickled, watched, *args)`, a checker's
+    function, returns in each of `world_size` new processes that form a
+    process group (`distributed.launch`), by rank. The runner calls the
+    learner's `function` there: it gets it pickled by cloudpickle
+    (`pickled`), to load once it is ready to watch what the function does,
+    and the names of the course pieces to watch for (`watched`, see
+    harness.Watch; none in the notebook). It returns {"value": ..., "used":
+    [...], "unwatched": bool}. Done in the sandbox when `function` is
+    remote: the processes are the sandbox's, and only their values (plain
+    data) come back; what they saw the learner's code run is reported as
+    any reply's is."""
+    if isinstance(function, Remote):
+        return function._session.request("in_processes", function._handle, (world_size, runner, *args),
+                                         {"timeout": timeout})
+    return local_in_processes(function, world_size, runner, args, timeout)[0]
+
+
+class ProcessFailed(Exception):
+    """The learner's code failed, or hung, in the processes of `in_processes`."""
+
+
+def local_in_processes(function, world_size: int, runner, args: tuple, timeout: float,
+                       watched: tuple = ()) -> tuple[list, set, bool]:
+    """(the values by rank, the watched pieces any process ran, whether any
+    process's watch was switched off)."""
+    import cloudpickle
+
+    from course_utils import distributed
+
+    try:
+        reports = distributed.launch(runner, world_size, cloudpickle.dumps(function), tuple(watched), *args,
+                                     timeout=timeout)
+    except TimeoutError:
+        raise ProcessFailed(f"the {world_size} processes did not end within {timeout:.0f} s: one of them waits for "
+                            "an all-reduce that another never makes (every process must make the same collective "
+                            "calls, in the same order)") from None
+    except distributed.ProcessesFailed as error:  # the first process that failed, in one line
+        rank, trace = error.first
+        said = trace.strip().splitlines()[-1]
+        if said.startswith("NotImplementedError"):
+            raise NotImplementedError(said) from None  # a stub: not attempted yet
+        if distributed.PEER_GONE in said:
+            said = ("it waited in a collective call (an all-reduce) that another process never made: every process "
+                    "must make the same collective calls, in the same order")
+        raise ProcessFailed(f"in process {rank} of {world_size}: {said}") from None
+    used = {name for report in reports for name in report["used"]}
+    return [report["value"] for report in reports], used, any(report["unwatched"] for report in reports)
 
 
 # --- encoding: the grader's requests are pickled (the sandbox trusts the

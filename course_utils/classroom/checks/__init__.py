@@ -165,6 +165,15 @@ class Checker:
         copies = [_own_copy(arg) for arg in args]
         return self._answer(function, lambda: remote.call_on(device, function, copies), (args, {}), (copies, {}))
 
+    def in_processes(self, function, world_size: int, runner, *args, timeout: float):
+        """What `runner` reports from each of `world_size` processes of a
+        process group in which it calls the learner's function (see
+        remote.in_processes), by rank."""
+        if not callable(function):
+            return self.call(function)
+        return self._answer(function, lambda: remote.in_processes(function, world_size, runner, *args, timeout=timeout),
+                            ((), {}), ((), {}))
+
     def _answer(self, function, run, originals, copies, given: bool = False):
         if not any(function is seen for seen in self.called):
             self.called.append(function)
@@ -190,7 +199,7 @@ class Checker:
         if isinstance(error, remote.LearnerError):  # raised in the sandbox: its message names the type
             said, where = str(error), error.where
         else:
-            said, where = f"{type(error).__name__}: {error}", remote.where_it_failed(error.__traceback__)
+            said, where = f"{type(error).__name__}: {error}", remote.where_raised(error)
         self.results.append((False, name, f"it raised {said}" + (f"\n      ({where})" if where else "")))
 
     def require_module_class(self, answer, expected: str) -> None:
