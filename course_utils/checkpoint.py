@@ -136,7 +136,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         # weights_only: tensors and plain containers only; unpickling arbitrary objects could run code.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a zip error, an unpickling error, an end of file: all mean the same here
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = str(error).splitlines()[0].split(". ")[0] if str(error) else type(error).__name__  # its first sentence
         raise CheckpointError(f"{path} is not a checkpoint that can be read: it is damaged or cut short "
                               f"({reason}). {start_again}") from error
     missing = [key for key in _KEYS if key not in state] if isinstance(state, dict) else list(_KEYS)

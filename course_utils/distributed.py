@@ -315,6 +315,119 @@ def torchrun_command(processes: int, module: str, arguments: list[str]) -> list[
             "-m", module, *arguments]
 
 
+def compare_with_ddp(step: Callable, world_size: int = 2, steps: int = 20) -> dict:
+    """Train two copies of lesson 10's GPT (the same first weights) for
+    `steps` steps of lesson 10's batches (12 windows) in `world_size`
+    processes: one by `step(model, optimizer, batch)` (a data-parallel step
+    written by hand, e.g. `data_parallel_step`), one wrapped in
+    DistributedDataParallel, both with AdamW at a fixed learning rate of 1e-3.
+    Returns, from rank 0: the largest difference between the two copies'
+    gradients at the first step and between their weights after the last,
+    and both copies' training losses, step by step (each process's loss
+    averaged over the processes)."""
+    return launch(_compare_with_ddp_rank, world_size, step, steps, timeout=300)[0]
+
+
+def _compare_with_ddp_rank(rank: int, world_size: int, step: Callable, steps: int) -> dict:
+    from .gpt import GPT, GPTConfig, TrainingRecipe, character_data, next_token_loss
+
+    recipe, (_, train_ids, _) = TrainingRecipe(), character_data()
+    copies = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig())
+        copies.append((model, torch.optim.AdamW(model.parameters(), lr=1e-3)))
+    (yours, your_optimizer), (theirs, their_optimizer) = copies
+    ddp = data_parallel(theirs)
+    handed = []  # your gradients, as your optimizer gets them at its first step
+    your_optimizer.register_step_pre_hook(lambda *_: handed.append([p.grad.clone() for p in yours.parameters()]))
+    losses = {"yours": [], "ddp": []}
+    for number in range(1, steps + 1):
+        batch = recipe.batch_at(number, train_ids, GPTConfig().context)
+        loss = torch.as_tensor(float(step(yours, your_optimizer, batch)))
+        losses["yours"].append(ddp.mean(loss).item())
+        their_optimizer.zero_grad()
+        loss = next_token_loss(ddp.module, ddp.shard(batch))
+        loss.backward()  # DDP averages the gradients over the processes as backward makes them
+        if number == 1:
+            gradients = max((a - p.grad).abs().max().item() for a, p in zip(handed[0], theirs.parameters()))
+        their_optimizer.step()
+        losses["ddp"].append(ddp.mean(loss).item())
+    weights = max((a - b).abs().max().item() for a, b in zip(yours.parameters(), theirs.parameters()))
+    return {"first_step_gradients": gradients, "weights": weights, "losses": losses}
+
+
+# --- speed: what a second process buys ---------------------------------------------------
+
+
+def training_speed(processes: int, threads: int, steps: int = 30, warmup: int = 5) -> float:
+    """Steps per second of lesson 10's recipe (its GPT, a global batch of
+    12 windows of 64 characters, AdamW, clipping, through `training.train`)
+    over `steps` steps after `warmup`, in `processes` new processes of
+    `threads` threads each: data-parallel when more than one, each process on
+    12 / processes windows. One process runs in a new process too, so that
+    every figure is taken alike."""
+    return launch(_speed_rank, processes, steps, warmup, threads=threads, timeout=600)[0]
+
+
+def _speed_rank(rank: int, world_size: int, steps: int, warmup: int) -> float:
+    from .gpt import GPT, GPTConfig, TrainingRecipe, next_token_loss
+    from .training import train
+
+    recipe, config = TrainingRecipe(), GPTConfig()
+    ids = torch.randint(config.vocab_size, (100_000,), generator=torch.Generator().manual_seed(0))  # which tokens does not matter
+    torch.manual_seed(0)
+    model = GPT(config)
+    parallel = data_parallel(model) if world_size > 1 else None
+    optimizer = recipe.optimizer(model)
+
+    def batch_at(step: int):
+        batch = recipe.batch_at(step, ids, config.context)
+        return batch if parallel is None else parallel.shard(batch)
+
+    def run(first: int, last: int) -> None:
+        train(model if parallel is None else parallel.module, batch_at, next_token_loss, optimizer, last,
+              recipe.lr_at(), recipe.clip_grad_norm, progress=False, first_step=first)
+
+    run(1, warmup)
+    dist.barrier()  # start the clock together
+    started = time.perf_counter()
+    run(warmup + 1, warmup + steps)
+    return steps / (time.perf_counter() - started)
+
+
+def all_reduce_milliseconds(repeats: int = 20) -> dict:
+    """The time of one all-reduce of lesson 10's GPT's gradients between 2
+    gloo processes of 1 thread (the median of `repeats`): tensor by tensor,
+    as `all_reduce_gradients` does, and as one flat tensor, which DDP's
+    buckets come closer to; with the number of tensors and their bytes."""
+    return launch(_all_reduce_rank, 2, repeats, timeout=300)[0]
+
+
+def _all_reduce_rank(rank: int, world_size: int, repeats: int) -> dict:
+    import statistics
+
+    from .gpt import GPT, GPTConfig
+
+    model = GPT(GPTConfig())
+    for parameter in model.parameters():
+        parameter.grad = torch.randn_like(parameter)
+    flat = torch.cat([parameter.grad.flatten() for parameter in model.parameters()])
+    timings = {}
+    for name, reduce in [("per_tensor_ms", lambda: all_reduce_gradients(model)),
+                         ("one_flat_tensor_ms", lambda: dist.all_reduce(flat))]:
+        times = []
+        for _ in range(repeats + 3):  # the first 3 set up the connections' buffers: not timed
+            dist.barrier()
+            started = time.perf_counter()
+            reduce()
+            times.append(time.perf_counter() - started)
+        timings[name] = 1000 * statistics.median(times[3:])
+    timings["tensors"] = len(list(model.parameters()))
+    timings["bytes"] = flat.numel() * flat.element_size()
+    return timings
+
+
 # --- memory per process: the arithmetic of ZeRO ---------------------------------------------
 
 # Bytes per parameter, as the ZeRO paper counts them (Rajbhandari et al., 2020, §3.1):

@@ -62,7 +62,7 @@ device = setup_notebook(seed=0)
 # | 10 GPT | a decoder-only model that writes Shakespeare; sampling and the KV cache |
 # | 11 Hugging Face in practice | Auto classes, `datasets`, a names tagger fine-tuned, save/load and `safetensors`, pipelines; attention's cost measured, and its remedies |
 # | 12 a modern decoder | a Llama-style model: RMSNorm, SwiGLU, rotary positions, grouped-query attention; equal to Hugging Face's `LlamaForCausalLM`, trained beside lesson 10's GPT |
-# | 13 training past one process (to come) | a checkpoint that resumes bit for bit; data parallel with `torch.distributed` |
+# | 13 training past one process | a checkpoint that resumes bit for bit; a data-parallel step written by hand and run beside `DistributedDataParallel`; `course train --processes 2`; what ZeRO and FSDP save |
 # | 14 from a language model to an assistant (to come) | chat templates, training on the response only, LoRA by hand and with `peft` |
 #
 # Take them in order: each lesson uses what the earlier ones built, and the
