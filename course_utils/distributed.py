@@ -18,6 +18,7 @@ the optimizer's states, the gradients and the weights over the processes:
 `memory_per_process` counts it, `fsdp_parameter_bytes` measures it.
 """
 
+import functools
 import os
 import pickle
 import socket
@@ -57,19 +58,21 @@ def is_main_process() -> bool:
 
 
 @contextmanager
-def process_group(rank: int | None = None, world_size: int | None = None,
-                  init_method: str = "env://") -> Iterator[tuple[int, int]]:
+def process_group(rank: int | None = None, world_size: int | None = None, init_method: str = "env://",
+                  backend_name: str | None = None) -> Iterator[tuple[int, int]]:
     """Join the process group for the body of the `with`, and leave it
     however the body ends (an exception too): a group left open holds its
     sockets and may keep the other processes waiting.
 
     Without arguments, rank, world size and the address of rank 0 come from
     the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR,
-    MASTER_PORT). Yields (rank, world_size)."""
-    if torch.cuda.is_available():  # one GPU per process: the one torchrun numbers for it on its machine
+    MASTER_PORT). backend_name: "gloo" or "nccl" (default: `backend()`).
+    Yields (rank, world_size)."""
+    backend_name = backend_name or backend()
+    if backend_name == "nccl":  # one GPU per process: the one torchrun numbers for it on its machine
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank or 0)))
     given = {} if rank is None else {"rank": rank, "world_size": world_size}  # else env:// reads them
-    dist.init_process_group(backend(), init_method=init_method, **given)
+    dist.init_process_group(backend_name, init_method=init_method, **given)
     try:
         yield dist.get_rank(), dist.get_world_size()
     finally:
@@ -207,7 +210,7 @@ def _run_rank(rank: int, world_size: int, port: int, threads: int, folder: str, 
     torch.set_num_threads(threads)
     try:
         function, args = pickle.loads(work)
-        with process_group(rank, world_size):
+        with process_group(rank, world_size, backend_name="gloo"):  # see launch
             outcome = ("result", function(rank, world_size, *args))
     except BaseException:  # noqa: BLE001 -- any failure goes back to the parent, which raises it
         torch.save(("error", traceback.format_exc()), Path(folder) / f"{rank}.pt")
@@ -220,12 +223,18 @@ def launch(function: Callable, world_size: int, *args, timeout: float = 60.0, th
     that form a process group on this machine (the loopback address, a free
     port), and return their results, by rank.
 
-    Each process is a fresh Python: `function` and `args` travel to it
-    pickled by cloudpickle, which carries a function defined in a notebook
-    cell by value (its code), and one defined in a module by name. The
-    results travel back through files (`torch.save`): tensors, numbers,
-    strings and containers of them. If a process fails, the others are ended and its
-    traceback raised in a ProcessesFailed (a RuntimeError); if they are not all done within
+    The group's backend is gloo, even where there are GPUs: these are
+    several processes on one machine, whose tensors are on the CPU (NCCL
+    moves only GPU tensors, and a machine with one GPU cannot give each
+    process its own).
+
+    No process shares this one's objects (see `_start_method`): `function`
+    and `args` travel to each pickled by cloudpickle, which carries a
+    function defined in a notebook cell by value (its code), and one defined
+    in a module by name. The results travel back through files
+    (`torch.save`): tensors, numbers, strings and containers of them. If a
+    process fails, the others are ended and its traceback raised in a
+    ProcessesFailed (a RuntimeError); if they are not all done within
     `timeout` seconds, all are ended and TimeoutError raised. Every process
     has ended when `launch` returns or raises."""
     context = _start_method()
@@ -273,12 +282,15 @@ class ProcessesFailed(RuntimeError):
         (PEER_GONE) because of it, or one ended because another had failed."""
         def later(failure):
             trace = failure[1]
-            return (not trace.startswith("Traceback"), PEER_GONE in trace)
+            return (not trace.startswith("Traceback"), lost_its_peer(trace))
 
         return min(self.failures.items(), key=later)
 
 
-PEER_GONE = "Connection closed by peer"  # gloo, to a process waiting in a collective call that another left
+def lost_its_peer(trace: str) -> bool:
+    """Whether a process failed because gloo's connection to another broke:
+    that process failed, ended, or left a collective call the others are in."""
+    return "gloo/transport" in trace
 
 
 def _start_method():
@@ -360,21 +372,23 @@ def _compare_with_ddp_rank(rank: int, world_size: int, step: Callable, steps: in
 # --- speed: what a second process buys ---------------------------------------------------
 
 
-def training_speed(processes: int, threads: int, steps: int = 30, warmup: int = 5) -> float:
+def training_speed(processes: int, threads: int, steps: int = 30, warmup: int = 5, batch_size: int = 12) -> float:
     """Steps per second of lesson 10's recipe (its GPT, a global batch of
-    12 windows of 64 characters, AdamW, clipping, through `training.train`)
-    over `steps` steps after `warmup`, in `processes` new processes of
-    `threads` threads each: data-parallel when more than one, each process on
-    12 / processes windows. One process runs in a new process too, so that
-    every figure is taken alike."""
-    return launch(_speed_rank, processes, steps, warmup, threads=threads, timeout=600)[0]
+    `batch_size` windows of 64 characters, AdamW, clipping, through
+    `training.train`) over `steps` steps after `warmup`, in `processes` new
+    processes of `threads` threads each: data-parallel when more than one,
+    each process on batch_size / processes windows. One process runs in a
+    new process too, so that every figure is taken alike."""
+    return launch(_speed_rank, processes, steps, warmup, batch_size, threads=threads, timeout=600)[0]
 
 
-def _speed_rank(rank: int, world_size: int, steps: int, warmup: int) -> float:
+def _speed_rank(rank: int, world_size: int, steps: int, warmup: int, batch_size: int) -> float:
+    import dataclasses
+
     from .gpt import GPT, GPTConfig, TrainingRecipe, next_token_loss
     from .training import train
 
-    recipe, config = TrainingRecipe(), GPTConfig()
+    recipe, config = dataclasses.replace(TrainingRecipe(), batch_size=batch_size), GPTConfig()
     ids = torch.randint(config.vocab_size, (100_000,), generator=torch.Generator().manual_seed(0))  # which tokens does not matter
     torch.manual_seed(0)
     model = GPT(config)
@@ -414,7 +428,7 @@ def _all_reduce_rank(rank: int, world_size: int, repeats: int) -> dict:
         parameter.grad = torch.randn_like(parameter)
     flat = torch.cat([parameter.grad.flatten() for parameter in model.parameters()])
     timings = {}
-    for name, reduce in [("per_tensor_ms", lambda: all_reduce_gradients(model)),
+    for name, reduce in [("per_tensor_ms", functools.partial(all_reduce_gradients, model)),
                          ("one_flat_tensor_ms", lambda: dist.all_reduce(flat))]:
         times = []
         for _ in range(repeats + 3):  # the first 3 set up the connections' buffers: not timed

@@ -147,6 +147,36 @@ def test_the_optimizer_step_and_the_loss_are_checked(slip, said, capsys):
     assert "✗" in out and said in out, out
 
 
+def test_the_loss_all_reduced_instead_of_the_gradients_is_named(capsys):
+    def reduces_the_loss(model, optimizer, batch):
+        loss = next_token_loss(model, distributed.shard_of(batch, dist.get_rank(), dist.get_world_size()))
+        dist.all_reduce(loss)
+        loss = loss / dist.get_world_size()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    out = run(reduces_the_loss, capsys)
+    assert "✗" in out and SLIPS["reduced_other"] in out, out
+
+
+def test_weights_averaged_after_the_step_are_named(capsys):
+    def averages_the_weights(model, optimizer, batch):
+        loss = next_token_loss(model, distributed.shard_of(batch, dist.get_rank(), dist.get_world_size()))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for parameter in model.parameters():
+                dist.all_reduce(parameter)
+                parameter /= dist.get_world_size()
+        return loss.item()
+
+    out = run(averages_the_weights, capsys)
+    assert "✗" in out and SLIPS["averaged_weights"] in out, out
+
+
 def test_writing_into_the_batch_is_caught(capsys):
     def scrambles(model, optimizer, batch):
         batch[0].fill_(0)

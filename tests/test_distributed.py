@@ -12,6 +12,7 @@ import os
 
 import pytest
 import torch
+import torch.distributed as dist
 
 from course_utils import distributed, gpt
 from course_utils.classroom import train
@@ -225,3 +226,22 @@ def test_the_command_line_starts_torchrun_on_the_loopback_address(monkeypatch, c
 def test_no_process_is_left_behind():
     assert not processes_left()
 
+
+
+def test_launch_uses_gloo_and_a_cuda_machine_would_not_change_it(monkeypatch):
+    """launch's processes hold CPU tensors: their group is gloo's even where
+    CUDA is present (NCCL moves GPU tensors only). No GPU here: the choice is
+    checked in this process, with CUDA faked, on a group of one."""
+    assert launch(_backend_of_the_group, 2) == ["gloo", "gloo"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.backend() == "nccl"  # what a `course train` process would pick
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: chosen.append(device))
+    with distributed.process_group(0, 1, init_method=f"tcp://127.0.0.1:{distributed.free_port()}",
+                                   backend_name="gloo"):
+        assert dist.get_backend() == "gloo"
+    assert chosen == [], "a gloo group picks no GPU"
+
+
+def _backend_of_the_group(rank, world_size):
+    return dist.get_backend()

@@ -604,3 +604,32 @@ print([os.waitpid(pid, 0)[1] for pid in children])
     limits = replace(LIMITS, memory_bytes=4 << 30, sandbox_memory_bytes=2 << 30, tmp_bytes=1 << 30)
     run = sandbox.run_submission([hog], release, limits)
     assert "reached the memory limit of 2 GiB" in run.status, run.status
+
+
+RIGHT_DATA_PARALLEL_STEP = """
+import torch.distributed as dist
+from course_utils import distributed
+from course_utils.gpt import next_token_loss
+def data_parallel_step(model, optimizer, batch):
+    loss = next_token_loss(model, distributed.shard_of(batch, dist.get_rank(), dist.get_world_size()))
+    optimizer.zero_grad()
+    loss.backward()
+    for parameter in model.parameters():
+        dist.all_reduce(parameter.grad)
+        parameter.grad /= dist.get_world_size()
+    optimizer.step()
+    return loss.item()
+"""
+
+
+def test_a_data_parallel_step_is_judged_in_processes_inside_the_sandbox(release):
+    """Lesson 13's checker starts the learner's step in 2 and 3 processes:
+    in the sandbox, with its loopback network, and they end with it. The
+    course's own all-reduce, run in those processes, is seen there."""
+    earned, report, _ = _judged(release, RIGHT_DATA_PARALLEL_STEP, lesson="13").judged["13.data_parallel_step"]
+    assert earned == 1, report
+    borrowed = RIGHT_DATA_PARALLEL_STEP.replace(
+        "    for parameter in model.parameters():\n        dist.all_reduce(parameter.grad)\n"
+        "        parameter.grad /= dist.get_world_size()\n", "    distributed.all_reduce_gradients(model)\n")
+    earned, report, _ = _judged(release, borrowed, lesson="13").judged["13.data_parallel_step"]
+    assert earned == 0 and "course_utils.distributed.all_reduce_gradients" in report, report

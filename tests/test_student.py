@@ -68,7 +68,11 @@ def _solution_lines():
 def test_no_solution_line_leaks_into_the_release(release):
     released = "\n".join(path.read_text(encoding="utf-8") for path in (release / "notebooks").glob("*.ipynb"))
     assert "BEGIN SOLUTION" not in released and "END SOLUTION" not in released
-    leaks = [(name, line) for name, line in _solution_lines() if line in released and not line.startswith("answer(")]
+    # A line that some lesson shows outside its solutions ("optimizer.step()" in a training loop) is no leak.
+    shown = {line.strip() for lesson in LESSONS for line in re.sub(
+        r"# BEGIN SOLUTION.*?# END SOLUTION", "", lesson.source.read_text(encoding="utf-8"), flags=re.DOTALL).splitlines()}
+    leaks = [(name, line) for name, line in _solution_lines()
+             if line in released and line not in shown and not line.startswith("answer(")]
     assert not leaks, f"solution lines found in the student release: {leaks}"
     for path in (release / "notebooks").glob("*.ipynb"):
         notebook = nbformat.read(path, as_version=4)

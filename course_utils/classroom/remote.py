@@ -292,7 +292,7 @@ def local_in_processes(function, world_size: int, runner, args: tuple, timeout: 
         said = trace.strip().splitlines()[-1]
         if said.startswith("NotImplementedError"):
             raise NotImplementedError(said) from None  # a stub: not attempted yet
-        if distributed.PEER_GONE in said:
+        if distributed.lost_its_peer(said):
             said = ("it waited in a collective call (an all-reduce) that another process never made: every process "
                     "must make the same collective calls, in the same order")
         raise ProcessFailed(f"in process {rank} of {world_size}: {said}") from None

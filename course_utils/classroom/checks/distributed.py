@@ -40,6 +40,10 @@ SLIPS = {
     "divided_only": "the gradients divided by the world size but never summed over the processes (no all-reduce)",
     "before_backward": ("the all-reduce made before the backward pass had finished: it averaged gradients that "
                         "backward then replaced or added to, so each process stepped with its own shard's gradient"),
+    "reduced_other": ("the loss (or another tensor) all-reduced instead of the gradients: backward does not carry an "
+                      "all-reduce back into the gradients, so each process steps with its own shard's gradient"),
+    "averaged_weights": ("the weights averaged after the optimizer's step instead of the gradients before it: the "
+                         "same for plain SGD, but not for AdamW, whose step is not proportional to the gradient"),
     "same_shard": "every process on the same shard (the same rows), so the rest of the batch is never seen",
     "whole_batch": ("every process on the whole batch: the gradients come out right, but each process does all "
                     "the work and data parallelism gains nothing"),
@@ -84,13 +88,18 @@ def _flat(tensors) -> torch.Tensor:
 def _steps_in_process(rank: int, world_size: int, pickled_answer: bytes, watched: tuple, case: dict, batches):
     """Run the learner's step on the case's model for each batch, in this
     process of the group, and report what it did (see the module docstring)."""
-    events = []  # "r" for an all_reduce, "g" for a gradient the backward pass made, in order
+    # In order: "g" for a gradient the backward pass made; for an all_reduce,
+    # "r" of a gradient, "w" of a weight, "o" of anything else (the loss, say).
+    events = []
     counted = dist.all_reduce
 
     def all_reduce(tensor, *args, **kwargs):
         if tensor is None:
             raise TypeError(f"all_reduce was given None, a gradient backward has not made yet: this is {SLIPS['before_backward']}")
-        events.append("r")
+        storage = tensor.untyped_storage().data_ptr() if isinstance(tensor, torch.Tensor) else None
+        grads = {p.grad.untyped_storage().data_ptr() for p in model.parameters() if p.grad is not None}
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        events.append("r" if storage in grads else "w" if storage in weights else "o")
         return counted(tensor, *args, **kwargs)
 
     # Both names, before the answer is loaded: an answer that imported all_reduce gets this one.
@@ -140,8 +149,8 @@ def _answer_line(error: Exception, answer) -> str:
     import traceback
 
     code = getattr(answer, "__code__", None)
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if code is not None and frame.filename == code.co_filename]
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)  # the answer's own frame, not a helper's
+              if code is not None and (frame.filename, frame.name) == (code.co_filename, code.co_name)]
     if not frames:
         return ""
     line = frames[-1].lineno - code.co_firstlineno + 1
@@ -187,16 +196,23 @@ def _close(a: torch.Tensor, b: torch.Tensor, case) -> bool:
 
 
 def _gradient_slip(handed: torch.Tensor, rank: int, step: dict, events: str, case) -> str | None:
-    """The name (SLIPS) of the slip whose gradients these are, if one's are."""
+    """The name (SLIPS) of the slip whose gradients these are, if one's are;
+    `events` says what the step all-reduced, and when (see _steps_in_process)."""
     world_size, whole, own = case["world_size"], step["whole"], step["shards"][rank]
-    reduced_last = events.rfind("r") > events.rfind("g")
-    candidates = {"summed": world_size * whole, "divided_only": own / world_size,
-                  "before_backward" if "r" in events and not reduced_last else "not_reduced": own,
-                  "same_shard": step["shards"][0]}
+    if "w" in events:
+        unreduced = "averaged_weights"
+    elif "o" in events and "r" not in events:
+        unreduced = "reduced_other"
+    elif "r" in events and events.rfind("r") < events.rfind("g"):
+        unreduced = "before_backward"
+    else:
+        unreduced = "not_reduced"
+    candidates = [("summed", world_size * whole),
+                  ("reduced_other" if unreduced == "reduced_other" else "divided_only", own / world_size),
+                  (unreduced, own), ("same_shard", step["shards"][0]), ("kept", step["kept"])]
     if world_size != 2:
-        candidates["halved"] = world_size / 2 * whole
-    candidates["kept"] = step["kept"]
-    return next((slip for slip, gradient in candidates.items() if _close(handed, gradient, case)), None)
+        candidates.append(("halved", world_size / 2 * whole))
+    return next((slip for slip, gradient in candidates if _close(handed, gradient, case)), None)
 
 
 def _first_difference(got: torch.Tensor, want: torch.Tensor, case) -> str:
