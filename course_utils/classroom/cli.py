@@ -185,7 +185,8 @@ def _train_data_parallel(args, recipe) -> int:
             print(f"course train: --processes {processes}, but torchrun started {os.environ['WORLD_SIZE']}",
                   file=sys.stderr)
             return 2
-        with distributed.process_group():
+        # gloo even where CUDA is: `course train` keeps the model and its batches on the CPU, which NCCL cannot reduce.
+        with distributed.process_group(backend_name="gloo"):
             train.train_decoder(args.model, recipe, fresh=args.fresh, results=args.results)
         return 0
     arguments = ["train", args.model, "--processes", str(processes), "--checkpoint-every", str(args.checkpoint_every)]
