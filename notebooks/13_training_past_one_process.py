@@ -21,11 +21,12 @@
 # training does not. It stops (a time limit, a crash, a borrowed machine
 # given back) and must go on exactly where it was; and it is spread over
 # many processes, one per GPU, each of which sees part of every batch.
-# This lesson does both on the CPU, with the library that runs on GPUs use
-# too: PyTorch's `torch.distributed`, started by `torchrun`,
-# with its "gloo" backend, which talks over TCP between CPU processes.
-# (Between GPUs the backend is "nccl"; the course's code picks it where
-# CUDA is present, but that path is untested here: see the README.)
+# This lesson does both on the CPU, with the library that training on GPUs
+# uses too: PyTorch's `torch.distributed`, started by `torchrun`, with its
+# "gloo" backend, which talks over TCP between CPU processes. (Between GPUs
+# the backend is "nccl". `distributed.process_group` would pick it on a GPU
+# machine, but `course train` keeps its model on the CPU and always uses
+# gloo; the README says what is and is not tested.)
 #
 # **In this lesson you will**
 #
@@ -248,8 +249,9 @@ for line in distributed.launch(show_all_reduce, 3):
 # process runs. `batch` is the whole step's batch, `(inputs, targets)`, the
 # same in every process. The step must:
 #
-# - take this process's shard of the batch (its rank's slice, as above) and
-#   compute the mean next-token loss on it (`next_token_loss(model, shard)`);
+# - take this process's shard of the batch (its rank's slice, as above:
+#   `distributed.shard_of` cuts a tuple of tensors alike) and compute the
+#   mean next-token loss on it (`next_token_loss(model, shard)`);
 # - make the gradients of that loss, starting from clear ones: the model
 #   comes from earlier steps, and its `.grad` may still hold their
 #   gradients;
@@ -304,23 +306,25 @@ check_data_parallel_step(data_parallel_step)
 # %%
 from course_utils.classroom.checks import yours_if_passed
 
-# NBVAL_TOLERANCE ±0.001 "yours": 20 steps in new processes: other kernels and 1 thread (ATEN_CPU_CAPABILITY=default) moved no loss at 4 decimals
+# NBVAL_TOLERANCE ±0.001 "hand-written": 20 steps in new processes: other kernels and 1 thread (ATEN_CPU_CAPABILITY=default) moved no loss at 4 decimals
 step = yours_if_passed(data_parallel_step, "13.data_parallel_step", distributed.data_parallel_step)
 compared = distributed.compare_with_ddp(step, world_size=2, steps=20)
 print(f"largest difference from DDP's gradients at step 1: {compared['first_step_gradients']:.1e}")
 print(f"largest difference from DDP's weights after 20 steps: {compared['weights']:.1e}")
 print("training loss, averaged over the 2 processes, every 5 steps:")
 for number in range(0, 20, 5):
-    print(f"  step {number + 1:>2}: yours {compared['losses']['yours'][number]:.4f}, "
+    print(f"  step {number + 1:>2}: hand-written {compared['losses']['yours'][number]:.4f}, "
           f"DDP {compared['losses']['ddp'][number]:.4f}")
 
 # %% [markdown]
-# Zero, not merely small: on 2 processes an all-reduce adds two numbers,
-# and a + b is the same float as b + a; dividing by 2 is exact in binary.
-# So the hand-written step and DDP do the same arithmetic, and the two
-# copies stay identical step after step. (On 3 or more processes the sums
-# may be added in different orders, and the two would agree to about 1e-7
-# instead.)
+# Zero, not merely small. The two do not compute quite alike: DDP divides
+# each gradient by the world size before it sums (a/2 + b/2), your step
+# sums and then divides ((a + b)/2). On 2 processes both are exact
+# rearrangements: halving a float only changes its exponent, and a + b is
+# the same float as b + a. So the two copies stay identical, step after
+# step. (On 3 processes the division by 3 rounds, at a different place in
+# each, and the sums may be added in other orders: the two would agree to
+# about 1e-7 instead.)
 #
 # ## Two processes from the command line
 #
@@ -405,6 +409,7 @@ reduce = distributed.all_reduce_milliseconds()
 print(f"one all-reduce of the gradients ({reduce['tensors']} tensors, {reduce['bytes'] / 1e6:.1f} MB): "
       f"{reduce['per_tensor_ms']:.1f} ms tensor by tensor, {reduce['one_flat_tensor_ms']:.1f} ms as one tensor")
 median = {name: sorted(measured)[1] for name, measured in rates.items()}
+print(f"6 windows against 12, one process of 1 thread: {median['1 process × 1 thread, 6 windows'] / median['1 process × 1 thread, 12 windows']:.2f}× the steps per second")
 print(f"2 processes against 1 process of 1 thread: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 1 thread, 12 windows']:.2f}×; "
       f"against 1 process of 2 threads: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 2 threads, 12 windows']:.2f}×; "
       f"against its yardstick: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 1 thread, 6 windows']:.2f}× (medians)")
@@ -413,29 +418,34 @@ print("CPU:", torch.backends.cpu.get_cpu_capability())
 # %% [markdown]
 # Your figures are printed above; they move with the machine and with
 # whatever else runs on it. On the 2-core AVX-512 machine that stored
-# these outputs, two processes were faster than one process of one thread
-# and slower than one process of two threads; they ran below their
-# yardstick, the speed each would have alone; and the all-reduce cost
-# tens of times more tensor by tensor than in one piece. What the numbers
-# say, and where they come from:
+# these outputs, two processes were about 1.5 times as fast as one process
+# of one thread, and no faster than one process of two threads (a little
+# slower at the median, within the spread of the runs); they ran at about
+# three quarters of their yardstick, the speed each would have alone; and
+# the all-reduce cost tens of times more tensor by tensor than in one
+# piece. What the numbers say, and where they come from:
 #
 # - **Cores, not processes, do the work.** One process with 2 threads
 #   already keeps both cores busy; a second process only moves the
 #   splitting from inside each matrix product to the batch. Data
 #   parallelism pays when each process brings its own device: its own GPU,
 #   or its own machine.
-# - **Half the batch is not half the time.** Compare the two one-thread
-#   rows: a step on 6 windows is faster than on 12, but by less than 2×,
-#   since much of a step does not depend on the batch (the optimizer's
-#   update of 52 tensors, the launch of every small operation). Each of
-#   the two processes pays that part in full.
+# - **Half the batch is about half the time.** Compare the two rows of one
+#   process with 1 thread: a step on 6 windows ran nearly twice as fast as
+#   on 12 (the medians' ratio is printed). So the part of a step that does
+#   not depend on the batch (the optimizer's update of 52 tensors, the
+#   launch of every small operation), which each process pays in full, is
+#   small at this size: it is not what holds the two processes back.
 # - **Talking and waiting.** The gap between the two processes and their
-#   yardstick is what being two costs: every step sends 3.2 MB of gradients
-#   through the loopback network, and waits for the slower of the two
-#   processes, which share the machine's memory and caches. Tensor by
-#   tensor, as your step does it, each of the 52 calls pays gloo's fixed
-#   cost; DDP's buckets pay it once per bucket. On GPUs, NCCL does the same
-#   over NVLink or InfiniBand, and DDP overlaps it with the backward pass.
+#   yardstick, about a quarter, is what being two costs. Sending the 3.2 MB
+#   of gradients is only a small part of it: in one piece the all-reduce
+#   took a few milliseconds, a few per cent of a step. The rest most likely
+#   comes from the two processes sharing one machine's memory and caches,
+#   and from each waiting at every all-reduce for the slower of the two
+#   (not measured apart here). Tensor by tensor, as your step does it, each
+#   of the 52 calls pays gloo's fixed cost, tens of milliseconds in all;
+#   DDP's buckets pay it once per bucket. On GPUs, NCCL does the same over
+#   NVLink or InfiniBand, and DDP overlaps it with the backward pass.
 #
 # ## What sharding buys
 #
@@ -498,7 +508,8 @@ axes.legend(loc="center right", bbox_to_anchor=(1.0, 0.42))
 plt.show()
 
 # %% [markdown]
-# The figure's 120, 31.4, 16.6 and 1.9 GB come out of the arithmetic. For
+# The ZeRO paper's Figure 1 numbers (120, 31.4, 16.6 and 1.9 GB, the first
+# line above) come out of the arithmetic exactly. For
 # the 7B model on 8 GPUs, plain data parallelism needs 112 GB in each, more
 # than an 80 GB H100 holds; ZeRO-2 needs 26.25 GB and ZeRO-3 14 GB, before
 # activations. Our GPT holds 13 MB in all: sharding it buys nothing that
@@ -518,7 +529,7 @@ plt.show()
 # %%
 held = distributed.fsdp_parameter_bytes(GPTConfig(), world_size=2)
 whole = held[0]["full_parameter_bytes"]
-table = distributed.memory_per_process(whole / 4, 2, "fsdp", "fp32")
+table = distributed.memory_per_process(whole / 4, 2, "fsdp", "fp32")  # 4 bytes per float32 parameter
 print(f"the whole model's weights: {whole:,} bytes; ZeRO-3 / FSDP's table: {table.weights:,.0f} per process")
 for rank, measured in enumerate(held):
     print(f"process {rank} holds {measured['local_parameter_bytes']:,} bytes of weights "
@@ -566,9 +577,9 @@ answer("13.checkpoint-rank", "B")
 # - `torchrun` starts the processes and tells each its rank; `course train
 #   gpt --processes 2` trained the same curve as one process, and its
 #   checkpoint resumes with any number of processes.
-# - On 2 cores a second process is no faster than a second thread: data
-#   parallelism pays when each process has a device of its own, and its
-#   all-reduce is cheaper in buckets than tensor by tensor.
+# - On 2 cores a second process was no faster here than a second thread:
+#   cores, not processes, do the work. Data parallelism pays when each process has a device of its own,
+#   and its all-reduce is cheaper in buckets than tensor by tensor.
 # - ZeRO and FSDP split the optimizer's state, the gradients and the
 #   weights over the processes: under ZeRO-3 / FSDP the 16 bytes per
 #   parameter in each process become 16/N on N processes (1/64 of them in
