@@ -341,18 +341,26 @@ for number in range(0, 20, 5):
 # The next cell trains 40 steps of lesson 10's short recipe with two
 # processes and then again with one (`--fresh` starts over where an earlier
 # run of the same settings left a checkpoint), and compares their
-# validation losses.
+# validation losses. It runs the command as a terminal would, with the
+# `course_utils` this notebook imports (a practice copy's, say) on the
+# new processes' path.
 
 # %%
 import json
+import os
 import subprocess
 import sys
+
+import course_utils
+
+# The course this kernel runs (a practice copy's, say), for the command to run too.
+course = {**os.environ, "PYTHONPATH": str(Path(course_utils.__file__).parents[1])}
 
 
 def course_train(*arguments):
     """Run `course train gpt --recipe short` with these arguments, as from a terminal; return its results."""
     command = [sys.executable, "-m", "course_utils.classroom.cli", "train", "gpt", "--recipe", "short", *arguments]
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = subprocess.run(command, capture_output=True, text=True, env=course)
     if finished.returncode:
         raise RuntimeError(f"{' '.join(command[2:])} failed:\n{finished.stderr[-2000:]}")
     return json.loads(Path(arguments[arguments.index("--results") + 1]).read_text())
