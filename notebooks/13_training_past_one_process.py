@@ -416,11 +416,10 @@ for name, measured in rates.items():
 reduce = distributed.all_reduce_milliseconds()
 print(f"one all-reduce of the gradients ({reduce['tensors']} tensors, {reduce['bytes'] / 1e6:.1f} MB): "
       f"{reduce['per_tensor_ms']:.1f} ms tensor by tensor, {reduce['one_flat_tensor_ms']:.1f} ms as one tensor")
-median = {name: sorted(measured)[1] for name, measured in rates.items()}
-print(f"6 windows against 12, one process of 1 thread: {median['1 process × 1 thread, 6 windows'] / median['1 process × 1 thread, 12 windows']:.2f}× the steps per second")
-print(f"2 processes against 1 process of 1 thread: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 1 thread, 12 windows']:.2f}×; "
-      f"against 1 process of 2 threads: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 2 threads, 12 windows']:.2f}×; "
-      f"against its yardstick: {median['2 processes × 1 thread, 6 windows each'] / median['1 process × 1 thread, 6 windows']:.2f}× (medians)")
+two_threads, one_thread, two_processes, yardstick = (sorted(measured)[1] for measured in rates.values())  # medians
+print(f"medians: 6 windows against 12 in one process of 1 thread, {yardstick / one_thread:.2f}× the steps per second; "
+      f"2 processes against 1 process of 1 thread {two_processes / one_thread:.2f}×, of 2 threads "
+      f"{two_processes / two_threads:.2f}×, against their yardstick {two_processes / yardstick:.2f}×")
 print("CPU:", torch.backends.cpu.get_cpu_capability())
 
 # %% [markdown]
@@ -428,8 +427,8 @@ print("CPU:", torch.backends.cpu.get_cpu_capability())
 # whatever else runs on it. On the 2-core AVX-512 machine that stored
 # these outputs, two processes were about 1.5 times as fast as one process
 # of one thread, and no faster than one process of two threads (a little
-# slower at the median, within the spread of the runs); they ran at about
-# three quarters of their yardstick, the speed each would have alone; and
+# slower at the median); they ran at three quarters to four fifths of
+# their yardstick, the speed each would have alone; and
 # the all-reduce cost tens of times more tensor by tensor than in one
 # piece. What the numbers say, and where they come from:
 #
@@ -445,9 +444,9 @@ print("CPU:", torch.backends.cpu.get_cpu_capability())
 #   launch of every small operation), which each process pays in full, is
 #   small at this size: it is not what holds the two processes back.
 # - **Talking and waiting.** The gap between the two processes and their
-#   yardstick, about a quarter, is what being two costs. Sending the 3.2 MB
-#   of gradients is only a small part of it: in one piece the all-reduce
-#   took a few milliseconds, a few per cent of a step. The rest most likely
+#   yardstick, a fifth to a quarter, is what being two costs. Sending the
+#   3.2 MB of gradients is only part of it: in one piece the all-reduce
+#   took a few milliseconds, under a tenth of a step. The rest most likely
 #   comes from the two processes sharing one machine's memory and caches,
 #   and from each waiting at every all-reduce for the slower of the two
 #   (not measured apart here). Tensor by tensor, as your step does it, each
