@@ -18,6 +18,7 @@ trained here can be saved with `save_pretrained` and used by `pipeline`.
 import dataclasses
 import math
 import random
+import statistics
 
 import torch
 import torch.nn.functional as F
@@ -337,6 +338,16 @@ def interval95(share: float, count: int) -> tuple[float, float]:
     share of 0.50 spans about 0.48 to 0.52."""
     half = 1.96 * math.sqrt(share * (1 - share) / count)
     return share - half, share + half
+
+
+def wilson_interval95(right: int, count: int) -> tuple[float, float]:
+    """The 95% interval of a share right/count by Wilson's score method
+    (Wilson 1927): unlike `interval95`, it stays within 0 and 1 and is not
+    empty at 0 right or all right (0 of 150 gives 0 to 0.025)."""
+    z, share = statistics.NormalDist().inv_cdf(0.975), right / count  # 1.95996...
+    centre = (share + z * z / (2 * count)) / (1 + z * z / count)
+    half = z / (1 + z * z / count) * math.sqrt(share * (1 - share) / count + z * z / (4 * count * count))
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def cluster_interval95(right: torch.Tensor, clusters: list[str], draws: int = 10_000,

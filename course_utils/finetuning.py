@@ -150,6 +150,21 @@ def mcnemar(first_correct: torch.Tensor, second_correct: torch.Tensor) -> tuple[
     return only_first, only_second, min(1.0, 2 * tail)
 
 
+def paired_difference_interval95(first_correct: torch.Tensor, second_correct: torch.Tensor) -> tuple[float, float, float]:
+    """(difference, low, high): the first classifier's accuracy minus the
+    second's on the same passages, with its 95% interval from the paired
+    differences (the normal approximation: each passage contributes +1, -1
+    or 0, and only the disagreements vary). Where McNemar's test says
+    whether there is evidence of a difference, this says how large a
+    difference the data still allow."""
+    n = len(first_correct)
+    only_first = int((first_correct & ~second_correct).sum())
+    only_second = int((~first_correct & second_correct).sum())
+    difference = (only_first - only_second) / n
+    half = 1.96 * math.sqrt(max(0.0, (only_first + only_second) / n - difference ** 2) / n)
+    return difference, difference - half, difference + half
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment (Holm 1979) of the p-values of several
     tests, in their order: the smallest is multiplied by the number of tests
@@ -266,4 +281,33 @@ def fine_tune(model, rows, collator, steps: int, batch_size: int, learning_rate:
             step += 1
             if step == steps:
                 break
+    return model
+
+
+# --- the ways of fine-tuning lesson 14 compares ------------------------------------------
+
+def adapted_kind_classifier(method: str, seed: int = 0, layer=None):
+    """MiniLM with a new head for the three kinds, its new head (BERT's
+    pooler and the classifier) trained whole, and, by `method`: "head",
+    nothing else (the encoder frozen); "lora-rR", a LoRA update of rank R
+    with alpha = 2R on the query and value projections of every layer
+    (`lora.add_lora`, with the class `layer` if given); "full", every
+    weight. `seed` draws the head's first weights (and LoRA's A)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from .lora import add_lora, query_or_value
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        data.encoder_path(), num_labels=len(KINDS), id2label=dict(enumerate(KINDS)),
+        label2id={kind: label for label, kind in enumerate(KINDS)})
+    if method.startswith("lora-r"):
+        rank = int(method.removeprefix("lora-r"))
+        add_lora(model, query_or_value, rank=rank, alpha=2 * rank, **({"layer": layer} if layer else {}))
+    elif method == "head":
+        model.requires_grad_(False)
+    elif method != "full":
+        raise ValueError(f"a method is 'head', 'lora-r' and a rank, or 'full', not {method!r}")
+    for head in (model.bert.pooler, model.classifier):
+        head.requires_grad_(True)
     return model

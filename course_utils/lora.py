@@ -51,7 +51,8 @@ class LoRALinear(nn.Module):
         """A plain nn.Linear whose weight is W + (α / r) · B A: the same
         function as this layer (without dropout), at the original's cost."""
         merged = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                           dtype=self.base.weight.dtype, device=self.base.weight.device)
+                           dtype=self.base.weight.dtype, device="meta")  # no initialisation: no random numbers drawn
+        merged = merged.to_empty(device=self.base.weight.device)
         with torch.no_grad():
             merged.weight.copy_(self.base.weight + self.scaling * self.lora_B @ self.lora_A)
             if self.base.bias is not None:
@@ -63,9 +64,11 @@ class LoRALinear(nn.Module):
 
 
 def add_lora(model: nn.Module, targets: Callable[[str], bool], rank: int = 8, alpha: float = 16.0,
-             dropout: float = 0.0) -> nn.Module:
+             dropout: float = 0.0, layer: Callable[..., nn.Module] = LoRALinear) -> nn.Module:
     """Freeze every weight of `model` and wrap each nn.Linear whose name
-    `targets(name)` accepts in a LoRALinear, in place; returns the model.
+    `targets(name)` accepts in a LoRALinear (or in `layer(linear, rank,
+    alpha)`, a class written the same way: lesson 14's exercise), in place;
+    returns the model.
     E.g. targets=lambda name: name.endswith(("query", "value")), as LoRA's
     paper adapted W_Q and W_V. Modules that should still train whole (a new
     classification head) can be unfrozen afterwards."""
@@ -77,8 +80,15 @@ def add_lora(model: nn.Module, targets: Callable[[str], bool], rank: int = 8, al
     for name in chosen:
         parent, _, child = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
-        setattr(owner, child, LoRALinear(getattr(owner, child), rank, alpha, dropout))
+        wrapped = layer(getattr(owner, child), rank, alpha, dropout) if dropout else layer(getattr(owner, child), rank, alpha)
+        setattr(owner, child, wrapped)
     return model
+
+
+def query_or_value(name: str) -> bool:
+    """The targets of LoRA's paper: the query and value projections (W_Q,
+    W_V) of every attention layer, as BERT names them."""
+    return name.endswith(("query", "value"))
 
 
 def merge_lora(model: nn.Module) -> nn.Module:

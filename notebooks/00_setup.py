@@ -63,7 +63,7 @@ device = setup_notebook(seed=0)
 # | 11 Hugging Face in practice | Auto classes, `datasets`, a names tagger fine-tuned, save/load and `safetensors`, pipelines; attention's cost measured, and its remedies |
 # | 12 a modern decoder | a Llama-style model: RMSNorm, SwiGLU, rotary positions, grouped-query attention; equal to Hugging Face's `LlamaForCausalLM`, trained beside lesson 10's GPT |
 # | 13 training past one process | a checkpoint that resumes bit for bit; a data-parallel step written by hand and run beside `DistributedDataParallel`; `course train --processes 2`; what ZeRO and FSDP save |
-# | 14 from a language model to an assistant (to come) | chat templates, training on the response only, LoRA by hand and with `peft` |
+# | 14 from a language model to an assistant | chat templates, training on the response only, LoRA by hand and with `peft` |
 #
 # Take them in order: each lesson uses what the earlier ones built, and the
 # code you write in an exercise is what the lesson runs next once it passes

@@ -391,3 +391,14 @@ def test_sentence_embeddings_ignore_padding_and_are_unit_length():
     assert torch.allclose(together.norm(dim=-1), torch.ones(2), atol=1e-5)
     similar = sentence_embeddings(["The king is dead.", "The monarch has died.", "I like green apples."])
     assert similar[0] @ similar[1] > similar[0] @ similar[2] + 0.2
+
+
+def test_wilson_interval_is_scipy_s_and_sensible_at_the_ends():
+    from scipy.stats import binomtest
+
+    from course_utils.bert import wilson_interval95
+
+    for right, count in ((0, 150), (3, 150), (135, 150), (150, 150), (7, 12)):
+        expected = binomtest(right, count).proportion_ci(method="wilson")
+        assert wilson_interval95(right, count) == pytest.approx((expected.low, expected.high), abs=1e-9)
+    assert wilson_interval95(0, 150)[0] == 0.0 and wilson_interval95(150, 150)[1] == 1.0

@@ -3,7 +3,10 @@
 a special token is one id wherever it stands, and text that spells it can be
 kept apart; the template survives save_pretrained and AutoTokenizer; the
 assistant's tokens (its end-of-turn included) are the ones learned; and the
-labels and the loss are trl's SFTTrainer's on the same batch."""
+labels and the loss are trl's SFTTrainer's on the same batch. Also the
+instruction data of lesson 14, and fine-tuning lesson 10's GPT on it."""
+
+import collections
 
 import pytest
 import torch
@@ -92,3 +95,82 @@ def test_labels_and_loss_are_trl_s_on_the_same_batch(tmp_path):
         loss = chat.next_token_loss_on_labels(model(input_ids=ours["input_ids"],
                                                     attention_mask=ours["attention_mask"]).logits, labels)
     assert torch.allclose(loss, expected, atol=1e-6), (loss, expected)
+
+
+def test_sft_batch_gives_the_template_s_labels_and_masks():
+    tok = tokenizer()
+    rows = [{"request": c[0]["content"], "reply": c[1]["content"]} for c in CONVERSATIONS]
+    pairs = [chat.prompt_and_reply_ids(tok, row) for row in rows]
+    end, pad = tok.convert_tokens_to_ids([chat.END, chat.PAD])
+    batch = chat.sft_batch([p for p, _ in pairs], [r for _, r in pairs], end, pad)
+    templated = tok.apply_chat_template(CONVERSATIONS, return_dict=True, return_assistant_tokens_mask=True,
+                                        padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], templated["input_ids"])
+    assert torch.equal(batch["attention_mask"], templated["attention_mask"])
+    assert torch.equal(batch["labels"], chat.sft_labels(templated["input_ids"], templated["assistant_masks"],
+                                                        templated["attention_mask"]))
+    assert all(tensor.dtype == torch.long for tensor in batch.values())
+
+
+@pytest.fixture(scope="module")
+def instructions():
+    from course_utils.gpt import character_data
+
+    alphabet = set(character_data()[0].get_vocab())
+    return alphabet, chat.instruction_dataset({"train": 300, "validation": 30, "test": 60}, alphabet=alphabet)
+
+
+def test_the_instruction_data_holds_out_whole_plays_and_balances_the_kinds(instructions):
+    from course_utils.finetuning import KINDS, TEST_PLAYS, VALIDATION_PLAYS, play_kind
+
+    alphabet, split = instructions
+    assert {row["play"] for row in split["test"]} <= set(TEST_PLAYS)
+    assert {row["play"] for row in split["validation"]} <= set(VALIDATION_PLAYS)
+    assert not {row["play"] for row in split["train"]} & (set(TEST_PLAYS) | set(VALIDATION_PLAYS))
+    for part, per_task in (("train", 300), ("validation", 30), ("test", 60)):
+        for task in chat.TASKS:
+            rows = [row for row in split[part] if row["task"] == task]
+            assert len(rows) == per_task
+            assert sorted(collections.Counter(play_kind(row["play"]) for row in rows).values()) == [per_task // 3] * 3
+    for row in split["train"]:
+        line = row["request"].removeprefix(chat.TASKS[row["task"]])
+        assert len(row["request"]) + len(row["reply"]) + 4 <= 64 and set(row["request"] + row["reply"]) <= alphabet
+        expected = {"shout": line.upper(), "kind": play_kind(row["play"])}.get(row["task"])
+        assert row["reply"] == expected if expected else line.rstrip(" .,;:!?'\"-—").endswith(row["reply"])
+        assert chat.in_form(row["task"], row["reply"]) and row["reply"] in KINDS or row["task"] != "kind"
+    again = chat.instruction_dataset({"test": 60}, alphabet=alphabet)["test"]
+    assert again == split["test"], "the same seed draws the same rows"
+
+
+def test_in_form_tells_the_form_of_a_reply_from_its_truth():
+    assert chat.in_form("shout", "WHAT, HO!") and not chat.in_form("shout", "What, ho!") and not chat.in_form("shout", "!")
+    assert chat.in_form("last word", "o'er") and not chat.in_form("last word", "two words")
+    assert chat.in_form("kind", "tragedy") and not chat.in_form("kind", "tragedy.")
+
+
+def test_a_grown_vocabulary_keeps_the_model_and_starts_new_tokens_at_the_mean():
+    from course_utils.gpt import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=10, context=16, width=16, layers=1, heads=2)).eval()
+    grown = chat.grow_vocabulary(model, 13).eval()
+    table = grown.token_embedding.weight
+    assert torch.equal(table[:10], model.token_embedding.weight)
+    assert torch.allclose(table[10:], model.token_embedding.weight.mean(dim=0).expand(3, -1))
+    ids = torch.randint(0, 10, (2, 16))
+    with torch.no_grad():
+        assert torch.allclose(grown(ids)[..., :10], model(ids), atol=1e-6)
+    assert model.token_embedding.weight.shape == (10, 16), "the model given is left as it was"
+
+
+def test_fine_tuning_on_replies_learns_a_reply_and_generation_stops_at_its_end():
+    from course_utils.gpt import GPT, GPTConfig
+
+    tok = tokenizer()
+    rows = [{"task": "shout", "request": "Who speaks?", "reply": "HAMLET"}] * 4
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=len(tok), context=64, width=32, layers=1, heads=2))
+    losses = chat.fine_tune_on_replies(model, chat.sft_batches(tok, rows, 4), steps=60, peak_lr=1e-2,
+                                       warmup_steps=5, progress=False)
+    assert losses[-1] < losses[0] / 20
+    assert chat.replies(model, tok, rows[:1]) == ["HAMLET"], "greedy, cut at <|end|>"

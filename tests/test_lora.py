@@ -112,3 +112,18 @@ def test_targets_that_match_nothing_and_a_rank_of_zero_are_refused():
         add_lora(bert(), lambda name: name.endswith("nothing"))
     with pytest.raises(ValueError, match="rank must be at least 1"):
         LoRALinear(nn.Linear(4, 4), rank=0)
+
+
+def test_add_lora_takes_a_layer_class_written_the_same_way():
+    class Plain(nn.Module):  # a learner's layer: (base, rank, alpha), no dropout argument
+        def __init__(self, base, rank, alpha):
+            super().__init__()
+            self.base, self.rank, self.alpha = base, rank, alpha
+
+        def forward(self, x):
+            return self.base(x)
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    add_lora(model, lambda name: name == "2", rank=3, alpha=6, layer=Plain)
+    assert isinstance(model[2], Plain) and (model[2].rank, model[2].alpha) == (3, 6)
+    assert isinstance(model[0], nn.Linear) and not any(p.requires_grad for p in model.parameters())

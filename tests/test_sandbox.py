@@ -633,3 +633,23 @@ def test_a_data_parallel_step_is_judged_in_processes_inside_the_sandbox(release)
         "        parameter.grad /= dist.get_world_size()\n", "    distributed.all_reduce_gradients(model)\n")
     earned, report, _ = _judged(release, borrowed, lesson="13").judged["13.data_parallel_step"]
     assert earned == 0 and "course_utils.distributed.all_reduce_gradients" in report, report
+
+
+SHARED_RUNS = """
+import os, pathlib
+shared = pathlib.Path(os.environ["COURSE_SHARED_RUNS"])
+print("runs:", sorted(path.name for path in shared.iterdir()))
+try:
+    (shared / "planted").write_text("x")
+except OSError as error:
+    print("runs read-only:", type(error).__name__)
+"""
+
+
+def test_the_grader_s_finished_runs_are_shown_read_only(release, tmp_path, monkeypatch):
+    """Lesson 14's base model, made once by the grader, is read from there, not trained in every submission."""
+    (tmp_path / "runs" / "gpt-0123456789ab").mkdir(parents=True)
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    output = sandbox.run_submission([SHARED_RUNS], release, LIMITS).cells[0]["output"]
+    assert "runs: ['gpt-0123456789ab']" in output and "runs read-only: OSError" in output, output
+    assert not (tmp_path / "runs" / "planted").exists()

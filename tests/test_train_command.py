@@ -6,6 +6,7 @@ resumed is refused, and kept, unless the run starts again."""
 import dataclasses
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -205,3 +206,37 @@ def test_a_checkpoint_of_another_recipe_is_refused(cache):
     decoder_checkpoint("modern").rename(decoder_checkpoint("modern", longer))
     with pytest.raises(CheckpointError, match=r"another run.*recipe.steps: 20 in the checkpoint, 30 here"):
         train.train_decoder("modern", longer, TINY_CONFIGS["modern"], progress=False)
+
+
+def test_trained_decoder_makes_the_run_once_then_loads_it_and_remakes_a_damaged_one(cache, capsys):
+    config = TINY_CONFIGS["gpt"]
+    model = train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    assert "Training the base model now" in capsys.readouterr().out and not model.training
+    checkpoint = train.run_folder("gpt", train.decoder_settings(model.config, TINY_GPT)) / "checkpoint.pt"
+    again = train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    assert capsys.readouterr().out == "", "loaded, not trained again"
+    for (name, mine), theirs in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(mine, theirs), name
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    remade = train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    said = capsys.readouterr().out
+    assert "damaged or cut short" in said and "Training the base model now" in said
+    assert all(torch.equal(a, b) for a, b in zip(remade.state_dict().values(), model.state_dict().values()))
+
+
+def test_trained_decoder_reads_a_shared_folder_of_runs_first_and_never_writes_it(cache, monkeypatch, capsys):
+    """As `course grade` shows the grader's runs to each sandbox: read-only, read before the learner's cache."""
+    config = TINY_CONFIGS["gpt"]
+    made = train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    folder = train.run_folder("gpt", train.decoder_settings(config, TINY_GPT))
+    shared = cache / "shared"
+    shutil.copytree(folder, shared / folder.name)
+    shutil.rmtree(folder)
+    monkeypatch.setenv(train.SHARED_RUNS_VARIABLE, str(shared))
+    capsys.readouterr()
+    loaded = train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    assert capsys.readouterr().out == "" and not folder.exists(), "loaded from the shared folder, nothing trained"
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), made.state_dict().values()))
+    monkeypatch.setenv(train.SHARED_RUNS_VARIABLE, str(cache / "elsewhere"))  # a shared folder without this run
+    train.trained_decoder("gpt", TINY_GPT, config, progress=False)
+    assert "Training the base model now" in capsys.readouterr().out and (folder / "checkpoint.pt").is_file()

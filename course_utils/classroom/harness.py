@@ -271,6 +271,8 @@ def do_request(request: dict, namespace: dict, objects: Objects) -> dict:
                 result = target(*args, **kwargs)
             elif operation == "gradient":
                 result = remote.local_gradient(target, args, kwargs["wrt"])
+            elif operation == "parameter_gradients":
+                result = remote.local_parameter_gradients(target, args)
             elif operation == "call_on":
                 result = remote.local_call_on(kwargs["device"], target, args)
             elif operation == "in_processes":  # the processes watch themselves: this process's profiler is not theirs

@@ -235,6 +235,30 @@ def local_gradient(function, args: tuple, wrt: int):
     return output.detach(), args[wrt].grad
 
 
+def parameter_gradients(module, args: tuple):
+    """({name: requires_grad}, {name: d sum(output²) / d parameter, or None
+    if none flows}) of each parameter of the module, after one call on
+    `args` from cleared gradients (cleared again after). Done in the sandbox
+    when `module` is remote: a tensor comes back as a copy, without its
+    `requires_grad` or `.grad`."""
+    if isinstance(module, Remote):
+        return module._session.request("parameter_gradients", module._handle, args, {})
+    return local_parameter_gradients(module, args)
+
+
+def local_parameter_gradients(module, args: tuple):
+    module.zero_grad(set_to_none=True)
+    output = module(*args)
+    if isinstance(output, torch.Tensor) and output.requires_grad:
+        output.pow(2).sum().backward()
+    parameters = dict(module.named_parameters())
+    flags = {name: parameter.requires_grad for name, parameter in parameters.items()}
+    gradients = {name: None if parameter.grad is None else parameter.grad.detach().clone()
+                 for name, parameter in parameters.items()}
+    module.zero_grad(set_to_none=True)
+    return flags, gradients
+
+
 def call_on(device: str, function, args: tuple):
     """function(*args) with `device` as the default device (`with
     torch.device(device)`): where a tensor made without `device=` lands. Done

@@ -8,6 +8,9 @@ sandbox the learner's code sees:
 - the sealed student release at /course, read-only: no authoring quizzes, no
   tests, no gradebook, no feedback, no other submission, nothing of the
   instructor's own course folder;
+- the grader's finished training runs (its cache's runs/ folder) at
+  /course-runs, read-only, where it has them: lesson 14 loads its base model
+  from there instead of training it again in every submission;
 - a private /tmp (a size-limited tmpfs, its working folder) and /dev/shm,
   the only places it can write, and its own /proc, in which only its own
   processes exist;
@@ -56,12 +59,13 @@ from pathlib import Path
 
 import torch
 
-from course_utils import env
+from course_utils import data, env
 
-from . import progress, quiz, remote
+from . import progress, quiz, remote, train
 from .harness import OUTPUT_KEPT, SANDBOXED_VARIABLE
 
 RELEASE_MOUNT = "/course"  # where the student release appears inside the sandbox
+RUNS_MOUNT = "/course-runs"  # where the grader's finished training runs appear, read-only
 SANDBOX_ID = 65534  # the uid and gid of the learner's code inside: "nobody", never root
 BUBBLEWRAP_ENVIRONMENT = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # all bwrap itself sees of the grader's
 WORKDIR = "/tmp/work"
@@ -199,9 +203,13 @@ def _bwrap_command(program: str, release: Path, limits: Limits) -> list[str]:
     for prefix in sorted({sys.base_prefix, sys.prefix}):  # Python itself and the course's virtual environment
         if not prefix.startswith("/usr/"):
             command += ["--ro-bind", prefix, prefix]
-    command += ["--ro-bind", str(release), RELEASE_MOUNT, "--remount-ro", "/", "--clearenv"]
+    command += ["--ro-bind", str(release), RELEASE_MOUNT]
+    runs = data.cache_dir() / "runs"  # the grader's finished training runs: lesson 14's base model, made once
+    command += ["--ro-bind", str(runs), RUNS_MOUNT] if runs.is_dir() else []
+    command += ["--remount-ro", "/", "--clearenv"]
     for name, value in sandbox_environment(Path(RELEASE_MOUNT), "/tmp").items():
         command += ["--setenv", name, value]
+    command += ["--setenv", train.SHARED_RUNS_VARIABLE, RUNS_MOUNT] if runs.is_dir() else []
     limits_json = json.dumps(limits.rlimits(count_processes=True))
     return [*command, "--setenv", "COURSE_GRADING_LIMITS", limits_json, "--setenv", SANDBOXED_VARIABLE, "1",
             "--", *_harness_command(RELEASE_MOUNT)]
@@ -300,6 +308,8 @@ def run_submission(cells: list[str], release: Path, limits: Limits, sandboxed: b
         (scratch / "work").mkdir()
         environment = {**sandbox_environment(release, str(scratch)),
                        "COURSE_GRADING_LIMITS": json.dumps(limits.rlimits(count_processes=False))}
+        if (data.cache_dir() / "runs").is_dir():  # as the sandbox shows them (its RUNS_MOUNT)
+            environment[train.SHARED_RUNS_VARIABLE] = str(data.cache_dir() / "runs")
         command, cwd, before_exec = _harness_command(str(release)), scratch / "work", None
     try:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -32,6 +32,8 @@ from course_utils.checkpoint import atomic_write, load_checkpoint, save_checkpoi
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # course_utils/results: shipped with the package
 BERT_RESULTS = RESULTS / "bert_pretraining.json"
 MODERN_VS_GPT_RESULTS = RESULTS / "modern_vs_gpt.json"  # lesson 12: benchmarks/modern_vs_gpt.py
+SFT_RESULTS = RESULTS / "sft_plays.json"  # lesson 14: benchmarks/sft_plays.py
+LORA_RESULTS = RESULTS / "lora_kinds.json"  # lesson 14: benchmarks/lora_kinds.py
 LONG_RUN_STEPS = 4000
 
 
@@ -200,10 +202,51 @@ def train_decoder(kind: str, recipe=None, config=None, fresh: bool = False, resu
     return report
 
 
+# A read-only folder of finished runs (as the cache's runs/ folder holds them)
+# that `trained_decoder` reads before the cache: `course grade` shows the
+# grader's own to each sandbox there, so that no submission trains lesson
+# 14's base model again; a lab may point every learner at one the same way.
+SHARED_RUNS_VARIABLE = "COURSE_SHARED_RUNS"
+
+
+def trained_decoder(kind: str, recipe, config=None, progress: bool = True):
+    """The model that `course train KIND` makes with `recipe` (and `config`,
+    by default the lesson's), loaded from its checkpoint in the cache
+    folder (or in COURSE_SHARED_RUNS, where it is finished there); the run
+    is made (or finished) first if the checkpoint is missing or short of its
+    last step. `make setup` makes lesson 14's this way, once (`course train
+    gpt --recipe short`)."""
+    from course_utils import gpt, modern
+    from course_utils.checkpoint import CheckpointError
+
+    model_class, config_class = {"gpt": (gpt.GPT, gpt.GPTConfig),
+                                 "modern": (modern.ModernDecoder, modern.ModernConfig)}[kind]
+    model = model_class(config or config_class(vocab_size=gpt.character_data()[0].get_vocab_size()))
+    settings = decoder_settings(model.config, recipe)
+    checkpoint = run_folder(kind, settings) / "checkpoint.pt"
+    shared = os.environ.get(SHARED_RUNS_VARIABLE)
+    if shared and (Path(shared) / checkpoint.parent.name / "checkpoint.pt").is_file():
+        checkpoint = Path(shared) / checkpoint.parent.name / "checkpoint.pt"  # made once, read by every learner
+    damaged = None
+    try:
+        done = load_checkpoint(checkpoint, model, recipe.optimizer(model), settings).step == recipe.steps
+    except CheckpointError as error:  # none yet, or one that cannot be used: made again from the start
+        done, damaged = False, error if checkpoint.is_file() else None
+    if not done:
+        checkpoint = run_folder(kind, settings) / "checkpoint.pt"  # a shared one is never written into
+        print((f"{damaged}\n" if damaged else "") + f"Training the base model now (`course train {kind}`, "
+              f"{recipe.steps} steps: about a minute on 2 cores); it is kept in {checkpoint.parent} for the next time.")
+        train_decoder(kind, recipe, config, fresh=damaged is not None, progress=progress)
+        load_checkpoint(checkpoint, model, recipe.optimizer(model), settings)
+    return model.eval()
+
+
 # The stored results each lesson reads, with what makes them again.
 MADE_BY = {BERT_RESULTS.name: "run `course train bert` (the stored run took 27 minutes on one thread of a 2-core CPU)",
            MODERN_VS_GPT_RESULTS.name: "run `python benchmarks/modern_vs_gpt.py --threads 2` (about 20 minutes "
-                                       "on a 2-core CPU)"}
+                                       "on a 2-core CPU)",
+           SFT_RESULTS.name: "run `python benchmarks/sft_plays.py --threads 2` (about 10 minutes on a 2-core CPU)",
+           LORA_RESULTS.name: "run `python benchmarks/lora_kinds.py --threads 2` (about 25 minutes on a 2-core CPU)"}
 
 
 def load_results(path: Path = BERT_RESULTS) -> dict:

@@ -157,6 +157,13 @@ class Checker:
         copies = [_own_copy(arg) for arg in args]
         return self._answer(function, lambda: remote.gradient(function, copies, wrt), (args, {}), (copies, {}))
 
+    def parameter_gradients(self, module, *args):
+        """Call the learner's module on args from cleared gradients and take
+        the gradient of sum(output²): ({name: requires_grad}, {name:
+        gradient or None}) of its parameters (remote.parameter_gradients)."""
+        copies = [_own_copy(arg) for arg in args]
+        return self._answer(module, lambda: remote.parameter_gradients(module, copies), (args, {}), (copies, {}))
+
     def call_on(self, device: str, function, *args):
         """`call`, with `device` as the default device while the learner's
         function runs: a tensor it makes without `device=` lands there."""
