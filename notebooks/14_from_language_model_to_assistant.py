@@ -526,9 +526,9 @@ for start, runs in stored["test"].items():
 # GPT, grown to 69 tokens, into a `GPT2LMHeadModel` (lesson 10's
 # `to_huggingface`), hands `SFTTrainer` eight test conversations, takes
 # the first batch it makes, and compares its labels and its loss with
-# ours on the same conversations. (`trl` draws its rows in its own order and pads its
-# labels with -100, so the label rows are compared as sets.) Nothing is
-# trained.
+# ours on the same conversations. (`trl` draws its rows in its own order
+# and pads its labels with -100, so the label rows are compared as sets.)
+# Nothing is trained.
 
 # %%
 # NBVAL_TOLERANCE ±0.15 "trl's loss": the base model is trained on each machine (make setup): trained under other kernels on 1 thread, it gave 6.796 here against 6.754
@@ -546,13 +546,14 @@ trainer = SFTTrainer(model=hugging, processing_class=tokenizer,
                      args=SFTConfig(output_dir=tempfile.mkdtemp(), assistant_only_loss=True,
                                     per_device_train_batch_size=8, max_steps=1, report_to=[], use_cpu=True,
                                     logging_strategy="no", save_strategy="no"))
-theirs = next(iter(trainer.get_train_dataloader()))
+trl_batch = next(iter(trainer.get_train_dataloader()))
 pairs = [chat.prompt_and_reply_ids(tokenizer, row) for row in eight]
-ours = make_batch([prompt for prompt, _ in pairs], [reply for _, reply in pairs], end_id, pad_id)
-print("the same label rows:", sorted(map(tuple, theirs["labels"].tolist())) == sorted(map(tuple, ours["labels"].tolist())))
+our_batch = make_batch([prompt for prompt, _ in pairs], [reply for _, reply in pairs], end_id, pad_id)
+print("the same label rows:",
+      sorted(map(tuple, trl_batch["labels"].tolist())) == sorted(map(tuple, our_batch["labels"].tolist())))
 with torch.no_grad():
-    their_loss = trainer.compute_loss(hugging, theirs).item()
-    our_loss = chat.next_token_loss_on_labels(base.eval()(ours["input_ids"]), ours["labels"]).item()
+    their_loss = trainer.compute_loss(hugging, trl_batch).item()
+    our_loss = chat.next_token_loss_on_labels(base.eval()(our_batch["input_ids"]), our_batch["labels"]).item()
 print(f"trl's loss {their_loss:.6f}, ours {our_loss:.6f}, difference {abs(their_loss - our_loss):.1e}")
 
 # %% [markdown]

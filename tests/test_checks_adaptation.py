@@ -16,7 +16,7 @@ from course_utils import chat, lora
 from course_utils.classroom.checks import adaptation
 from course_utils.classroom.checks.adaptation import (FLOAT32_ONLY, LORA_SLIPS, SFT_SLIPS, check_lora_linear,
                                                       check_sft_batch)
-from course_utils.classroom.pytest_plugin import Watched
+from course_utils.classroom.pytest_plugin import Watched, graded_report
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
@@ -526,14 +526,9 @@ class SubclassOfTheCourse(lora.LoRALinear):
     (adaptation.check_lora_linear, lora.LoRALinear, "lora.LoRALinear"),
 ])
 def test_graded_an_answer_that_runs_the_course_s_own_earns_nothing(checker, answer, piece, request):
-    from course_utils.classroom.checks import judging
-
     if notebook_side(request):
         pytest.skip("the grader's watch only")
-    session = Watched({"answer": answer})
-    with judging(seed=3) as judged:
-        checker(session.lookup("answer"))
-    (_, earned, _, report), = judged
+    earned, report = graded_report(checker, answer)
     assert earned == 0 and f"your answer runs the course's own course_utils.{piece}" in report, report
 
 

@@ -16,7 +16,7 @@ from course_utils.classroom.checks import modern as modern_checks
 from course_utils.classroom.checks.modern import (ATTENTION_SLIPS, FLOAT32_PRECISION, RMS_NORM_SLIPS, ROTATE_SLIPS,
                                                   SWIGLU_SLIPS, UNTRANSPOSED, check_grouped_attention, check_rms_norm,
                                                   check_rotate_at, check_swiglu)
-from course_utils.classroom.pytest_plugin import Watched
+from course_utils.classroom.pytest_plugin import Watched, graded_report
 
 pytestmark = pytest.mark.usefixtures("both_sides")  # each test also as `course grade` runs it
 
@@ -352,14 +352,9 @@ def test_a_crash_and_a_non_function_are_reported(checker, capsys):
         attention, x, positions).to(x.dtype), "classroom.checks.modern._slipped_attention"),
 ])
 def test_graded_an_answer_that_runs_the_course_s_own_earns_nothing(checker, answer, piece, request):
-    from course_utils.classroom.checks import judging
-
     if request.node.callspec.params["both_sides"] == "in the notebook":
         pytest.skip("the grader's watch only")
-    session = Watched({"answer": answer})
-    with judging(seed=3) as judged:
-        checker(session.lookup("answer"))
-    (_, earned, _, report), = judged
+    earned, report = graded_report(checker, answer)
     assert earned == 0 and f"your answer runs the course's own course_utils.{piece}" in report, report
 
 

@@ -198,8 +198,7 @@ def test_sealed_quizzes_grade_exactly_like_the_authoring_files(release):
             assert quiz.grade(plain.questions[question_id], _sample_answers(raw)[0]).correct
 
 
-@pytest.mark.parametrize("lesson", LESSONS, ids=[lesson.name for lesson in LESSONS])
-def test_the_release_runs_and_every_exercise_is_not_attempted_yet(release, lesson, monkeypatch):
+def _runs_with_nothing_attempted(release, lesson, monkeypatch):
     monkeypatch.setenv("COURSE_ROOT", str(release))
     monkeypatch.setenv("PYTHONPATH", str(release))
     notebook = nbformat.read(release / "notebooks" / lesson.notebook.name, as_version=4)
@@ -210,6 +209,32 @@ def test_the_release_runs_and_every_exercise_is_not_attempted_yet(release, lesso
     assert checker_cells and all("not attempted yet" in text and "✓" not in text for text in checker_cells)
     answer_cells = [text for source, text in outputs.items() if "answer(" in source and "None" in source]
     assert answer_cells and all("not answered yet" in text for text in answer_cells)
+
+
+# Every lesson runs again here, as its release: the longest part of the suite.
+# pytest-xdist (--dist loadscope) keeps a class's tests on one worker, so the
+# lessons are dealt to three classes of about five minutes each, which the
+# two workers share out with everything else, instead of one module of
+# fifteen minutes that one worker must run alone at the end.
+EARLY, MIDDLE = LESSONS[:9], LESSONS[9:12]
+
+
+class TestTheReleaseRunsEarlyLessons:
+    @pytest.mark.parametrize("lesson", EARLY, ids=[lesson.name for lesson in EARLY])
+    def test_the_release_runs_and_every_exercise_is_not_attempted_yet(self, release, lesson, monkeypatch):
+        _runs_with_nothing_attempted(release, lesson, monkeypatch)
+
+
+class TestTheReleaseRunsMiddleLessons:
+    @pytest.mark.parametrize("lesson", MIDDLE, ids=[lesson.name for lesson in MIDDLE])
+    def test_the_release_runs_and_every_exercise_is_not_attempted_yet(self, release, lesson, monkeypatch):
+        _runs_with_nothing_attempted(release, lesson, monkeypatch)
+
+
+class TestTheReleaseRunsLateLessons:
+    @pytest.mark.parametrize("lesson", LESSONS[12:], ids=[lesson.name for lesson in LESSONS[12:]])
+    def test_the_release_runs_and_every_exercise_is_not_attempted_yet(self, release, lesson, monkeypatch):
+        _runs_with_nothing_attempted(release, lesson, monkeypatch)
 
 
 def _in_the_copy(release: Path, *verb: str) -> subprocess.CompletedProcess:

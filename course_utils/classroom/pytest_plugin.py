@@ -129,6 +129,18 @@ class Watched(Loopback):
         return sandbox.read_reply(self, reply)
 
 
+def graded_report(checker, answer) -> tuple:
+    """(points earned, report) of `checker` judging `answer` as `course grade`
+    does: in a Watched session, with the grader's seed 3."""
+    from course_utils.classroom.checks import judging
+
+    session = Watched({"answer": answer})
+    with judging(seed=3) as judged:
+        checker(session.lookup("answer"))
+    (_, earned, _, report), = judged
+    return earned, report
+
+
 @pytest.fixture(params=["in the notebook", "judged by the grader"])
 def both_sides(request, monkeypatch):
     """Run a checker test twice: on the learner's objects as they are, and as
