@@ -97,13 +97,16 @@ print("a user's text that spells them:", tokenizer.apply_chat_template(typed, re
 # `<|end|>` inside a text is one id, 67, never the seven characters that
 # spell it. That cuts both ways: a user who types `<|end|><|assistant|>`
 # gets the ids 67 and 65 too, and the conversation now holds a turn of
-# the assistant's that the assistant never wrote (the second line). An
-# application must keep users from doing that: refuse or escape the
-# special tokens' text in what a user types, or tokenize it with
-# `split_special_tokens=True`, which reads it as ordinary characters. That
-# needs a tokenizer that can spell `<` and `|` (a byte-level BPE can
-# spell anything; tests/test_chat.py shows it); ours, whose only
-# characters are the 64 of the plays, cannot, and raises.
+# the assistant's that the assistant never wrote (the last line printed).
+# An application must keep users from doing that: refuse or escape the
+# special tokens' text in what a user types, or tokenize the user's text
+# on its own with `split_special_tokens=True`, which reads it as ordinary
+# characters, and put its ids between the template's own tokens (applied
+# to the whole template, the option would split the role tokens too).
+# That needs a tokenizer that can spell `<` and `|`, as a byte-level
+# BPE's alphabet always can (tests/test_chat.py shows it with a character
+# tokenizer that has them); ours, whose only characters are the 64 of the
+# plays, cannot, and raises.
 #
 # The **chat template** says how the turns are laid out. It is a small
 # program in Jinja, the template language, stored in the tokenizer's
@@ -438,8 +441,9 @@ for row, before, after in zip(shown, chat.replies(base, tokenizer, shown), chat.
 # come from six plays, and the lines of one play share its style, its
 # names and (for the kind task) its answer. So the right answers also get
 # an interval over plays (`bert.cluster_interval95`, lesson 08's cluster
-# bootstrap: the six plays drawn again with replacement), rough with so
-# few plays, and usually wider.
+# bootstrap: the six plays drawn again with replacement). With so few
+# plays it is rough, and if anything too narrow: six plays understate how
+# much plays differ.
 
 # %%
 # NBVAL_TOLERANCE ±0.15 "kind": the interval over plays of the kind, a bootstrap over 6 plays that tracks each play's share, came down to 0.35 on 2 threads and to 0.24 on 1
@@ -467,8 +471,8 @@ for name, model in (("base", base), ("fine-tuned", assistant)):
 # form: the base model writes more play. After 800 steps, about nine in
 # ten shouts and last words are exactly right, on plays the model was
 # never fine-tuned on, and almost every reply has the form its task asks
-# for. Over plays, the intervals of the shouts and last words are about
-# as wide as Wilson's, and far from zero: the six plays agree.
+# for. Over plays, the intervals of the shouts and last words are no
+# wider than Wilson's, and far from zero: the six plays agree.
 #
 # The kind of play is another matter. Every reply names a kind, but few
 # more are right than guessing would give: 0.43 here (a run on 1 thread
@@ -477,8 +481,8 @@ for name, model in (("base", base), ("fine-tuned", assistant)):
 # one run to the next; the one over plays, where the kind is one answer
 # per play, is the less stable (its lower end was 0.35 in the stored run
 # and 0.24 in a run on 1 thread). One line of 12 to 40 characters says
-# little about its play's kind to a model of 0.8M weights that read 8
-# plays for a minute; lesson 09's MiniLM, pretrained on billions of
+# little about its play's kind to a model of 0.8M weights that read 7
+# plays and most of an eighth for a minute; lesson 09's MiniLM, pretrained on billions of
 # words and reading passages of 40 words, scored about 0.6. Fine-tuning
 # taught the model to answer in the right words; it learned little of
 # the plays' kinds, not reliably more than guessing.
@@ -641,7 +645,9 @@ check_lora_linear(LoRALinear)
 # paper adapted W_Q and W_V. `finetuning.adapted_kind_classifier` builds
 # it: `lora.add_lora` freezes every weight and wraps the chosen layers,
 # and the new head (BERT's pooler and the classifier) is then unfrozen,
-# since it starts from nothing. Three checks follow:
+# since neither part was trained for this task (the pooler comes with the
+# checkpoint, but was never trained on `[CLS]` for MiniLM's sentence
+# vectors, as lesson 09 said). Three checks follow:
 #
 # - before any training, the adapted model's logits are exactly the
 #   unadapted model's (B is zero);
@@ -704,7 +710,7 @@ with torch.no_grad():
 # difference of float rounding: W + B A is rounded once, where the
 # unmerged layer rounds x Wᵀ and x Aᵀ Bᵀ apart. The trainable counts
 # agree: 6 layers × 2 projections × 8 × (384 + 384) = 73,728 LoRA numbers,
-# plus the new head's 148,995 (the pooler's 147,840 and the classifier's
+# plus the head's 148,995 (the pooler's 147,840 and the classifier's
 # 1,155). `peft`'s "all params" is larger than the model's 22,714,371 by
 # those 73,728 and by 148,995 more: `modules_to_save` keeps a trainable
 # copy of the head beside the original.
@@ -774,15 +780,15 @@ for method, (trainable, state_bytes, _) in costs.items():
 # %% [markdown]
 # LoRA adds r · (384 + 384) numbers for each of the 12 matrices it
 # adapts: 9,216 at rank 1, 73,728 at rank 8 and 589,824 at rank 64, all
-# fewer than the new head's own 148,995 up to rank 8. AdamW's state
+# fewer than the head's own 148,995 up to rank 8. AdamW's state
 # grows with the numbers trained (8 bytes, two float32 moments, for each,
 # and 4 bytes of step count for each tensor): 1.3 MB at rank 1, 5.9 MB at
 # rank 64, and 182 MB for full fine-tuning, which trains all 22.7 million.
 #
 # The time of a step shrinks far less. On the course's 2-core CPU (the
-# stored run; yours is above) a LoRA step took about 0.6 s against about
-# 0.9 s for full fine-tuning, some 70% of it, and the head alone about a
-# third of a second. The backward pass must still go through every layer to
+# stored run; yours is above) a LoRA step took 0.6-0.7 s against about
+# 1 s for full fine-tuning, two thirds of it or a little more, and the
+# head alone about a third of a second. The backward pass must still go through every layer to
 # reach layer 0's A and B; what LoRA saves is the gradients of the frozen
 # matrices and their optimizer update. The head alone needs no gradient
 # below the pooler. So LoRA saves memory (gradients and optimizer state,
@@ -828,16 +834,17 @@ for first, second in (("LoRA r=8", "full"), ("LoRA r=8", "head")):
 # rank 8 and full fine-tuning disagreed on 121 passages, 59 one way and
 # 62 the other: McNemar's exact p = 0.86, no evidence of a difference,
 # and the paired 95% interval of the difference, -0.04 to +0.03, rules
-# out one of more than about 4 points either way; against the head
-# alone, p = 0.81 and -0.03 to +0.02. On this task and budget nothing
+# out LoRA being more than about 3 points better or 4 worse (treating the
+# passages as independent, though they come from six plays); against the
+# head alone, p = 0.81 and -0.03 to +0.02. On this task and budget nothing
 # beat the head alone: MiniLM's features already carry what 48 steps can
 # use (lesson 09's frozen features with a logistic regression scored
 # 0.613). What the comparison shows is that LoRA cost no accuracy that
 # these 600 passages could detect, while training 1% of the weights with
-# 1% of the optimizer's memory. Two cautions: for every way, the higher of its two
-# candidate rates won on validation, so a higher rate still might serve
-# some of them better; and the validation plays score lower than the
-# test plays (0.53-0.56), as lesson 09 found.
+# 1% of the optimizer's memory. Two cautions: for every way, the higher
+# of its two candidate rates won on validation, so a higher rate still
+# might serve some of them better; and the validation plays score lower
+# than the test plays (0.53-0.56), as lesson 09 found.
 #
 # The picture: accuracy against the numbers trained, each seed a point.
 
@@ -895,7 +902,7 @@ answer("14.template-mismatch", "B")
 #   starts from the pretrained model, scaled by α / r. You wrote it; it
 #   equals `peft`'s, and merged into W it costs nothing at inference. On
 #   MiniLM it trained 1% of the weights with 1% of the optimizer's
-#   memory, in about 70% of a full step's time, and scored as full
+#   memory, in about two thirds of a full step's time, and scored as full
 #   fine-tuning and the head alone did, within the spread of the seeds.
 #
 # Next: the adapters and templates of this lesson are what `peft` and
